@@ -1,0 +1,57 @@
+//! Domain types, parsed at the edge: a value of one of these types is valid by
+//! construction, so nothing past the parsing line re-checks it.
+
+mod api_key;
+mod ids;
+mod session;
+mod time;
+
+pub use api_key::{ApiKey, KeyDigest};
+pub use ids::{ObjectKey, OwnerId, UploadId};
+pub use session::{Multipart, Session};
+pub use time::Timestamp;
+
+/// The lifecycle state of an upload session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Opened; bytes may be on their way to S3. Counts nothing against the quota.
+    Pending,
+    /// Confirmed; its size is counted in the owner's `bytes_used`.
+    Completed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Status::Pending),
+            "completed" => Some(Status::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS RNG failing is not a recoverable condition for an id generator.
+    getrandom::fill(&mut buf).expect("operating system random number generator unavailable");
+    buf
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}

@@ -1,0 +1,33 @@
+use super::{ObjectKey, OwnerId, Status, Timestamp, UploadId};
+
+/// An upload session as the service knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: UploadId,
+    pub owner: OwnerId,
+    pub status: Status,
+    /// The client's name for the file: metadata only, never part of a key.
+    pub filename: String,
+    pub content_type: String,
+    /// Declared size in bytes; the confirmed size once completed.
+    pub size: u64,
+    pub object_key: ObjectKey,
+    /// Present when the bytes travel as an S3 multipart upload.
+    pub multipart: Option<Multipart>,
+    pub created_at: Timestamp,
+    /// When a pending session is abandoned and may be swept.
+    pub expires_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// Bumped by every write, so a transaction can insist that the record
+    /// has not changed since it was read.
+    pub version: u64,
+}
+
+/// An S3 multipart upload backing a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Multipart {
+    /// S3's `UploadId` of the multipart upload.
+    pub s3_upload_id: String,
+    pub part_size: u64,
+    pub part_count: u32,
+}

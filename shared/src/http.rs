@@ -1,0 +1,163 @@
+//! The HTTP edge: request ids, credentials and ids parsed from requests, and
+//! the one place an outcome becomes an API Gateway response.
+
+use std::future::Future;
+use std::time::Instant;
+
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use tracing::field::Empty;
+use tracing::{error, info, info_span, Instrument, Span};
+
+use crate::domain::{ApiKey, OwnerId, UploadId};
+use crate::error::{chain, Error};
+use crate::store::Store;
+
+/// What a handler is, for its span and its failure message.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    /// The function's name, as in `template.yaml` and `events/`.
+    pub name: &'static str,
+    /// The `error` a client sees when this operation fails internally.
+    pub failure: &'static str,
+}
+
+/// A successful outcome: status and JSON body (an object; the request id is
+/// added to it).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Self {
+        Self { status: StatusCode::OK, body }
+    }
+}
+
+/// Runs `handler` for `req` inside a span carrying the request id, route,
+/// owner and upload id, logs one line with the outcome, and renders the
+/// response. Every response, success or error, carries `request_id` in its
+/// body and `x-request-id` as a header.
+pub async fn serve<F, Fut>(req: Request, op: Operation, handler: F) -> Response<Body>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Reply, Error>>,
+{
+    let request_id = request_id(&req);
+    let lambda_request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let route = format!("{} {}", req.method(), resource(&req));
+    let span = info_span!(
+        "request",
+        operation = op.name,
+        request_id = %request_id,
+        lambda_request_id = %lambda_request_id,
+        route = %route,
+        owner = Empty,
+        upload_id = Empty,
+    );
+    async move {
+        let started = Instant::now();
+        let (status, mut body) = match handler(req).await {
+            Ok(reply) => (reply.status, reply.body),
+            Err(err) => {
+                if let Error::Internal { .. } = err {
+                    error!(error = %chain(&err), "internal failure");
+                }
+                (err.status(), json!({ "error": err.public_message(op.failure) }))
+            }
+        };
+        if let Value::Object(map) = &mut body {
+            map.insert("request_id".into(), Value::String(request_id.clone()));
+        }
+        info!(status = status.as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request completed");
+        json_response(status, &body, &request_id)
+    }
+    .instrument(span)
+    .await
+}
+
+fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    response
+}
+
+/// API Gateway's id for the request; the Lambda invocation id when the
+/// event has none; a fresh id as a last resort.
+pub fn request_id(req: &Request) -> String {
+    let from_gateway = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    from_gateway
+        .filter(|id| !id.is_empty())
+        .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()).filter(|id| !id.is_empty()))
+        .unwrap_or_else(|| UploadId::generate().as_str().replacen("upl_", "req_", 1))
+}
+
+/// The route template API Gateway matched (`/uploads/{upload_id}`), or the
+/// raw path when the event carries none.
+fn resource(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.resource_path.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| req.uri().path().to_owned())
+}
+
+/// The API key a request presents in `x-api-key` or `Authorization: Bearer`.
+/// A missing or malformed key is `Unauthorized` without any store call.
+pub fn credentials(req: &Request) -> Result<ApiKey, Error> {
+    let headers = req.headers();
+    let presented = match headers.get("x-api-key") {
+        Some(v) => v.to_str().ok(),
+        None => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim()),
+    };
+    presented.and_then(ApiKey::parse).ok_or(Error::Unauthorized)
+}
+
+/// Resolves a key to its owner (unknown or revoked: `Unauthorized`) and
+/// records the owner on the request's span.
+pub async fn authenticate(store: &Store, key: &ApiKey) -> Result<OwnerId, Error> {
+    let owner = store.resolve_api_key(key).await?.ok_or(Error::Unauthorized)?;
+    Span::current().record("owner", owner.as_str());
+    Ok(owner)
+}
+
+/// The upload id in the path (`/uploads/{upload_id}`), if the route has one.
+pub fn path_upload_id(req: &Request) -> Option<Result<UploadId, Error>> {
+    let params = req.path_parameters_ref()?;
+    let raw = params.first("upload_id")?;
+    Some(parse_upload_id(raw))
+}
+
+/// The upload id in the `x-upload-id` header. Absent or empty:
+/// `MissingUploadId`.
+pub fn header_upload_id(req: &Request) -> Result<UploadId, Error> {
+    match req.headers().get("x-upload-id") {
+        None => Err(Error::MissingUploadId),
+        Some(v) if v.as_bytes().iter().all(u8::is_ascii_whitespace) => Err(Error::MissingUploadId),
+        Some(v) => parse_upload_id(v.to_str().map_err(|_| Error::InvalidUploadId)?.trim()),
+    }
+}
+
+fn parse_upload_id(raw: &str) -> Result<UploadId, Error> {
+    let id = UploadId::parse(raw).ok_or(Error::InvalidUploadId)?;
+    Span::current().record("upload_id", id.as_str());
+    Ok(id)
+}

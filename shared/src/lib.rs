@@ -1,0 +1,19 @@
+//! What the upload-session functions have in common: the domain types, the
+//! DynamoDB session model ([`store`]), the S3 and SQS adapters, the one
+//! error type and the HTTP edge.
+//!
+//! The item layout of the table is documented in [`store`].
+
+pub mod aws;
+pub mod config;
+pub mod deletion;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod objects;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::Error;

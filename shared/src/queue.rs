@@ -1,0 +1,52 @@
+//! The SQS adapter: the cleanup queue and its message.
+
+use aws_sdk_sqs::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::UploadId;
+use crate::error::Error;
+
+/// The body of a cleanup message. It names the task; the task record in
+/// the store says what to remove, so a message cannot point cleanup at
+/// bytes no deletion released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupMessage {
+    pub upload_id: String,
+}
+
+impl CleanupMessage {
+    pub fn new(id: &UploadId) -> Self {
+        Self { upload_id: id.as_str().to_owned() }
+    }
+
+    /// Parses a message body; `None` for a body that is not a cleanup message.
+    pub fn parse(body: &str) -> Option<UploadId> {
+        let msg: CleanupMessage = serde_json::from_str(body).ok()?;
+        UploadId::parse(&msg.upload_id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CleanupQueue {
+    client: Client,
+    url: String,
+}
+
+impl CleanupQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+
+    pub async fn enqueue(&self, id: &UploadId) -> Result<(), Error> {
+        let body = serde_json::to_string(&CleanupMessage::new(id)).map_err(Error::internal("encode cleanup message"))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(Error::internal("enqueue cleanup"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! API key items: `APIKEY#<sha256>` → owner.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::item::{s, Reader};
+use super::layout::{PK, SK};
+use super::Store;
+use crate::domain::{ApiKey, KeyDigest, OwnerId, Timestamp};
+use crate::error::Error;
+
+fn key(digest: &KeyDigest) -> [(String, AttributeValue); 2] {
+    [(PK.into(), s(format!("APIKEY#{}", digest.as_str()))), (SK.into(), s("APIKEY"))]
+}
+
+impl Store {
+    /// The owner an API key belongs to, or `None` for an unknown or revoked key.
+    pub async fn resolve_api_key(&self, api_key: &ApiKey) -> Result<Option<OwnerId>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&api_key.digest()).into_iter().collect()))
+            .projection_expression("#o")
+            .expression_attribute_names("#o", "owner")
+            .send()
+            .await
+            .map_err(Error::internal("resolve api key"))?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => Reader::new(&item, "resolve api key").parsed("owner", OwnerId::parse).map(Some),
+        }
+    }
+
+    /// Stores a new key's digest for `owner`. The plain key is not stored.
+    pub async fn put_api_key(&self, api_key: &ApiKey, owner: &OwnerId) -> Result<(), Error> {
+        let mut item: super::item::Item = key(&api_key.digest()).into_iter().collect();
+        item.insert("type".into(), s("apikey"));
+        item.insert("owner".into(), s(owner.as_str()));
+        item.insert("created_at".into(), s(Timestamp::now().to_rfc3339()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(Error::internal("put api key"))?;
+        Ok(())
+    }
+
+    /// Revokes a key: removes its digest, so the next request with it is a 401.
+    /// Returns whether the key existed.
+    pub async fn revoke_api_key(&self, api_key: &ApiKey) -> Result<bool, Error> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&api_key.digest()).into_iter().collect()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(Error::internal("revoke api key"))?;
+        Ok(out.attributes.is_some())
+    }
+}

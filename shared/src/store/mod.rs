@@ -1,0 +1,77 @@
+//! The DynamoDB session model: one table, four item types, and every
+//! conditional write the service makes.
+//!
+//! # Item layout
+//!
+//! Keys are the string attributes `pk` (partition) and `sk` (sort).
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | upload session | `UPLOAD#<upload_id>` | `SESSION` | `owner`, `status` (`pending`/`completed`), `filename`, `content_type`, `size`, `object_key`, `mp_upload_id`, `part_size`, `part_count` (multipart only), `created_at`, `expires_at`, `completed_at`, `version`, `ttl` (pending only) |
+//! | API key | `APIKEY#<sha256 hex of the key>` | `APIKEY` | `owner`, `created_at` (the plain key is never stored) |
+//! | owner usage | `OWNER#<owner>` | `USAGE` | `bytes_used`: the sum of the sizes of the owner's completed uploads |
+//! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at` |
+//!
+//! Two sparse global secondary indexes, both projecting all attributes:
+//!
+//! - `by_owner` (`gsi1pk` = `OWNER#<owner>`, `gsi1sk` = `<created_at>#<upload_id>`):
+//!   an owner's sessions, newest first. Only session items carry it.
+//! - `by_due` (`gsi2pk`, `gsi2sk` = `<due time>#<upload_id>`): work that
+//!   falls due. `gsi2pk` = `DUE#PENDING` on pending sessions (due at
+//!   `expires_at`, for the sweeper), `DUE#CLEANUP` on cleanup tasks (due when
+//!   written, for re-driving). Completing a session removes its `gsi2pk`.
+//!
+//! `ttl` (epoch seconds) is the table's TTL attribute. Only pending sessions
+//! carry it, set a grace period past `expires_at`, so the sweeper, which
+//! deletes through the same transaction as a client delete, always comes
+//! first; cleanup tasks and completed sessions never expire by TTL.
+//!
+//! # Writes
+//!
+//! - Session deletion is one `TransactWriteItems`: delete the session on
+//!   condition `owner = :caller AND version = :read_version`; for a completed
+//!   session, `ADD bytes_used -size` on the owner's usage (condition
+//!   `bytes_used >= size`); put the cleanup task (condition: it does not
+//!   exist). See [`Store::delete_session`].
+//! - Completion is one `TransactWriteItems`: update the session on condition
+//!   `owner`, `status = pending` and `version`; `ADD bytes_used size` on
+//!   condition that the quota still holds. See [`Store::complete_session`].
+
+mod cleanup;
+mod item;
+mod keys;
+mod sessions;
+mod usage;
+
+pub use cleanup::CleanupTask;
+pub use sessions::CompleteError;
+
+use aws_sdk_dynamodb::Client;
+
+/// The table and the client that reaches it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+pub(crate) mod layout {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const GSI1PK: &str = "gsi1pk";
+    pub const GSI1SK: &str = "gsi1sk";
+    pub const GSI2PK: &str = "gsi2pk";
+    pub const GSI2SK: &str = "gsi2sk";
+    pub const DUE_PENDING: &str = "DUE#PENDING";
+    pub const DUE_CLEANUP: &str = "DUE#CLEANUP";
+}

@@ -1,0 +1,325 @@
+//! Session items and the transactions that end their life: completion and
+//! deletion.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
+use super::cleanup::CleanupTask;
+use super::item::{n, s, Item, Reader};
+use super::layout::*;
+use super::{usage, Store};
+use crate::domain::{Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
+use crate::error::Error;
+
+/// How long after `expires_at` DynamoDB TTL may drop a pending record. The
+/// sweeper runs far more often than this, so it always deletes first.
+pub const TTL_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Attempts at a transaction that lost a race (record changed since read,
+/// or DynamoDB reported a conflicting transaction) before giving up.
+const ATTEMPTS: u32 = 6;
+
+fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
+    HashMap::from([(PK.into(), s(format!("UPLOAD#{}", id.as_str()))), (SK.into(), s("SESSION"))])
+}
+
+fn to_item(session: &Session) -> Item {
+    let mut item = key(&session.id);
+    let mut put = |k: &str, v: AttributeValue| {
+        item.insert(k.to_owned(), v);
+    };
+    put("type", s("session"));
+    put("upload_id", s(session.id.as_str()));
+    put("owner", s(session.owner.as_str()));
+    put("status", s(session.status.as_str()));
+    put("filename", s(&session.filename));
+    put("content_type", s(&session.content_type));
+    put("size", n(session.size));
+    put("object_key", s(session.object_key.as_str()));
+    put("created_at", s(session.created_at.to_rfc3339()));
+    put("expires_at", s(session.expires_at.to_rfc3339()));
+    put("version", n(session.version));
+    put(GSI1PK, s(format!("OWNER#{}", session.owner.as_str())));
+    put(GSI1SK, s(format!("{}#{}", session.created_at.to_rfc3339(), session.id.as_str())));
+    if let Some(mp) = &session.multipart {
+        put("mp_upload_id", s(&mp.s3_upload_id));
+        put("part_size", n(mp.part_size));
+        put("part_count", n(mp.part_count));
+    }
+    match session.status {
+        Status::Pending => {
+            put(GSI2PK, s(DUE_PENDING));
+            put(GSI2SK, s(format!("{}#{}", session.expires_at.to_rfc3339(), session.id.as_str())));
+            put("ttl", n(session.expires_at.unix_seconds() + TTL_GRACE_SECONDS));
+        }
+        Status::Completed => {
+            if let Some(at) = session.completed_at {
+                put("completed_at", s(at.to_rfc3339()));
+            }
+        }
+    }
+    item
+}
+
+pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
+    let r = Reader::new(item, "read session");
+    let multipart = match r.opt_str("mp_upload_id")? {
+        None => None,
+        Some(mp) => Some(Multipart {
+            s3_upload_id: mp.to_owned(),
+            part_size: r.num("part_size")?,
+            part_count: r.num("part_count")?,
+        }),
+    };
+    Ok(Session {
+        id: r.parsed("upload_id", UploadId::parse)?,
+        owner: r.parsed("owner", OwnerId::parse)?,
+        status: r.parsed("status", Status::parse)?,
+        filename: r.str("filename")?.to_owned(),
+        content_type: r.str("content_type")?.to_owned(),
+        size: r.num("size")?,
+        object_key: r.parsed("object_key", ObjectKey::from_stored)?,
+        multipart,
+        created_at: r.parsed("created_at", Timestamp::parse)?,
+        expires_at: r.parsed("expires_at", Timestamp::parse)?,
+        completed_at: r.opt_parsed("completed_at", Timestamp::parse)?,
+        version: r.num("version")?,
+    })
+}
+
+/// Why a completion was refused.
+#[derive(Debug)]
+pub enum CompleteError {
+    /// No such session, or not the caller's.
+    NotFound,
+    /// The session is already completed.
+    AlreadyCompleted,
+    /// Counting its size would take the owner past the quota.
+    QuotaExceeded,
+    Store(Error),
+}
+
+impl From<Error> for CompleteError {
+    fn from(e: Error) -> Self {
+        CompleteError::Store(e)
+    }
+}
+
+impl Store {
+    /// Reads a session for `owner`. Another owner's session is `None`,
+    /// exactly like a missing one.
+    pub async fn get_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Option<Session>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(Error::internal("read session"))?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => {
+                let session = from_item(&item)?;
+                Ok((&session.owner == owner).then_some(session))
+            }
+        }
+    }
+
+    /// Writes a new session; fails if one with the same id exists.
+    pub async fn create_session(&self, session: &Session) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(session)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(Error::internal("create session"))?;
+        Ok(())
+    }
+
+    /// Marks `owner`'s pending session completed and counts its size in the
+    /// owner's `bytes_used`, in one transaction that also enforces `quota`.
+    pub async fn complete_session(&self, owner: &OwnerId, id: &UploadId, quota: u64) -> Result<Session, CompleteError> {
+        for attempt in 0..ATTEMPTS {
+            let Some(session) = self.get_session(owner, id).await? else {
+                return Err(CompleteError::NotFound);
+            };
+            if session.status == Status::Completed {
+                return Err(CompleteError::AlreadyCompleted);
+            }
+            let Some(max_before) = quota.checked_sub(session.size) else {
+                return Err(CompleteError::QuotaExceeded);
+            };
+            let now = Timestamp::now();
+            let mark = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(id)))
+                .update_expression(
+                    "SET #status = :completed, completed_at = :now, #version = #version + :one REMOVE gsi2pk, gsi2sk, #ttl",
+                )
+                .condition_expression("#owner = :owner AND #status = :pending AND #version = :version")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":completed", s(Status::Completed.as_str()))
+                .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+                .expression_attribute_values(":now", s(now.to_rfc3339()))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":owner", s(owner.as_str()))
+                .expression_attribute_values(":version", n(session.version))
+                .build()
+                .map_err(Error::internal("build completion"))?;
+            let count = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(usage::key(owner)))
+                .update_expression("ADD bytes_used :size SET #type = :usage")
+                .condition_expression("attribute_not_exists(bytes_used) OR bytes_used <= :max_before")
+                .expression_attribute_names("#type", "type")
+                .expression_attribute_values(":size", n(session.size))
+                .expression_attribute_values(":usage", s("usage"))
+                .expression_attribute_values(":max_before", n(max_before))
+                .build()
+                .map_err(Error::internal("build completion"))?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(mark).build())
+                .transact_items(TransactWriteItem::builder().update(count).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    return Ok(Session {
+                        status: Status::Completed,
+                        completed_at: Some(now),
+                        version: session.version + 1,
+                        ..session
+                    })
+                }
+                Err(err) => match Cancelled::from(err, "complete session")? {
+                    Cancelled { reasons } if failed(&reasons, 1) => return Err(CompleteError::QuotaExceeded),
+                    // The session changed or a concurrent transaction touched
+                    // it: read it again and decide afresh.
+                    _ => backoff(attempt).await,
+                },
+            }
+        }
+        Err(Error::invariant("complete session", "too many conflicting transactions").into())
+    }
+
+    /// Deletes `owner`'s session `id`: the one write that ends an upload.
+    ///
+    /// In one transaction, conditioned on the caller owning the record and
+    /// on the record being unchanged since it was read: the session is
+    /// removed, a completed session's size is released from the owner's
+    /// `bytes_used`, and a durable cleanup task naming its bytes in `bucket`
+    /// is written. Returns that task, or `None` when there is no such
+    /// session for this owner (missing, another owner's, or already deleted).
+    pub async fn delete_session(&self, owner: &OwnerId, id: &UploadId, bucket: &str) -> Result<Option<CleanupTask>, Error> {
+        for attempt in 0..ATTEMPTS {
+            let Some(session) = self.get_session(owner, id).await? else {
+                return Ok(None);
+            };
+            let task = CleanupTask::for_session(&session, bucket, Timestamp::now());
+            let remove = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(id)))
+                .condition_expression("#owner = :owner AND #version = :version")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":owner", s(owner.as_str()))
+                .expression_attribute_values(":version", n(session.version))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(Error::internal("build deletion"))?;
+            let mut tx = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(remove).build());
+            if session.status == Status::Completed {
+                let release = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(usage::key(owner)))
+                    .update_expression("ADD bytes_used :minus")
+                    .condition_expression("bytes_used >= :size")
+                    .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", session.size)))
+                    .expression_attribute_values(":size", n(session.size))
+                    .build()
+                    .map_err(Error::internal("build deletion"))?;
+                tx = tx.transact_items(TransactWriteItem::builder().update(release).build());
+            }
+            let record = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(task.to_item()))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(Error::internal("build deletion"))?;
+            tx = tx.transact_items(TransactWriteItem::builder().put(record).build());
+
+            match tx.send().await {
+                Ok(_) => return Ok(Some(task)),
+                Err(err) => {
+                    let Cancelled { reasons } = Cancelled::from(err, "delete session")?;
+                    let session_check = reasons.first();
+                    let gone = session_check
+                        .is_some_and(|r| r.code() == Some("ConditionalCheckFailed") && r.item().is_none());
+                    if gone {
+                        // Deleted by someone else between our read and write.
+                        return Ok(None);
+                    }
+                    if session.status == Status::Completed && failed(&reasons, 1) {
+                        return Err(Error::invariant(
+                            "delete session",
+                            format!("bytes_used of {owner} is below the size of {id}"),
+                        ));
+                    }
+                    // Changed since read (a confirm, say) or a conflicting
+                    // transaction: read again and decide afresh.
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(Error::invariant("delete session", "too many conflicting transactions"))
+    }
+}
+
+/// A transaction DynamoDB cancelled, with its per-item reasons. Any other
+/// failure is an internal error.
+struct Cancelled {
+    reasons: Vec<CancellationReason>,
+}
+
+impl Cancelled {
+    fn from(err: SdkError<TransactWriteItemsError>, what: &'static str) -> Result<Self, Error> {
+        match err {
+            SdkError::ServiceError(ctx) => match ctx.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(e) => {
+                    Ok(Cancelled { reasons: e.cancellation_reasons.unwrap_or_default() })
+                }
+                other => Err(Error::internal(what)(other)),
+            },
+            other => Err(Error::internal(what)(other)),
+        }
+    }
+}
+
+fn failed(reasons: &[CancellationReason], index: usize) -> bool {
+    reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+}
+
+async fn backoff(attempt: u32) {
+    // 10, 20, 40 … ms with jitter from the clock's low bits.
+    let base = 10u64 << attempt.min(6);
+    let jitter = (Timestamp::now().unix_millis() as u64) % base.max(1);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
