@@ -1,1 +1,12 @@
+//! Dev tooling shared by `cargo xtask` and the black-box tests: the moto
+//! emulator, the local stack built from `template.yaml`, a Lambda Runtime
+//! API that runs each function's real binary, the local API Gateway, and
+//! the SQS feeder.
 
+pub mod apigw;
+pub mod feeder;
+pub mod gateway;
+pub mod moto;
+pub mod runtime;
+pub mod stack;
+pub mod template;

@@ -1,1 +1,208 @@
-fn main(){}
+//! `cargo xtask <command>`: the project's dev commands.
+//!
+//! - `dev`: the whole API locally (moto on loopback, resources from
+//!   `template.yaml`, every function as its real binary, the API on
+//!   `http://127.0.0.1:3000`, the cleanup queue fed to its function).
+//! - `test`: every test, against a moto server of its own.
+//! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
+//!   against whatever endpoint the AWS environment points to.
+//! - `revoke-key --key usk_… [--table T]`: revokes one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use shared::domain::{ApiKey, OwnerId};
+use xtask::feeder::Feeder;
+use xtask::gateway::Gateway;
+use xtask::moto::{self, Moto};
+use xtask::runtime::FunctionHost;
+use xtask::stack::{project_root, Stack};
+
+const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("dev") => dev().await,
+        Some("test") => test(&args[1..]).await,
+        Some("mint-key") => mint_key(&args[1..]).await,
+        Some("revoke-key") => revoke_key(&args[1..]).await,
+        _ => Err(anyhow!(USAGE)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+fn cargo() -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(project_root());
+    cmd
+}
+
+/// Builds every function binary `template.yaml` names.
+fn build_functions(stack_template: &xtask::template::Template) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.arg("build");
+    for f in stack_template.functions()? {
+        cmd.args(["--package", &f.binary, "--bin", &f.binary]);
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("building the functions failed");
+    }
+    Ok(())
+}
+
+async fn dev() -> Result<ExitCode> {
+    let moto_port: u16 = env_or("UPLOADS_MOTO_PORT", "5055").parse().context("UPLOADS_MOTO_PORT")?;
+    let api_port: u16 = env_or("UPLOADS_API_PORT", "3000").parse().context("UPLOADS_API_PORT")?;
+    let owner = OwnerId::parse(&env_or("UPLOADS_DEV_OWNER", "dev")).ok_or_else(|| anyhow!("UPLOADS_DEV_OWNER is not a valid owner id"))?;
+    let key = match std::env::var("UPLOADS_DEV_API_KEY") {
+        Ok(k) if !k.is_empty() => ApiKey::parse(&k).ok_or_else(|| anyhow!("UPLOADS_DEV_API_KEY must be usk_ followed by 64 lowercase hex digits"))?,
+        _ => ApiKey::generate(),
+    };
+
+    let moto = Moto::start(moto_port).await.with_context(|| format!("starting moto on 127.0.0.1:{moto_port}"))?;
+    let stack = Stack::provision(&moto.endpoint, "dev").await?;
+    build_functions(&stack.template)?;
+    stack.store()?.put_api_key(&key, &owner).await?;
+
+    let mut hosts = HashMap::new();
+    for f in stack.template.functions()? {
+        let env = stack.function_env(&f)?;
+        let host = FunctionHost::start(&f.logical_id, &f.binary, &env, Duration::from_secs(f.timeout_seconds), f.memory_mb, true).await?;
+        hosts.insert(f.logical_id.clone(), (Arc::new(host), f));
+    }
+
+    let config = stack.config()?;
+    println!();
+    println!("x-api-key: {}", key.expose());
+    println!("owner: {owner}");
+    println!("emulator endpoint: {}", moto.endpoint);
+    println!("table: {}", config.table_name);
+    println!("bucket: {}", config.bucket_name);
+    for (id, kind) in stack.template.resources.iter().filter(|(_, r)| r.kind == "AWS::SQS::Queue") {
+        let _ = kind;
+        println!("queue {id}: {}", stack.physical(id)?.reference);
+    }
+    println!("api: http://127.0.0.1:{api_port}");
+    println!("mint another key: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing TABLE_NAME={} cargo xtask mint-key --owner OWNER", moto.endpoint, config.table_name);
+    println!("routes:");
+    let routes = stack.template.routes()?;
+    for r in &routes {
+        println!("  {} {} -> {}", r.method, r.path, r.function);
+    }
+    println!("Ctrl-C stops everything.");
+
+    // Event sources: SQS queues feed their functions.
+    let mut feeders = Vec::new();
+    for (host, f) in hosts.values() {
+        if let Some(queue) = &f.queue {
+            let physical = stack.physical(queue)?.clone();
+            let feeder = Feeder {
+                client: aws_sdk_sqs::Client::new(&stack.sdk),
+                queue_url: physical.reference,
+                queue_arn: physical.arn,
+                batch_size: 10,
+                wait_seconds: 1,
+            };
+            let host = host.clone();
+            feeders.push(tokio::spawn(async move {
+                loop {
+                    match feeder.round(&host).await {
+                        Ok(r) if r.received == 0 => tokio::time::sleep(Duration::from_millis(200)).await,
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("[feeder {}] {e:#}", host.name);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+
+    let gateway = Gateway {
+        routes,
+        functions: hosts.iter().map(|(id, (h, _))| (id.clone(), h.clone())).collect(),
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
+    tokio::select! {
+        r = gateway.serve(addr) => r.with_context(|| format!("serving the API on {addr}"))?,
+        _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+    }
+    for f in feeders {
+        f.abort();
+    }
+    drop(hosts);
+    moto.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(extra: &[String]) -> Result<ExitCode> {
+    moto::ensure_installed()?;
+    let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
+    build_functions(&template)?;
+    let moto = Moto::start(moto::free_port()?).await?;
+    eprintln!("moto server at {} (log: {})", moto.endpoint, moto.log.display());
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--no-fail-fast"]).env("MOTO_ENDPOINT", &moto.endpoint);
+    cmd.args(extra);
+    let status = tokio::task::spawn_blocking(move || cmd.status()).await??;
+    moto.stop().await;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+async fn key_store(args: &[String]) -> Result<shared::store::Store> {
+    let table = flag(args, "--table")
+        .map(str::to_owned)
+        .or_else(|| std::env::var("TABLE_NAME").ok())
+        .ok_or_else(|| anyhow!("name the table with --table or TABLE_NAME"))?;
+    let sdk = shared::aws::sdk_config().await;
+    Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), table))
+}
+
+async fn mint_key(args: &[String]) -> Result<ExitCode> {
+    let owner = flag(args, "--owner").ok_or_else(|| anyhow!(USAGE))?;
+    let owner = OwnerId::parse(owner).ok_or_else(|| anyhow!("owner must be 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit"))?;
+    let key = match flag(args, "--key") {
+        Some(k) => ApiKey::parse(k).ok_or_else(|| anyhow!("--key must be usk_ followed by 64 lowercase hex digits"))?,
+        None => ApiKey::generate(),
+    };
+    let store = key_store(args).await?;
+    store.put_api_key(&key, &owner).await.map_err(|e| anyhow!(shared::error::chain(&e)))?;
+    println!("x-api-key: {}", key.expose());
+    eprintln!("minted for owner {owner} in table {}; this is the only time the key is shown", store.table());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn revoke_key(args: &[String]) -> Result<ExitCode> {
+    let key = flag(args, "--key").and_then(ApiKey::parse).ok_or_else(|| anyhow!("--key must be usk_ followed by 64 lowercase hex digits"))?;
+    let store = key_store(args).await?;
+    let existed = store.revoke_api_key(&key).await.map_err(|e| anyhow!(shared::error::chain(&e)))?;
+    if existed {
+        println!("revoked");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("no such key");
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,1 +1,9 @@
-fn main(){}
+use cleanup::{handle, Deps};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let deps = Deps::from_env().await?;
+    run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await
+}

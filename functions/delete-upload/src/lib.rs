@@ -1,1 +1,52 @@
+//! `DELETE /uploads/{upload_id}` and `DELETE /uploads` with `x-upload-id`.
+//!
+//! Cheap checks first, with no I/O: a missing or malformed key is a 401, a
+//! missing or malformed id a 400. Then the key is resolved to its owner and
+//! the owner-conditioned delete transaction runs (see
+//! [`shared::store::Store::delete_session`]); the cleanup message follows
+//! the commit.
 
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::config::ConfigError;
+use shared::http::{self, Operation, Reply};
+use shared::queue::CleanupQueue;
+use shared::store::Store;
+use shared::{aws, deletion, Config};
+
+pub const OPERATION: Operation = Operation { name: "delete-upload", failure: "Failed to delete upload record" };
+
+/// What deleting needs: the session store, the cleanup queue, and the bucket
+/// the task records for the cleanup function.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub queue: CleanupQueue,
+    pub bucket: String,
+}
+
+impl Deps {
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let sdk = aws::sdk_config().await;
+        Ok(Self {
+            store: aws::store(&sdk, &config),
+            queue: aws::cleanup_queue(&sdk, &config),
+            bucket: config.bucket_name,
+        })
+    }
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    http::serve(req, OPERATION, |req| async move {
+        let key = http::credentials(&req)?;
+        let id = match http::path_upload_id(&req) {
+            Some(id) => id?,
+            None => http::header_upload_id(&req)?,
+        };
+        let owner = http::authenticate(&deps.store, &key).await?;
+        deletion::delete_upload(&deps.store, &deps.queue, &deps.bucket, &owner, &id).await?;
+        Ok(Reply::ok(json!({ "message": format!("Upload {id} deleted successfully") })))
+    })
+    .await
+}

@@ -1,0 +1,169 @@
+//! The local API: serves exactly the routes `template.yaml` declares, builds
+//! the proxy event API Gateway would, and invokes the function's binary.
+//!
+//! Like an API Gateway REST API, a path or method no route declares gets
+//! `403 {"message":"Missing Authentication Token"}`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Result;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::Router;
+use serde_json::json;
+
+use crate::apigw::{parse_response, rest_event, ProxyRequest};
+use crate::runtime::{uuid_like, FunctionHost, Outcome};
+use crate::template::Route;
+
+/// Limit on request bodies, as API Gateway's 10 MB payload limit.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+pub struct Gateway {
+    pub routes: Vec<Route>,
+    pub functions: HashMap<String, Arc<FunctionHost>>,
+}
+
+/// Matches `path` against a route template; returns the path parameters.
+pub fn match_path(template: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
+    let p: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    for (ts, ps) in t.iter().zip(&p) {
+        if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if ps.is_empty() {
+                return None;
+            }
+            params.insert(name.to_owned(), percent_decode(ps));
+        } else if ts != ps {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn plain(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+impl Gateway {
+    pub async fn serve(self, addr: SocketAddr) -> Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let app = Router::new().fallback(handle).with_state(Arc::new(self));
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+        Ok(())
+    }
+}
+
+async fn handle(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let method = parts.method.as_str().to_owned();
+    let matched = gw
+        .routes
+        .iter()
+        .find_map(|r| (r.method == method).then(|| match_path(&r.path, &path).map(|p| (r, p))).flatten());
+    let Some((route, path_parameters)) = matched else {
+        return plain(StatusCode::FORBIDDEN, json!({ "message": "Missing Authentication Token" }));
+    };
+    let Some(host) = gw.functions.get(&route.function) else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "Internal server error" }));
+    };
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, json!({ "message": "Request Too Long" })),
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let proxy = ProxyRequest {
+        method,
+        path,
+        resource: route.path.clone(),
+        path_parameters,
+        headers,
+        query,
+        body: (!body.is_empty()).then(|| body.to_vec()),
+        source_ip: peer.ip().to_string(),
+        request_id: uuid_like(),
+    };
+    match host.invoke(&rest_event(&proxy)).await {
+        Ok(Outcome::Response(v)) => match parse_response(&v) {
+            Ok(resp) => {
+                let mut r = Response::new(Body::from(resp.body));
+                *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                for (k, v) in resp.headers {
+                    if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_str(&v)) {
+                        r.headers_mut().append(k, v);
+                    }
+                }
+                r
+            }
+            Err(_) => plain(StatusCode::BAD_GATEWAY, json!({ "message": "Internal server error" })),
+        },
+        // API Gateway answers 502 when the integration fails.
+        Ok(Outcome::Error(_)) | Err(_) => plain(StatusCode::BAD_GATEWAY, json!({ "message": "Internal server error" })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(match_path("/uploads", "/uploads"), Some(BTreeMap::new()));
+        let p = match_path("/uploads/{upload_id}", "/uploads/upl_1").unwrap();
+        assert_eq!(p["upload_id"], "upl_1");
+        assert_eq!(match_path("/uploads/{upload_id}", "/uploads/a%2Fb").unwrap()["upload_id"], "a/b");
+        assert!(match_path("/uploads/{upload_id}", "/uploads/").is_none());
+        assert!(match_path("/uploads/{upload_id}", "/uploads/a/b").is_none());
+        assert!(match_path("/uploads", "/other").is_none());
+    }
+}

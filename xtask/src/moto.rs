@@ -1,0 +1,103 @@
+//! The local AWS emulator: moto server, installed from PyPI into the
+//! project's own virtualenv (`.venv/`, nothing global) and run on loopback.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::process::{Child, Command};
+
+use crate::stack::project_root;
+
+/// The moto release the project is tested against.
+pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
+
+fn venv() -> PathBuf {
+    project_root().join(".venv")
+}
+
+/// Installs moto into `.venv/` unless that exact release is there already.
+/// Returns the path of `moto_server`.
+pub fn ensure_installed() -> Result<PathBuf> {
+    let venv = venv();
+    let server = venv.join("bin").join("moto_server");
+    let stamp = venv.join(".moto-requirement");
+    if server.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MOTO_REQUIREMENT) {
+        return Ok(server);
+    }
+    eprintln!("installing {MOTO_REQUIREMENT} into {} (first run only)", venv.display());
+    if !venv.join("bin").join("python").exists() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        run(std::process::Command::new(&python).args(["-m", "venv"]).arg(&venv))
+            .with_context(|| format!("creating a virtualenv with {python} (is python3 with venv installed?)"))?;
+    }
+    let pip = venv.join("bin").join("pip");
+    run(std::process::Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check", MOTO_REQUIREMENT]))
+        .context("installing moto server from PyPI")?;
+    std::fs::write(&stamp, MOTO_REQUIREMENT)?;
+    Ok(server)
+}
+
+fn run(cmd: &mut std::process::Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running moto server. Dropping it stops the server.
+pub struct Moto {
+    pub endpoint: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Moto {
+    /// Starts moto on `127.0.0.1:port` and waits until it answers.
+    pub async fn start(port: u16) -> Result<Self> {
+        let server = ensure_installed()?;
+        let logs = project_root().join("target").join("moto");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("moto-{port}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting moto_server")?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut moto = Moto { endpoint, log, child };
+        moto.wait_ready().await?;
+        Ok(moto)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("moto_server exited with {status}; see {}", self.log.display());
+            }
+            if client.get(format!("{}/moto-api/", self.endpoint)).send().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("moto_server did not answer within 60 s; see {}", self.log.display())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

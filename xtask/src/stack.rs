@@ -1,0 +1,363 @@
+//! The local stack: the tables, buckets and queues `template.yaml` declares,
+//! created in the emulator under a name prefix, and the environment each
+//! function gets there.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_yaml::{Mapping, Value};
+use shared::objects::Objects;
+use shared::queue::CleanupQueue;
+use shared::store::Store;
+
+use crate::template::{scalar, Function, Template};
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+
+/// The project's root folder (where `template.yaml` lives).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// The credentials and region every local client and function uses.
+pub fn local_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", REGION),
+        ("AWS_DEFAULT_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("S3_FORCE_PATH_STYLE", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// An SDK configuration for the emulator at `endpoint`.
+pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    let creds = aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "local");
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+/// What `!Ref` and `!GetAtt X.Arn` give for a created resource.
+#[derive(Debug, Clone)]
+pub struct Physical {
+    pub reference: String,
+    pub arn: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub endpoint: String,
+    pub sdk: SdkConfig,
+    pub template: Template,
+    pub resources: BTreeMap<String, Physical>,
+}
+
+impl Stack {
+    /// Creates every table, bucket and queue of `template.yaml` in the
+    /// emulator at `endpoint`, named `<prefix>-<logical id in lowercase>`.
+    pub async fn provision(endpoint: &str, prefix: &str) -> Result<Self> {
+        let template = Template::load(&project_root().join("template.yaml"))?;
+        let sdk = sdk_config(endpoint);
+        let mut stack = Stack { endpoint: endpoint.to_owned(), sdk, template, resources: BTreeMap::new() };
+        let ids: Vec<(String, String)> =
+            stack.template.resources.iter().map(|(id, r)| (id.clone(), r.kind.clone())).collect();
+        for (id, kind) in &ids {
+            let name = format!("{prefix}-{}", id.to_ascii_lowercase());
+            match kind.as_str() {
+                "AWS::DynamoDB::Table" => stack.create_table(id, &name).await?,
+                "AWS::S3::Bucket" => stack.create_bucket(id, &name).await?,
+                "AWS::SQS::Queue" => stack.create_queue(id, &name).await?,
+                _ => {}
+            }
+        }
+        // Redrive policies name other queues, so they follow every queue.
+        for (id, kind) in &ids {
+            if kind == "AWS::SQS::Queue" {
+                stack.set_redrive(id).await?;
+            }
+        }
+        Ok(stack)
+    }
+
+    fn properties(&self, id: &str) -> &Mapping {
+        &self.template.resources[id].properties
+    }
+
+    pub fn physical(&self, id: &str) -> Result<&Physical> {
+        self.resources.get(id).ok_or_else(|| anyhow!("template resource {id} was not created locally"))
+    }
+
+    /// Resolves a template value (`!Ref`, `!GetAtt X.Arn`, `!Sub` with
+    /// `${X}`/`${X.Arn}`, plain scalars) to its local text.
+    pub fn resolve(&self, v: &Value) -> Result<String> {
+        if let Some(s) = scalar(v) {
+            return Ok(s);
+        }
+        let Value::Tagged(t) = v else { bail!("cannot resolve {v:?}") };
+        let tag = t.tag.to_string();
+        let target = t.value.as_str().ok_or_else(|| anyhow!("cannot resolve {v:?}"))?;
+        match tag.as_str() {
+            "!Ref" => self.reference(target),
+            "!GetAtt" => self.attribute(target),
+            "!Sub" => {
+                let mut out = String::new();
+                let mut rest = target;
+                while let Some(start) = rest.find("${") {
+                    out.push_str(&rest[..start]);
+                    let end = rest[start..].find('}').ok_or_else(|| anyhow!("unclosed ${{ in {target}"))? + start;
+                    let name = &rest[start + 2..end];
+                    out.push_str(&if name.contains('.') { self.attribute(name)? } else { self.reference(name)? });
+                    rest = &rest[end + 1..];
+                }
+                out.push_str(rest);
+                Ok(out)
+            }
+            _ => bail!("unsupported intrinsic {tag}"),
+        }
+    }
+
+    fn reference(&self, name: &str) -> Result<String> {
+        match name {
+            "AWS::Region" => return Ok(REGION.to_owned()),
+            "AWS::AccountId" => return Ok(ACCOUNT.to_owned()),
+            "AWS::URLSuffix" => return Ok("amazonaws.com".to_owned()),
+            _ => {}
+        }
+        if let Some(r) = self.resources.get(name) {
+            return Ok(r.reference.clone());
+        }
+        self.template.parameter_default(name).ok_or_else(|| anyhow!("!Ref {name}: no such local resource or parameter"))
+    }
+
+    fn attribute(&self, target: &str) -> Result<String> {
+        match target.split_once('.') {
+            Some((id, "Arn")) => Ok(self.physical(id)?.arn.clone()),
+            _ => bail!("unsupported attribute {target}"),
+        }
+    }
+
+    async fn create_table(&mut self, id: &str, name: &str) -> Result<()> {
+        let p = self.properties(id).clone();
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let key_schema = |v: Option<&Value>| -> Result<Vec<KeySchemaElement>> {
+            seq(v)
+                .iter()
+                .map(|k| {
+                    Ok(KeySchemaElement::builder()
+                        .attribute_name(text(k, "AttributeName")?)
+                        .key_type(KeyType::from(text(k, "KeyType")?.as_str()))
+                        .build()?)
+                })
+                .collect()
+        };
+        let mut req = client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(key_schema(field(&p, "KeySchema"))?));
+        for a in seq(field(&p, "AttributeDefinitions")) {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(text(&a, "AttributeName")?)
+                    .attribute_type(ScalarAttributeType::from(text(&a, "AttributeType")?.as_str()))
+                    .build()?,
+            );
+        }
+        for g in seq(field(&p, "GlobalSecondaryIndexes")) {
+            let projection = g
+                .as_mapping()
+                .and_then(|m| field(m, "Projection"))
+                .map(|pr| text(pr, "ProjectionType"))
+                .transpose()?
+                .unwrap_or_else(|| "ALL".to_owned());
+            req = req.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(text(&g, "IndexName")?)
+                    .set_key_schema(Some(key_schema(g.as_mapping().and_then(|m| field(m, "KeySchema")))?))
+                    .projection(Projection::builder().projection_type(ProjectionType::from(projection.as_str())).build())
+                    .build()?,
+            );
+        }
+        req.send().await.with_context(|| format!("creating table {name}"))?;
+        if let Some(ttl) = field(&p, "TimeToLiveSpecification") {
+            client
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(text(ttl, "AttributeName")?)
+                        .enabled(true)
+                        .build()?,
+                )
+                .send()
+                .await
+                .with_context(|| format!("enabling TTL on {name}"))?;
+        }
+        self.resources.insert(
+            id.to_owned(),
+            Physical { reference: name.to_owned(), arn: format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}") },
+        );
+        Ok(())
+    }
+
+    async fn create_bucket(&mut self, id: &str, name: &str) -> Result<()> {
+        let p = self.properties(id).clone();
+        let client = self.s3_client();
+        client.create_bucket().bucket(name).send().await.with_context(|| format!("creating bucket {name}"))?;
+        if let Some(rules) = field(&p, "LifecycleConfiguration").and_then(|l| l.as_mapping()).and_then(|l| field(l, "Rules")) {
+            use aws_sdk_s3::types::{
+                AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule,
+                LifecycleRuleFilter,
+            };
+            let mut config = BucketLifecycleConfiguration::builder();
+            for rule in seq(Some(rules)) {
+                let days = rule
+                    .as_mapping()
+                    .and_then(|r| field(r, "AbortIncompleteMultipartUpload"))
+                    .and_then(|a| a.as_mapping())
+                    .and_then(|a| field(a, "DaysAfterInitiation"))
+                    .and_then(Value::as_i64);
+                let prefix = rule.as_mapping().and_then(|r| field(r, "Prefix")).and_then(scalar).unwrap_or_default();
+                let mut r = LifecycleRule::builder()
+                    .id(text(&rule, "Id")?)
+                    .status(ExpirationStatus::from(text(&rule, "Status")?.as_str()))
+                    .filter(LifecycleRuleFilter::builder().prefix(prefix).build());
+                if let Some(days) = days {
+                    r = r.abort_incomplete_multipart_upload(
+                        AbortIncompleteMultipartUpload::builder().days_after_initiation(days as i32).build(),
+                    );
+                }
+                config = config.rules(r.build()?);
+            }
+            client
+                .put_bucket_lifecycle_configuration()
+                .bucket(name)
+                .lifecycle_configuration(config.build()?)
+                .send()
+                .await
+                .with_context(|| format!("setting the lifecycle of {name}"))?;
+        }
+        self.resources.insert(id.to_owned(), Physical { reference: name.to_owned(), arn: format!("arn:aws:s3:::{name}") });
+        Ok(())
+    }
+
+    async fn create_queue(&mut self, id: &str, name: &str) -> Result<()> {
+        let p = self.properties(id).clone();
+        let client = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut req = client.create_queue().queue_name(name);
+        for (prop, attr) in [
+            ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+            ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
+            ("ReceiveMessageWaitTimeSeconds", QueueAttributeName::ReceiveMessageWaitTimeSeconds),
+        ] {
+            if let Some(v) = field(&p, prop) {
+                req = req.attributes(attr, self.resolve(v)?);
+            }
+        }
+        let out = req.send().await.with_context(|| format!("creating queue {name}"))?;
+        let url = out.queue_url.ok_or_else(|| anyhow!("no URL for queue {name}"))?;
+        self.resources.insert(
+            id.to_owned(),
+            Physical { reference: url, arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}") },
+        );
+        Ok(())
+    }
+
+    async fn set_redrive(&self, id: &str) -> Result<()> {
+        let Some(policy) = field(self.properties(id), "RedrivePolicy").and_then(Value::as_mapping) else {
+            return Ok(());
+        };
+        let dlq = field(policy, "deadLetterTargetArn").ok_or_else(|| anyhow!("{id}: redrive without a target"))?;
+        let max = field(policy, "maxReceiveCount").and_then(scalar).unwrap_or_else(|| "5".to_owned());
+        let json = serde_json::json!({ "deadLetterTargetArn": self.resolve(dlq)?, "maxReceiveCount": max });
+        aws_sdk_sqs::Client::new(&self.sdk)
+            .set_queue_attributes()
+            .queue_url(&self.physical(id)?.reference)
+            .attributes(QueueAttributeName::RedrivePolicy, json.to_string())
+            .send()
+            .await
+            .with_context(|| format!("setting the redrive policy of {id}"))?;
+        Ok(())
+    }
+
+    /// The first resource of `kind`'s `!Ref` value.
+    pub fn first_of(&self, kind: &str) -> Result<&Physical> {
+        let (id, _) = self.template.of_kind(kind).next().ok_or_else(|| anyhow!("template has no {kind}"))?;
+        self.physical(id)
+    }
+
+    /// The environment a function gets: the template's variables resolved
+    /// against the local resources, plus the local AWS environment.
+    pub fn function_env(&self, function: &Function) -> Result<Vec<(String, String)>> {
+        let mut env = local_env(&self.endpoint);
+        for (k, v) in &function.environment {
+            env.push((k.clone(), self.resolve(v)?));
+        }
+        Ok(env)
+    }
+
+    /// The shared crate's configuration as the functions see it.
+    pub fn config(&self) -> Result<shared::Config> {
+        let function = self
+            .template
+            .functions()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("template has no function"))?;
+        let env: BTreeMap<String, String> = self.function_env(&function)?.into_iter().collect();
+        let var = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("function environment lacks {k}"));
+        Ok(shared::Config {
+            table_name: var("TABLE_NAME")?,
+            bucket_name: var("BUCKET_NAME")?,
+            cleanup_queue_url: var("CLEANUP_QUEUE_URL")?,
+            s3_force_path_style: true,
+        })
+    }
+
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).build())
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Ok(shared::aws::store(&self.sdk, &self.config()?))
+    }
+
+    pub fn objects(&self) -> Result<Objects> {
+        Ok(shared::aws::objects(&self.sdk, &self.config()?))
+    }
+
+    pub fn cleanup_queue(&self) -> Result<CleanupQueue> {
+        Ok(shared::aws::cleanup_queue(&self.sdk, &self.config()?))
+    }
+}
+
+fn field<'a>(m: &'a Mapping, key: &str) -> Option<&'a Value> {
+    m.get(Value::String(key.to_owned()))
+}
+
+fn seq(v: Option<&Value>) -> Vec<Value> {
+    v.and_then(Value::as_sequence).cloned().unwrap_or_default()
+}
+
+fn text(v: &Value, key: &str) -> Result<String> {
+    v.as_mapping()
+        .and_then(|m| field(m, key))
+        .and_then(scalar)
+        .ok_or_else(|| anyhow!("template: missing {key}"))
+}

@@ -1,0 +1,212 @@
+//! Reads `template.yaml`: the resources the local stack creates, the
+//! functions it runs and the routes it serves all come from there, so the
+//! local stack and the deployed one cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_yaml::{Mapping, Value};
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub resources: BTreeMap<String, Resource>,
+    globals_function: Mapping,
+    parameters: Mapping,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub kind: String,
+    pub properties: Mapping,
+    pub metadata: Mapping,
+}
+
+/// An API route: `method path` → function.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+}
+
+/// A function as the local stack runs it.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub logical_id: String,
+    /// The cargo binary (`Metadata.BuildProperties.Binary`).
+    pub binary: String,
+    /// Environment variables, unresolved (`!Ref` and friends).
+    pub environment: BTreeMap<String, Value>,
+    pub timeout_seconds: u64,
+    pub memory_mb: u64,
+    pub routes: Vec<Route>,
+    /// Logical id of the queue feeding it, for SQS event sources.
+    pub queue: Option<String>,
+    /// Rate in seconds, for `Schedule` event sources (`rate(N minutes)`).
+    pub schedule_seconds: Option<u64>,
+}
+
+fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
+    map.get(Value::String(key.to_owned()))
+}
+
+fn mapping(v: Option<&Value>) -> Mapping {
+    v.and_then(Value::as_mapping).cloned().unwrap_or_default()
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let doc: Value = serde_yaml::from_str(text).context("parsing template.yaml")?;
+        let root = doc.as_mapping().ok_or_else(|| anyhow!("template is not a mapping"))?;
+        let mut resources = BTreeMap::new();
+        for (k, v) in mapping(get(root, "Resources")) {
+            let id = k.as_str().ok_or_else(|| anyhow!("resource id is not a string"))?.to_owned();
+            let v = v.as_mapping().ok_or_else(|| anyhow!("resource {id} is not a mapping"))?;
+            let kind = get(v, "Type").and_then(Value::as_str).ok_or_else(|| anyhow!("resource {id} has no Type"))?;
+            resources.insert(
+                id,
+                Resource {
+                    kind: kind.to_owned(),
+                    properties: mapping(get(v, "Properties")),
+                    metadata: mapping(get(v, "Metadata")),
+                },
+            );
+        }
+        let globals = mapping(get(root, "Globals"));
+        Ok(Self {
+            resources,
+            globals_function: mapping(get(&globals, "Function")),
+            parameters: mapping(get(root, "Parameters")),
+        })
+    }
+
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a str, &'a Resource)> + 'a {
+        self.resources.iter().filter(move |(_, r)| r.kind == kind).map(|(k, r)| (k.as_str(), r))
+    }
+
+    /// A parameter's default value.
+    pub fn parameter_default(&self, name: &str) -> Option<String> {
+        let p = get(&self.parameters, name)?.as_mapping()?;
+        scalar(get(p, "Default")?)
+    }
+
+    pub fn functions(&self) -> Result<Vec<Function>> {
+        let mut out = Vec::new();
+        for (id, r) in self.of_kind("AWS::Serverless::Function") {
+            let binary = get(&mapping(get(&r.metadata, "BuildProperties")), "Binary")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("function {id} has no Metadata.BuildProperties.Binary"))?
+                .to_owned();
+            let mut environment = BTreeMap::new();
+            for source in [&self.globals_function, &r.properties] {
+                let vars = mapping(get(&mapping(get(source, "Environment")), "Variables"));
+                for (k, v) in vars {
+                    environment.insert(k.as_str().unwrap_or_default().to_owned(), v);
+                }
+            }
+            let number = |key: &str, default: u64| {
+                get(&r.properties, key)
+                    .or_else(|| get(&self.globals_function, key))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(default)
+            };
+            let mut function = Function {
+                logical_id: id.to_owned(),
+                binary,
+                environment,
+                timeout_seconds: number("Timeout", 3),
+                memory_mb: number("MemorySize", 128),
+                routes: Vec::new(),
+                queue: None,
+                schedule_seconds: None,
+            };
+            for (_, event) in mapping(get(&r.properties, "Events")) {
+                let event = event.as_mapping().cloned().unwrap_or_default();
+                let props = mapping(get(&event, "Properties"));
+                match get(&event, "Type").and_then(Value::as_str) {
+                    Some("Api") => {
+                        let path = get(&props, "Path").and_then(Value::as_str);
+                        let method = get(&props, "Method").and_then(Value::as_str);
+                        let (Some(path), Some(method)) = (path, method) else {
+                            bail!("function {id} has an Api event without Path and Method");
+                        };
+                        function.routes.push(Route {
+                            method: method.to_ascii_uppercase(),
+                            path: path.to_owned(),
+                            function: id.to_owned(),
+                        });
+                    }
+                    Some("SQS") => {
+                        function.queue = get(&props, "Queue").and_then(referenced_id);
+                    }
+                    Some("Schedule") | Some("ScheduleV2") => {
+                        let expr = get(&props, "Schedule").or_else(|| get(&props, "ScheduleExpression"));
+                        function.schedule_seconds = expr.and_then(Value::as_str).and_then(rate_seconds);
+                    }
+                    _ => {}
+                }
+            }
+            out.push(function);
+        }
+        Ok(out)
+    }
+
+    pub fn routes(&self) -> Result<Vec<Route>> {
+        let mut routes: Vec<Route> = self.functions()?.into_iter().flat_map(|f| f.routes).collect();
+        routes.sort();
+        Ok(routes)
+    }
+}
+
+/// The logical id behind `!Ref X` or `!GetAtt X.Attr`.
+pub fn referenced_id(v: &Value) -> Option<String> {
+    let Value::Tagged(t) = v else { return None };
+    let target = t.value.as_str()?;
+    match t.tag.to_string().as_str() {
+        "!Ref" => Some(target.to_owned()),
+        "!GetAtt" => Some(target.split('.').next()?.to_owned()),
+        _ => None,
+    }
+}
+
+/// A scalar's text: strings as they are, numbers and booleans printed.
+pub fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `rate(5 minutes)` → 300.
+fn rate_seconds(expr: &str) -> Option<u64> {
+    let inner = expr.strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit.trim_end_matches('s') {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86400,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate_seconds("rate(5 minutes)"), Some(300));
+        assert_eq!(rate_seconds("rate(1 hour)"), Some(3600));
+        assert_eq!(rate_seconds("cron(0 * * * ? *)"), None);
+    }
+}
