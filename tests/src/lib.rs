@@ -1,1 +1,275 @@
+//! Black-box test support: a fresh set of the template's resources in the
+//! moto server `cargo xtask test` starts (`MOTO_ENDPOINT`), one set per test
+//! so tests run in parallel, and helpers that put uploads into known states
+//! through the same session model the functions use.
 
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use lambda_http::{Body, Response};
+use serde_json::Value;
+use shared::domain::{ApiKey, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
+use shared::objects::Objects;
+use shared::queue::CleanupQueue;
+use shared::store::Store;
+use shared::Config;
+use xtask::apigw::{rest_event, ProxyRequest};
+use xtask::stack::Stack;
+
+/// Generous enough for every test that does not test the quota.
+pub const QUOTA: u64 = 1 << 40;
+pub const MIB: usize = 1024 * 1024;
+
+pub fn endpoint() -> String {
+    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MOTO_ENDPOINT is not set: run the tests with `cargo xtask test`, which starts the emulator")
+    })
+}
+
+fn random_suffix() -> String {
+    UploadId::generate().as_str()[4..14].to_owned()
+}
+
+pub struct TestStack {
+    pub stack: Stack,
+    pub config: Config,
+    pub store: Store,
+    pub objects: Objects,
+    pub queue: CleanupQueue,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+}
+
+impl TestStack {
+    pub async fn new() -> Self {
+        let stack = Stack::provision(&endpoint(), &format!("t{}", random_suffix())).await.expect("provisioning");
+        let config = stack.config().expect("config");
+        Self {
+            store: stack.store().unwrap(),
+            objects: stack.objects().unwrap(),
+            queue: stack.cleanup_queue().unwrap(),
+            s3: stack.s3_client(),
+            sqs: aws_sdk_sqs::Client::new(&stack.sdk),
+            ddb: aws_sdk_dynamodb::Client::new(&stack.sdk),
+            config,
+            stack,
+        }
+    }
+
+    pub fn delete_deps(&self) -> delete_upload::Deps {
+        delete_upload::Deps { store: self.store.clone(), queue: self.queue.clone(), bucket: self.config.bucket_name.clone() }
+    }
+
+    pub fn cleanup_deps(&self) -> cleanup::Deps {
+        cleanup::Deps { store: self.store.clone(), objects: self.objects.clone() }
+    }
+
+    /// A new owner and a key minted for it.
+    pub async fn owner(&self, name: &str) -> (OwnerId, ApiKey) {
+        let owner = OwnerId::parse(name).unwrap();
+        let key = ApiKey::generate();
+        self.store.put_api_key(&key, &owner).await.unwrap();
+        (owner, key)
+    }
+
+    fn new_session(owner: &OwnerId, id: UploadId, size: u64, multipart: Option<Multipart>) -> Session {
+        let now = Timestamp::now();
+        Session {
+            object_key: ObjectKey::for_upload(owner, &id),
+            id,
+            owner: owner.clone(),
+            status: Status::Pending,
+            filename: "report.pdf".into(),
+            content_type: "application/pdf".into(),
+            size,
+            multipart,
+            created_at: now,
+            expires_at: now.plus_seconds(24 * 3600),
+            completed_at: None,
+            version: 0,
+        }
+    }
+
+    /// A completed single-object upload of `bytes`, counted in usage.
+    pub async fn completed_upload(&self, owner: &OwnerId, bytes: &[u8]) -> Session {
+        self.completed_upload_with_id(owner, UploadId::generate(), bytes).await
+    }
+
+    pub async fn completed_upload_with_id(&self, owner: &OwnerId, id: UploadId, bytes: &[u8]) -> Session {
+        let session = Self::new_session(owner, id, bytes.len() as u64, None);
+        self.store.create_session(&session).await.unwrap();
+        self.put_object(&session.object_key, bytes).await;
+        self.store.complete_session(owner, &session.id, QUOTA).await.unwrap()
+    }
+
+    /// A pending multipart session with `parts` 5 MiB parts already in S3.
+    pub async fn pending_multipart(&self, owner: &OwnerId, parts: u32) -> Session {
+        let id = UploadId::generate();
+        let key = ObjectKey::for_upload(owner, &id);
+        let mp = self.s3.create_multipart_upload().bucket(&self.config.bucket_name).key(key.as_str()).send().await.unwrap();
+        let s3_upload_id = mp.upload_id.unwrap();
+        for n in 1..=parts {
+            self.upload_part(&key, &s3_upload_id, n as i32).await;
+        }
+        let multipart = Multipart { s3_upload_id, part_size: 5 * MIB as u64, part_count: parts + 1 };
+        let session = Self::new_session(owner, id, (5 * MIB) as u64 * u64::from(parts + 1), Some(multipart));
+        self.store.create_session(&session).await.unwrap();
+        session
+    }
+
+    pub async fn upload_part(&self, key: &ObjectKey, s3_upload_id: &str, n: i32) -> CompletedPart {
+        let out = self
+            .s3
+            .upload_part()
+            .bucket(&self.config.bucket_name)
+            .key(key.as_str())
+            .upload_id(s3_upload_id)
+            .part_number(n)
+            .body(ByteStream::from(vec![n as u8; 5 * MIB]))
+            .send()
+            .await
+            .unwrap();
+        CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build()
+    }
+
+    pub async fn complete_multipart(&self, key: &ObjectKey, s3_upload_id: &str, parts: Vec<CompletedPart>) {
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.config.bucket_name)
+            .key(key.as_str())
+            .upload_id(s3_upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn put_object(&self, key: &ObjectKey, bytes: &[u8]) {
+        self.s3
+            .put_object()
+            .bucket(&self.config.bucket_name)
+            .key(key.as_str())
+            .body(ByteStream::from(bytes.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn object_exists(&self, key: &ObjectKey) -> bool {
+        match self.s3.head_object().bucket(&self.config.bucket_name).key(key.as_str()).send().await {
+            Ok(_) => true,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => false,
+            Err(e) => panic!("HeadObject failed: {e:?}"),
+        }
+    }
+
+    /// Multipart uploads S3 still lists for exactly `key`.
+    pub async fn multipart_uploads_for(&self, key: &ObjectKey) -> usize {
+        let out = self.s3.list_multipart_uploads().bucket(&self.config.bucket_name).send().await.unwrap();
+        out.uploads().iter().filter(|u| u.key() == Some(key.as_str())).count()
+    }
+
+    /// Every message on the cleanup queue, received (and so hidden for the
+    /// queue's visibility timeout).
+    pub async fn receive_cleanup_messages(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.config.cleanup_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+        }
+    }
+
+    pub fn cleanup_queue_arn(&self) -> String {
+        self.stack.physical("CleanupQueue").unwrap().arn.clone()
+    }
+
+    /// Hands `messages` to the cleanup handler in-process, as Lambda would.
+    pub async fn run_cleanup(&self, messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
+        let event = xtask::feeder::sqs_event(messages, &self.cleanup_queue_arn());
+        let event = serde_json::from_value(event).unwrap();
+        let response = cleanup::handle(
+            &self.cleanup_deps(),
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+        )
+        .await
+        .unwrap();
+        response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+    }
+
+    /// Raw item by key, to assert what the store holds.
+    pub async fn item(&self, pk: &str, sk: &str) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        self.ddb
+            .get_item()
+            .table_name(&self.config.table_name)
+            .key("pk", S(pk.into()))
+            .key("sk", S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+}
+
+/// A request as API Gateway would hand it to a function.
+pub fn api_request(method: &str, path: &str, resource: &str, headers: &[(&str, &str)]) -> lambda_http::Request {
+    let path_parameters = xtask::gateway::match_path(resource, path).expect("path matches resource");
+    let event = rest_event(&ProxyRequest {
+        method: method.into(),
+        path: path.into(),
+        resource: resource.into(),
+        path_parameters,
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        source_ip: "127.0.0.1".into(),
+        request_id: xtask::runtime::uuid_like(),
+        ..Default::default()
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+/// Status and JSON body of a response, after checking the invariants every
+/// response keeps: JSON content type and `request_id` equal to `x-request-id`.
+pub fn parts(resp: &Response<Body>) -> (u16, Value) {
+    let body: Value = match resp.body() {
+        Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
+        Body::Binary(b) => serde_json::from_slice(b).expect("JSON body"),
+        Body::Empty => panic!("empty body"),
+        _ => panic!("unexpected body"),
+    };
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let rid = resp.headers()["x-request-id"].to_str().unwrap();
+    assert!(!rid.is_empty());
+    assert_eq!(body["request_id"], rid, "request_id in body and header differ");
+    (resp.status().as_u16(), body)
+}
+
+/// Waits until `cond` holds, polling, at most `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -5,7 +5,7 @@
 //! policy moves them to the DLQ past `maxReceiveCount`.
 
 use anyhow::{anyhow, Result};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{json, Value};
 
 use crate::runtime::{FunctionHost, Outcome};
@@ -44,29 +44,8 @@ impl Feeder {
         if messages.is_empty() {
             return Ok(Round::default());
         }
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let attributes: serde_json::Map<String, Value> = m
-                    .attributes
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                    .collect();
-                json!({
-                    "messageId": m.message_id,
-                    "receiptHandle": m.receipt_handle,
-                    "body": m.body,
-                    "attributes": attributes,
-                    "messageAttributes": {},
-                    "md5OfBody": m.md5_of_body,
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue_arn,
-                    "awsRegion": REGION,
-                })
-            })
-            .collect();
-        let failed_ids: Vec<String> = match host.invoke(&json!({ "Records": records })).await? {
+        let event = sqs_event(&messages, &self.queue_arn);
+        let failed_ids: Vec<String> = match host.invoke(&event).await? {
             Outcome::Response(v) => v
                 .get("batchItemFailures")
                 .and_then(Value::as_array)
@@ -92,4 +71,31 @@ impl Feeder {
         }
         Ok(Round { received: messages.len(), failed: failed_ids.len() })
     }
+}
+
+/// The SQS event Lambda builds for `messages` received from `queue_arn`.
+pub fn sqs_event(messages: &[Message], queue_arn: &str) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                .collect();
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
 }
