@@ -39,7 +39,8 @@ impl CleanupQueue {
     }
 
     pub async fn enqueue(&self, id: &UploadId) -> Result<(), Error> {
-        let body = serde_json::to_string(&CleanupMessage::new(id)).map_err(Error::internal("encode cleanup message"))?;
+        let body =
+            serde_json::to_string(&CleanupMessage::new(id)).map_err(Error::internal("encode cleanup message"))?;
         self.client
             .send_message()
             .queue_url(&self.url)

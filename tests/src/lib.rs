@@ -59,7 +59,11 @@ impl TestStack {
     }
 
     pub fn delete_deps(&self) -> delete_upload::Deps {
-        delete_upload::Deps { store: self.store.clone(), queue: self.queue.clone(), bucket: self.config.bucket_name.clone() }
+        delete_upload::Deps {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            bucket: self.config.bucket_name.clone(),
+        }
     }
 
     pub fn cleanup_deps(&self) -> cleanup::Deps {
@@ -108,7 +112,8 @@ impl TestStack {
     pub async fn pending_multipart(&self, owner: &OwnerId, parts: u32) -> Session {
         let id = UploadId::generate();
         let key = ObjectKey::for_upload(owner, &id);
-        let mp = self.s3.create_multipart_upload().bucket(&self.config.bucket_name).key(key.as_str()).send().await.unwrap();
+        let mp =
+            self.s3.create_multipart_upload().bucket(&self.config.bucket_name).key(key.as_str()).send().await.unwrap();
         let s3_upload_id = mp.upload_id.unwrap();
         for n in 1..=parts {
             self.upload_part(&key, &s3_upload_id, n as i32).await;
@@ -211,7 +216,11 @@ impl TestStack {
     }
 
     /// Raw item by key, to assert what the store holds.
-    pub async fn item(&self, pk: &str, sk: &str) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    pub async fn item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         use aws_sdk_dynamodb::types::AttributeValue::S;
         self.ddb
             .get_item()

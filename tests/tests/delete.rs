@@ -106,7 +106,13 @@ async fn cleanup_aborts_leftover_multipart_uploads_for_the_key() {
     let t = TestStack::new().await;
     let (owner, key) = t.owner("carol").await;
     let session = t.pending_multipart(&owner, 1).await;
-    let stray = t.s3.create_multipart_upload().bucket(&t.config.bucket_name).key(session.object_key.as_str()).send().await.unwrap();
+    let stray =
+        t.s3.create_multipart_upload()
+            .bucket(&t.config.bucket_name)
+            .key(session.object_key.as_str())
+            .send()
+            .await
+            .unwrap();
     t.upload_part(&session.object_key, stray.upload_id().unwrap(), 1).await;
     assert_eq!(t.multipart_uploads_for(&session.object_key).await, 2);
 
@@ -135,7 +141,11 @@ async fn missing_and_unknown_keys_are_401() {
         let resp = handle(&t.delete_deps(), delete_by_id(upload.id.as_str(), &headers)).await;
         let (status, body) = parts(&resp);
         assert_eq!((status, body["error"].as_str()), (401, Some("Unauthorized")), "headers {headers:?}");
-        let resp = handle(&t.delete_deps(), delete_by_header(&[headers.as_slice(), &[("x-upload-id", upload.id.as_str())]].concat())).await;
+        let resp = handle(
+            &t.delete_deps(),
+            delete_by_header(&[headers.as_slice(), &[("x-upload-id", upload.id.as_str())]].concat()),
+        )
+        .await;
         assert_eq!(parts(&resp).0, 401);
     }
     assert!(t.store.get_session(&owner, &upload.id).await.unwrap().is_some());
@@ -193,7 +203,11 @@ async fn malformed_ids_are_400_without_any_store_call() {
 async fn missing_upload_id_header_is_400() {
     let t = TestStack::new().await;
     let (_owner, key) = t.owner("erin").await;
-    for headers in [vec![("x-api-key", key.expose())], vec![("x-api-key", key.expose()), ("x-upload-id", "")], vec![("x-api-key", key.expose()), ("x-upload-id", "  ")]] {
+    for headers in [
+        vec![("x-api-key", key.expose())],
+        vec![("x-api-key", key.expose()), ("x-upload-id", "")],
+        vec![("x-api-key", key.expose()), ("x-upload-id", "  ")],
+    ] {
         let resp = handle(&t.delete_deps(), delete_by_header(&headers)).await;
         let (status, body) = parts(&resp);
         assert_eq!((status, body["error"].as_str()), (400, Some("Missing Upload-Id header")), "{headers:?}");
@@ -209,7 +223,9 @@ async fn unknown_foreign_and_repeated_deletes_are_404_and_change_nothing() {
     let mallorys = t.completed_upload(&mallory, &[2u8; 50]).await;
 
     // Unknown id.
-    let resp = handle(&t.delete_deps(), delete_by_id(UploadId::generate().as_str(), &[("x-api-key", alice_key.expose())])).await;
+    let resp =
+        handle(&t.delete_deps(), delete_by_id(UploadId::generate().as_str(), &[("x-api-key", alice_key.expose())]))
+            .await;
     let (status, body) = parts(&resp);
     assert_eq!((status, body["error"].as_str()), (404, Some("Upload not found")));
 
@@ -229,9 +245,11 @@ async fn unknown_foreign_and_repeated_deletes_are_404_and_change_nothing() {
     assert!(t.receive_cleanup_messages().await.is_empty());
 
     // Repeated delete.
-    let first = handle(&t.delete_deps(), delete_by_id(mallorys.id.as_str(), &[("x-api-key", mallory_key.expose())])).await;
+    let first =
+        handle(&t.delete_deps(), delete_by_id(mallorys.id.as_str(), &[("x-api-key", mallory_key.expose())])).await;
     assert_eq!(parts(&first).0, 200);
-    let again = handle(&t.delete_deps(), delete_by_id(mallorys.id.as_str(), &[("x-api-key", mallory_key.expose())])).await;
+    let again =
+        handle(&t.delete_deps(), delete_by_id(mallorys.id.as_str(), &[("x-api-key", mallory_key.expose())])).await;
     let (status, body) = parts(&again);
     assert_eq!((status, body["error"].as_str()), (404, Some("Upload not found")));
     assert_eq!(t.store.bytes_used(&mallory).await.unwrap(), 0);
@@ -250,7 +268,9 @@ async fn twenty_concurrent_deletes_succeed_once() {
         let deps = deps.clone();
         let id = upload.id.clone();
         let key = key.clone();
-        tokio::spawn(async move { parts(&handle(&deps, delete_by_id(id.as_str(), &[("x-api-key", key.expose())])).await).0 })
+        tokio::spawn(
+            async move { parts(&handle(&deps, delete_by_id(id.as_str(), &[("x-api-key", key.expose())])).await).0 },
+        )
     }))
     .await
     .into_iter()
@@ -291,7 +311,10 @@ async fn store_failure_is_500_without_internal_detail() {
     let t = TestStack::new().await;
     let (owner, key) = t.owner("heidi").await;
     let upload = t.completed_upload(&owner, b"x").await;
-    let deps = delete_upload::Deps { store: Store::new(aws_sdk_dynamodb::Client::new(&t.stack.sdk), "no-such-table"), ..t.delete_deps() };
+    let deps = delete_upload::Deps {
+        store: Store::new(aws_sdk_dynamodb::Client::new(&t.stack.sdk), "no-such-table"),
+        ..t.delete_deps()
+    };
     let resp = handle(&deps, delete_by_id(upload.id.as_str(), &[("x-api-key", key.expose())])).await;
     let (status, body) = parts(&resp);
     assert_eq!((status, body["error"].as_str()), (500, Some("Failed to delete upload record")));

@@ -47,9 +47,7 @@ fn multi(pairs: &[(String, String)], fold_case: bool) -> (Value, Value) {
 pub fn rest_event(req: &ProxyRequest) -> Value {
     let (headers, multi_headers) = multi(&req.headers, false);
     let (query, multi_query) = multi(&req.query, false);
-    let header = |name: &str| {
-        req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
-    };
+    let header = |name: &str| req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let (body, is_base64) = match &req.body {
         None => (Value::Null, false),
         Some(bytes) => match std::str::from_utf8(bytes) {

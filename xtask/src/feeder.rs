@@ -78,12 +78,8 @@ pub fn sqs_event(messages: &[Message], queue_arn: &str) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|m| {
-            let attributes: serde_json::Map<String, Value> = m
-                .attributes
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                .collect();
+            let attributes: serde_json::Map<String, Value> =
+                m.attributes.iter().flatten().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect();
             json!({
                 "messageId": m.message_id,
                 "receiptHandle": m.receipt_handle,

@@ -53,16 +53,19 @@ fn cargo() -> std::process::Command {
     cmd
 }
 
-/// Builds every function binary `template.yaml` names.
-fn build_functions(stack_template: &xtask::template::Template) -> Result<()> {
-    let mut cmd = cargo();
-    cmd.arg("build");
-    for f in stack_template.functions()? {
-        cmd.args(["--package", &f.binary, "--bin", &f.binary]);
-    }
-    let status = cmd.status().context("running cargo build")?;
+/// Builds every workspace binary (the functions `template.yaml` names among
+/// them), with the same features `cargo test --workspace` resolves, so the
+/// two share one build of the dependencies.
+fn build_functions(template: &xtask::template::Template) -> Result<()> {
+    let status = cargo().args(["build", "--workspace", "--bins"]).status().context("running cargo build")?;
     if !status.success() {
         bail!("building the functions failed");
+    }
+    for f in template.functions()? {
+        let path = xtask::runtime::binary_path(&f.binary);
+        if !path.exists() {
+            bail!("template function {} names binary {}, which the workspace does not build", f.logical_id, f.binary);
+        }
     }
     Ok(())
 }
@@ -70,9 +73,11 @@ fn build_functions(stack_template: &xtask::template::Template) -> Result<()> {
 async fn dev() -> Result<ExitCode> {
     let moto_port: u16 = env_or("UPLOADS_MOTO_PORT", "5055").parse().context("UPLOADS_MOTO_PORT")?;
     let api_port: u16 = env_or("UPLOADS_API_PORT", "3000").parse().context("UPLOADS_API_PORT")?;
-    let owner = OwnerId::parse(&env_or("UPLOADS_DEV_OWNER", "dev")).ok_or_else(|| anyhow!("UPLOADS_DEV_OWNER is not a valid owner id"))?;
+    let owner = OwnerId::parse(&env_or("UPLOADS_DEV_OWNER", "dev"))
+        .ok_or_else(|| anyhow!("UPLOADS_DEV_OWNER is not a valid owner id"))?;
     let key = match std::env::var("UPLOADS_DEV_API_KEY") {
-        Ok(k) if !k.is_empty() => ApiKey::parse(&k).ok_or_else(|| anyhow!("UPLOADS_DEV_API_KEY must be usk_ followed by 64 lowercase hex digits"))?,
+        Ok(k) if !k.is_empty() => ApiKey::parse(&k)
+            .ok_or_else(|| anyhow!("UPLOADS_DEV_API_KEY must be usk_ followed by 64 lowercase hex digits"))?,
         _ => ApiKey::generate(),
     };
 
@@ -84,7 +89,15 @@ async fn dev() -> Result<ExitCode> {
     let mut hosts = HashMap::new();
     for f in stack.template.functions()? {
         let env = stack.function_env(&f)?;
-        let host = FunctionHost::start(&f.logical_id, &f.binary, &env, Duration::from_secs(f.timeout_seconds), f.memory_mb, true).await?;
+        let host = FunctionHost::start(
+            &f.logical_id,
+            &f.binary,
+            &env,
+            Duration::from_secs(f.timeout_seconds),
+            f.memory_mb,
+            true,
+        )
+        .await?;
         hosts.insert(f.logical_id.clone(), (Arc::new(host), f));
     }
 
@@ -136,10 +149,7 @@ async fn dev() -> Result<ExitCode> {
         }
     }
 
-    let gateway = Gateway {
-        routes,
-        functions: hosts.iter().map(|(id, (h, _))| (id.clone(), h.clone())).collect(),
-    };
+    let gateway = Gateway { routes, functions: hosts.iter().map(|(id, (h, _))| (id.clone(), h.clone())).collect() };
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
     tokio::select! {
         r = gateway.serve(addr) => r.with_context(|| format!("serving the API on {addr}"))?,
@@ -182,7 +192,8 @@ async fn key_store(args: &[String]) -> Result<shared::store::Store> {
 
 async fn mint_key(args: &[String]) -> Result<ExitCode> {
     let owner = flag(args, "--owner").ok_or_else(|| anyhow!(USAGE))?;
-    let owner = OwnerId::parse(owner).ok_or_else(|| anyhow!("owner must be 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit"))?;
+    let owner = OwnerId::parse(owner)
+        .ok_or_else(|| anyhow!("owner must be 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit"))?;
     let key = match flag(args, "--key") {
         Some(k) => ApiKey::parse(k).ok_or_else(|| anyhow!("--key must be usk_ followed by 64 lowercase hex digits"))?,
         None => ApiKey::generate(),
@@ -195,7 +206,9 @@ async fn mint_key(args: &[String]) -> Result<ExitCode> {
 }
 
 async fn revoke_key(args: &[String]) -> Result<ExitCode> {
-    let key = flag(args, "--key").and_then(ApiKey::parse).ok_or_else(|| anyhow!("--key must be usk_ followed by 64 lowercase hex digits"))?;
+    let key = flag(args, "--key")
+        .and_then(ApiKey::parse)
+        .ok_or_else(|| anyhow!("--key must be usk_ followed by 64 lowercase hex digits"))?;
     let store = key_store(args).await?;
     let existed = store.revoke_api_key(&key).await.map_err(|e| anyhow!(shared::error::chain(&e)))?;
     if existed {

@@ -64,7 +64,8 @@ impl Drop for FunctionHost {
 
 /// Where cargo puts a workspace binary of the dev profile.
 pub fn binary_path(binary: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
     target.join("debug").join(binary)
 }
 

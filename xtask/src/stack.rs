@@ -190,7 +190,9 @@ impl Stack {
                 GlobalSecondaryIndex::builder()
                     .index_name(text(&g, "IndexName")?)
                     .set_key_schema(Some(key_schema(g.as_mapping().and_then(|m| field(m, "KeySchema")))?))
-                    .projection(Projection::builder().projection_type(ProjectionType::from(projection.as_str())).build())
+                    .projection(
+                        Projection::builder().projection_type(ProjectionType::from(projection.as_str())).build(),
+                    )
                     .build()?,
             );
         }
@@ -220,7 +222,9 @@ impl Stack {
         let p = self.properties(id).clone();
         let client = self.s3_client();
         client.create_bucket().bucket(name).send().await.with_context(|| format!("creating bucket {name}"))?;
-        if let Some(rules) = field(&p, "LifecycleConfiguration").and_then(|l| l.as_mapping()).and_then(|l| field(l, "Rules")) {
+        if let Some(rules) =
+            field(&p, "LifecycleConfiguration").and_then(|l| l.as_mapping()).and_then(|l| field(l, "Rules"))
+        {
             use aws_sdk_s3::types::{
                 AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule,
                 LifecycleRuleFilter,
@@ -253,7 +257,8 @@ impl Stack {
                 .await
                 .with_context(|| format!("setting the lifecycle of {name}"))?;
         }
-        self.resources.insert(id.to_owned(), Physical { reference: name.to_owned(), arn: format!("arn:aws:s3:::{name}") });
+        self.resources
+            .insert(id.to_owned(), Physical { reference: name.to_owned(), arn: format!("arn:aws:s3:::{name}") });
         Ok(())
     }
 
@@ -272,10 +277,8 @@ impl Stack {
         }
         let out = req.send().await.with_context(|| format!("creating queue {name}"))?;
         let url = out.queue_url.ok_or_else(|| anyhow!("no URL for queue {name}"))?;
-        self.resources.insert(
-            id.to_owned(),
-            Physical { reference: url, arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}") },
-        );
+        self.resources
+            .insert(id.to_owned(), Physical { reference: url, arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}") });
         Ok(())
     }
 
@@ -314,12 +317,8 @@ impl Stack {
 
     /// The shared crate's configuration as the functions see it.
     pub fn config(&self) -> Result<shared::Config> {
-        let function = self
-            .template
-            .functions()?
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("template has no function"))?;
+        let function =
+            self.template.functions()?.into_iter().next().ok_or_else(|| anyhow!("template has no function"))?;
         let env: BTreeMap<String, String> = self.function_env(&function)?.into_iter().collect();
         let var = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("function environment lacks {k}"));
         Ok(shared::Config {
@@ -356,8 +355,5 @@ fn seq(v: Option<&Value>) -> Vec<Value> {
 }
 
 fn text(v: &Value, key: &str) -> Result<String> {
-    v.as_mapping()
-        .and_then(|m| field(m, key))
-        .and_then(scalar)
-        .ok_or_else(|| anyhow!("template: missing {key}"))
+    v.as_mapping().and_then(|m| field(m, key)).and_then(scalar).ok_or_else(|| anyhow!("template: missing {key}"))
 }

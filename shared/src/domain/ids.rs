@@ -20,8 +20,7 @@ impl UploadId {
 
     pub fn parse(input: &str) -> Option<Self> {
         if let Some(digits) = input.strip_prefix(Self::PREFIX) {
-            let ok = digits.len() == 32
-                && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let ok = digits.len() == 32 && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             return ok.then(|| Self(input.to_owned()));
         }
         // Hyphenated UUID: 8-4-4-4-12.

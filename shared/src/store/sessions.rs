@@ -225,7 +225,12 @@ impl Store {
     /// `bytes_used`, and a durable cleanup task naming its bytes in `bucket`
     /// is written. Returns that task, or `None` when there is no such
     /// session for this owner (missing, another owner's, or already deleted).
-    pub async fn delete_session(&self, owner: &OwnerId, id: &UploadId, bucket: &str) -> Result<Option<CleanupTask>, Error> {
+    pub async fn delete_session(
+        &self,
+        owner: &OwnerId,
+        id: &UploadId,
+        bucket: &str,
+    ) -> Result<Option<CleanupTask>, Error> {
         for attempt in 0..ATTEMPTS {
             let Some(session) = self.get_session(owner, id).await? else {
                 return Ok(None);
@@ -242,10 +247,8 @@ impl Store {
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build()
                 .map_err(Error::internal("build deletion"))?;
-            let mut tx = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().delete(remove).build());
+            let mut tx =
+                self.client.transact_write_items().transact_items(TransactWriteItem::builder().delete(remove).build());
             if session.status == Status::Completed {
                 let release = Update::builder()
                     .table_name(&self.table)
@@ -271,8 +274,8 @@ impl Store {
                 Err(err) => {
                     let Cancelled { reasons } = Cancelled::from(err, "delete session")?;
                     let session_check = reasons.first();
-                    let gone = session_check
-                        .is_some_and(|r| r.code() == Some("ConditionalCheckFailed") && r.item().is_none());
+                    let gone =
+                        session_check.is_some_and(|r| r.code() == Some("ConditionalCheckFailed") && r.item().is_none());
                     if gone {
                         // Deleted by someone else between our read and write.
                         return Ok(None);

@@ -1,0 +1,155 @@
+//! Each function's real binary, driven through the Lambda Runtime API with
+//! its `events/` file, against moto; and the local API Gateway in front of
+//! them, as `cargo xtask dev` runs it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::domain::{ApiKey, OwnerId, UploadId};
+use tests::{eventually, TestStack};
+use xtask::apigw::parse_response;
+use xtask::feeder::Feeder;
+use xtask::gateway::Gateway;
+use xtask::runtime::{FunctionHost, Outcome};
+use xtask::stack::project_root;
+
+fn event(name: &str) -> Value {
+    let path = project_root().join("events").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn host(t: &TestStack, logical_id: &str) -> FunctionHost {
+    let f = t.stack.template.functions().unwrap().into_iter().find(|f| f.logical_id == logical_id).unwrap();
+    let env = t.stack.function_env(&f).unwrap();
+    FunctionHost::start(&f.logical_id, &f.binary, &env, Duration::from_secs(f.timeout_seconds), f.memory_mb, false)
+        .await
+        .unwrap()
+}
+
+fn response(outcome: Outcome) -> Value {
+    match outcome {
+        Outcome::Response(v) => v,
+        Outcome::Error(e) => panic!("function error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn delete_upload_binary_answers_its_event() {
+    let t = TestStack::new().await;
+    let ev = event("delete-upload");
+    let key = ApiKey::parse(ev["headers"]["x-api-key"].as_str().unwrap()).unwrap();
+    let id = UploadId::parse(ev["pathParameters"]["upload_id"].as_str().unwrap()).unwrap();
+    let owner = OwnerId::parse("events").unwrap();
+    t.store.put_api_key(&key, &owner).await.unwrap();
+    let upload = t.completed_upload_with_id(&owner, id.clone(), &[1u8; 42]).await;
+
+    let h = host(&t, "DeleteUpload").await;
+    let resp = parse_response(&response(h.invoke(&ev).await.unwrap())).unwrap();
+    assert_eq!(resp.status, 200);
+    let body = resp.json().unwrap();
+    assert_eq!(body["message"], format!("Upload {id} deleted successfully"));
+    let request_id = ev["requestContext"]["requestId"].as_str().unwrap();
+    assert_eq!(body["request_id"], request_id);
+    assert_eq!(resp.header("x-request-id"), Some(request_id));
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert!(t.store.get_session(&owner, &id).await.unwrap().is_none());
+    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 0);
+    assert!(t.store.get_cleanup_task(&id).await.unwrap().is_some());
+    assert_eq!(t.receive_cleanup_messages().await.len(), 1);
+
+    // The same event again: the upload is gone.
+    let again = parse_response(&response(h.invoke(&ev).await.unwrap())).unwrap();
+    assert_eq!(again.status, 404);
+    assert_eq!(again.json().unwrap()["error"], "Upload not found");
+
+    // One JSON log line a request, carrying its request id, and never the key.
+    let logs = h.logs();
+    let line = logs.iter().find(|l| l.contains("request completed")).expect("a request log line");
+    let line: Value = serde_json::from_str(line).expect("JSON log line");
+    assert_eq!(line["span"]["request_id"], request_id);
+    assert_eq!(line["span"]["owner"], "events");
+    assert_eq!(line["span"]["upload_id"], id.as_str());
+    assert!(logs.iter().all(|l| !l.contains(key.expose())), "the API key reached a log line");
+    assert!(t.object_exists(&upload.object_key).await);
+}
+
+#[tokio::test]
+async fn cleanup_binary_answers_its_event() {
+    let t = TestStack::new().await;
+    let ev = event("cleanup");
+    let body = ev["Records"][0]["body"].as_str().unwrap();
+    let id = shared::queue::CleanupMessage::parse(body).unwrap();
+    let owner = OwnerId::parse("events").unwrap();
+    let upload = t.completed_upload_with_id(&owner, id.clone(), b"bytes").await;
+    assert!(t.store.delete_session(&owner, &id, &t.config.bucket_name).await.unwrap().is_some());
+
+    let h = host(&t, "Cleanup").await;
+    let resp = response(h.invoke(&ev).await.unwrap());
+    assert_eq!(resp["batchItemFailures"], serde_json::json!([]));
+    assert!(!t.object_exists(&upload.object_key).await);
+    assert!(t.store.get_cleanup_task(&id).await.unwrap().is_none());
+
+    // Redelivered: nothing left to do, still a success.
+    let resp = response(h.invoke(&ev).await.unwrap());
+    assert_eq!(resp["batchItemFailures"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn local_api_serves_the_template_routes_and_feeds_cleanup() {
+    let t = TestStack::new().await;
+    let (owner, key) = t.owner("local").await;
+    let upload = t.completed_upload(&owner, &[8u8; 300]).await;
+
+    let mut functions = HashMap::new();
+    for f in t.stack.template.functions().unwrap() {
+        functions.insert(f.logical_id.clone(), Arc::new(host(&t, &f.logical_id).await));
+    }
+    let cleanup = functions["Cleanup"].clone();
+    let gateway = Gateway { routes: t.stack.template.routes().unwrap(), functions };
+    let port = xtask::moto::free_port().unwrap();
+    let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    assert!(eventually(10, || async { http.get(&base).send().await.is_ok() }).await);
+
+    // Not a route of the template: API Gateway's 403.
+    for (method, path) in [
+        (reqwest::Method::GET, "/nope"),
+        (reqwest::Method::PATCH, "/uploads/x"),
+        (reqwest::Method::DELETE, "/uploads/a/b"),
+    ] {
+        let r = http.request(method, format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.json::<Value>().await.unwrap()["message"], "Missing Authentication Token");
+    }
+
+    let r =
+        http.delete(format!("{base}/uploads/{}", upload.id)).header("x-api-key", key.expose()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["message"], format!("Upload {} deleted successfully", upload.id));
+    assert_eq!(body["request_id"], rid);
+
+    let r = http.delete(format!("{base}/uploads")).header("x-api-key", key.expose()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "Missing Upload-Id header");
+
+    // The feeder hands the queue to the cleanup binary, as the event source mapping does.
+    let queue = t.stack.physical("CleanupQueue").unwrap().clone();
+    let feeder = Feeder {
+        client: t.sqs.clone(),
+        queue_url: queue.reference,
+        queue_arn: queue.arn,
+        batch_size: 10,
+        wait_seconds: 0,
+    };
+    let round = feeder.round(&cleanup).await.unwrap();
+    assert_eq!((round.received, round.failed), (1, 0));
+    assert!(!t.object_exists(&upload.object_key).await);
+    assert!(t.store.get_cleanup_task(&upload.id).await.unwrap().is_none());
+    assert!(t.receive_cleanup_messages().await.is_empty(), "the handled message was deleted");
+    server.abort();
+}
