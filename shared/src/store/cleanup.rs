@@ -71,16 +71,7 @@ impl CleanupTask {
 
 impl Store {
     pub async fn get_cleanup_task(&self, id: &UploadId) -> Result<Option<CleanupTask>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(Error::internal("read cleanup task"))?;
-        out.item.as_ref().map(CleanupTask::from_item).transpose()
+        self.get(key(id), "read cleanup task").await?.as_ref().map(CleanupTask::from_item).transpose()
     }
 
     /// Writes a task outside a deletion: for re-driving and for tests that

@@ -7,6 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::error::Error;
 
 pub type Item = HashMap<String, AttributeValue>;
+/// The primary key attributes of an item.
+pub type Key = HashMap<String, AttributeValue>;
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())

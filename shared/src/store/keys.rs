@@ -15,17 +15,7 @@ fn key(digest: &KeyDigest) -> [(String, AttributeValue); 2] {
 impl Store {
     /// The owner an API key belongs to, or `None` for an unknown or revoked key.
     pub async fn resolve_api_key(&self, api_key: &ApiKey) -> Result<Option<OwnerId>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&api_key.digest()).into_iter().collect()))
-            .projection_expression("#o")
-            .expression_attribute_names("#o", "owner")
-            .send()
-            .await
-            .map_err(Error::internal("resolve api key"))?;
-        match out.item {
+        match self.get(key(&api_key.digest()).into_iter().collect(), "resolve api key").await? {
             None => Ok(None),
             Some(item) => Reader::new(&item, "resolve api key").parsed("owner", OwnerId::parse).map(Some),
         }

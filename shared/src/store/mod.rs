@@ -63,6 +63,20 @@ impl Store {
     pub fn table(&self) -> &str {
         &self.table
     }
+
+    /// A strongly consistent read of one item.
+    async fn get(&self, key: item::Key, what: &'static str) -> Result<Option<item::Item>, crate::Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(crate::Error::internal(what))?;
+        Ok(out.item)
+    }
 }
 
 pub(crate) mod layout {

@@ -115,16 +115,8 @@ impl Store {
     /// Reads a session for `owner`. Another owner's session is `None`,
     /// exactly like a missing one.
     pub async fn get_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Option<Session>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(Error::internal("read session"))?;
-        match out.item {
+        let item = self.get(key(id), "read session").await?;
+        match item {
             None => Ok(None),
             Some(item) => {
                 let session = from_item(&item)?;

@@ -17,16 +17,7 @@ pub(super) fn key(owner: &OwnerId) -> HashMap<String, AttributeValue> {
 impl Store {
     /// The sum of the sizes of the owner's completed uploads (0 if none).
     pub async fn bytes_used(&self, owner: &OwnerId) -> Result<u64, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(owner)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(Error::internal("read usage"))?;
-        match out.item {
+        match self.get(key(owner), "read usage").await? {
             None => Ok(0),
             Some(item) => Ok(Reader::new(&item, "read usage").opt_num("bytes_used")?.unwrap_or(0)),
         }
