@@ -16,6 +16,22 @@ pub enum Error {
     InvalidUploadId,
     #[error("Upload not found")]
     NotFound,
+    #[error("Invalid JSON body")]
+    InvalidBody,
+    /// A request value out of its domain; the message names it
+    /// (`Invalid filename`, `Invalid limit`, …).
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error("Quota exceeded")]
+    QuotaExceeded,
+    #[error("Upload already completed")]
+    AlreadyCompleted,
+    #[error("Upload bytes missing")]
+    BytesMissing,
+    #[error("Upload size mismatch")]
+    SizeMismatch,
+    #[error("Upload expired")]
+    Expired,
     /// A dependency (DynamoDB, S3, SQS) failed or broke an invariant.
     /// `what` names the step for the log; the client sees only the
     /// operation's failure message.
@@ -31,8 +47,14 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::MissingUploadId | Error::InvalidUploadId => StatusCode::BAD_REQUEST,
+            Error::MissingUploadId | Error::InvalidUploadId | Error::InvalidBody | Error::Invalid(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::QuotaExceeded => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
+            Error::AlreadyCompleted | Error::BytesMissing | Error::SizeMismatch | Error::Expired => {
+                StatusCode::CONFLICT
+            }
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

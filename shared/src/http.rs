@@ -36,6 +36,32 @@ impl Reply {
     pub fn ok(body: Value) -> Self {
         Self { status: StatusCode::OK, body }
     }
+
+    pub fn created(body: Value) -> Self {
+        Self { status: StatusCode::CREATED, body }
+    }
+}
+
+/// The request body's bytes (API Gateway may hand them over base64-encoded;
+/// lambda_http has decoded them by now).
+pub fn body(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// One query string parameter; `None` when absent. A parameter given twice
+/// is ambiguous and rejected with `message`.
+pub fn query_param(req: &Request, name: &str, message: &'static str) -> Result<Option<String>, Error> {
+    let params = req.query_string_parameters_ref();
+    let values: Vec<&str> = params.and_then(|p| p.all(name)).unwrap_or_default();
+    match values.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).to_owned())),
+        _ => Err(Error::Invalid(message)),
+    }
 }
 
 /// Runs `handler` for `req` inside a span carrying the request id, route,
@@ -137,6 +163,15 @@ pub async fn authenticate(store: &Store, key: &ApiKey) -> Result<OwnerId, Error>
     let owner = store.resolve_api_key(key).await?.ok_or(Error::Unauthorized)?;
     Span::current().record("owner", owner.as_str());
     Ok(owner)
+}
+
+/// The usual opening of a route on `/uploads/{upload_id}`: credentials
+/// (401), the path's id (400), then the key's owner (401).
+pub async fn caller_and_path_id(store: &Store, req: &Request) -> Result<(OwnerId, UploadId), Error> {
+    let key = credentials(req)?;
+    let id = path_upload_id(req).unwrap_or(Err(Error::InvalidUploadId))?;
+    let owner = authenticate(store, &key).await?;
+    Ok((owner, id))
 }
 
 /// The upload id in the path (`/uploads/{upload_id}`), if the route has one.

@@ -6,14 +6,18 @@
 
 pub mod aws;
 pub mod config;
+pub mod cursor;
 pub mod deletion;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod objects;
+pub mod progress;
 pub mod queue;
 pub mod store;
 pub mod telemetry;
+pub mod uploads;
+pub mod views;
 
 pub use config::Config;
 pub use error::Error;

@@ -1,8 +1,12 @@
 //! The S3 adapter: removing an upload's bytes.
 
+use std::time::Duration;
+
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
+use serde::Serialize;
 
 use crate::domain::ObjectKey;
 use crate::error::Error;
@@ -13,6 +17,37 @@ pub const DELETE_BATCH: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Objects {
     client: Client,
+}
+
+/// A presigned `PUT` a client sends one part (or the whole object) to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PresignedPut {
+    pub part_number: u32,
+    pub method: &'static str,
+    pub url: String,
+    /// Headers the client must send as they are (they are signed).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Exactly how many bytes this `PUT` carries.
+    pub size: u64,
+}
+
+impl PresignedPut {
+    fn from_request(part_number: u32, size: u64, req: PresignedRequest) -> Self {
+        let headers = req
+            .headers()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        Self { part_number, method: "PUT", url: req.uri().to_owned(), headers, size }
+    }
+}
+
+/// A part S3 holds for a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    pub part_number: u32,
+    pub size: u64,
+    pub e_tag: String,
 }
 
 /// A key `DeleteObjects` could not remove, with S3's error code.
@@ -61,6 +96,148 @@ impl Objects {
             }));
         }
         Ok(failures)
+    }
+
+    fn presigning(ttl_seconds: i64) -> Result<PresigningConfig, Error> {
+        PresigningConfig::expires_in(Duration::from_secs(ttl_seconds.max(1) as u64)).map_err(Error::internal("presign"))
+    }
+
+    /// A presigned single `PUT` of exactly `size` bytes of `content_type`
+    /// (both signed, so the client cannot store something else).
+    pub async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        content_type: &str,
+        size: u64,
+        ttl_seconds: i64,
+    ) -> Result<PresignedPut, Error> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .content_length(size as i64)
+            .presigned(Self::presigning(ttl_seconds)?)
+            .await
+            .map_err(Error::internal("presign put"))?;
+        Ok(PresignedPut::from_request(1, size, req))
+    }
+
+    /// Starts a multipart upload of `content_type`; returns S3's upload id.
+    pub async fn create_multipart(&self, bucket: &str, key: &ObjectKey, content_type: &str) -> Result<String, Error> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(Error::internal("create multipart upload"))?;
+        out.upload_id.ok_or_else(|| Error::invariant("create multipart upload", "S3 returned no upload id"))
+    }
+
+    /// A presigned `UploadPart` for part `n` of `size` bytes.
+    pub async fn presign_part(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        s3_upload_id: &str,
+        n: u32,
+        size: u64,
+        ttl_seconds: i64,
+    ) -> Result<PresignedPut, Error> {
+        let req = self
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key.as_str())
+            .upload_id(s3_upload_id)
+            .part_number(n as i32)
+            .content_length(size as i64)
+            .presigned(Self::presigning(ttl_seconds)?)
+            .await
+            .map_err(Error::internal("presign part"))?;
+        Ok(PresignedPut::from_request(n, size, req))
+    }
+
+    /// The parts S3 holds for a multipart upload, or `None` when the upload
+    /// no longer exists (completed or aborted).
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        s3_upload_id: &str,
+    ) -> Result<Option<Vec<StoredPart>>, Error> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = match self
+                .client
+                .list_parts()
+                .bucket(bucket)
+                .key(key.as_str())
+                .upload_id(s3_upload_id)
+                .set_part_number_marker(marker)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.code() == Some("NoSuchUpload") => return Ok(None),
+                Err(e) => return Err(Error::internal("list parts")(e)),
+            };
+            for p in out.parts() {
+                if let (Some(n), Some(size), Some(tag)) = (p.part_number(), p.size(), p.e_tag()) {
+                    parts.push(StoredPart { part_number: n as u32, size: size as u64, e_tag: tag.to_owned() });
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            marker = out.next_part_number_marker().map(str::to_owned);
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(Some(parts))
+    }
+
+    /// Completes a multipart upload from `parts`. `false` when S3 no longer
+    /// knows the upload (completed or aborted meanwhile).
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        s3_upload_id: &str,
+        parts: &[StoredPart],
+    ) -> Result<bool, Error> {
+        let parts = parts
+            .iter()
+            .map(|p| CompletedPart::builder().part_number(p.part_number as i32).e_tag(&p.e_tag).build())
+            .collect();
+        match self
+            .client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key.as_str())
+            .upload_id(s3_upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("NoSuchUpload") => Ok(false),
+            Err(e) => Err(Error::internal("complete multipart upload")(e)),
+        }
+    }
+
+    /// The size of the object at `key`, or `None` if there is none.
+    pub async fn object_size(&self, bucket: &str, key: &ObjectKey) -> Result<Option<u64>, Error> {
+        match self.client.head_object().bucket(bucket).key(key.as_str()).send().await {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(e) => Err(Error::internal("head object")(e)),
+        }
     }
 
     /// Aborts the multipart upload `upload_id` of `key`, then every other

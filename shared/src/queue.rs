@@ -27,6 +27,9 @@ impl CleanupMessage {
     }
 }
 
+/// SQS's longest message delay.
+pub const MAX_DELAY_SECONDS: i64 = 900;
+
 #[derive(Debug, Clone)]
 pub struct CleanupQueue {
     client: Client,
@@ -39,12 +42,19 @@ impl CleanupQueue {
     }
 
     pub async fn enqueue(&self, id: &UploadId) -> Result<(), Error> {
+        self.enqueue_after(id, 0).await
+    }
+
+    /// Enqueues a cleanup message that becomes visible after `delay_seconds`
+    /// (SQS allows at most 900).
+    pub async fn enqueue_after(&self, id: &UploadId, delay_seconds: i64) -> Result<(), Error> {
         let body =
             serde_json::to_string(&CleanupMessage::new(id)).map_err(Error::internal("encode cleanup message"))?;
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
+            .delay_seconds(delay_seconds.clamp(0, MAX_DELAY_SECONDS) as i32)
             .send()
             .await
             .map_err(Error::internal("enqueue cleanup"))?;

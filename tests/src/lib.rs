@@ -9,10 +9,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use lambda_http::{Body, Response};
 use serde_json::Value;
+use shared::config::UploadPolicy;
+use shared::deletion::Deleter;
 use shared::domain::{ApiKey, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
 use shared::objects::Objects;
 use shared::queue::CleanupQueue;
 use shared::store::Store;
+use shared::uploads::Uploads;
 use shared::Config;
 use xtask::apigw::{rest_event, ProxyRequest};
 use xtask::stack::Stack;
@@ -58,16 +61,28 @@ impl TestStack {
         }
     }
 
+    /// The delete path with no wait for a final cleanup pass, so one
+    /// cleanup run finishes a task (the final pass has its own test).
+    pub fn deleter(&self) -> Deleter {
+        Deleter { final_pass_delay_seconds: 0, ..Deleter::new(self.store.clone(), self.queue.clone(), &self.config) }
+    }
+
     pub fn delete_deps(&self) -> delete_upload::Deps {
-        delete_upload::Deps {
-            store: self.store.clone(),
-            queue: self.queue.clone(),
-            bucket: self.config.bucket_name.clone(),
-        }
+        delete_upload::Deps { deleter: self.deleter() }
     }
 
     pub fn cleanup_deps(&self) -> cleanup::Deps {
-        cleanup::Deps { store: self.store.clone(), objects: self.objects.clone() }
+        cleanup::Deps { store: self.store.clone(), objects: self.objects.clone(), queue: self.queue.clone() }
+    }
+
+    /// What create, get, confirm and resume work with, under `policy`.
+    pub fn uploads(&self, policy: UploadPolicy) -> Uploads {
+        Uploads {
+            store: self.store.clone(),
+            objects: self.objects.clone(),
+            bucket: self.config.bucket_name.clone(),
+            policy,
+        }
     }
 
     /// A new owner and a key minted for it.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use delete_upload::handle;
 use futures::future::join_all;
+use shared::deletion::Deleter;
 use shared::domain::{ApiKey, UploadId};
 use shared::queue::{CleanupMessage, CleanupQueue};
 use shared::store::Store;
@@ -160,9 +161,11 @@ fn unreachable_deps(t: &TestStack) -> delete_upload::Deps {
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     delete_upload::Deps {
-        store: Store::new(aws_sdk_dynamodb::Client::new(&dead), &t.config.table_name),
-        queue: CleanupQueue::new(aws_sdk_sqs::Client::new(&dead), &t.config.cleanup_queue_url),
-        bucket: t.config.bucket_name.clone(),
+        deleter: Deleter {
+            store: Store::new(aws_sdk_dynamodb::Client::new(&dead), &t.config.table_name),
+            queue: CleanupQueue::new(aws_sdk_sqs::Client::new(&dead), &t.config.cleanup_queue_url),
+            ..t.deleter()
+        },
     }
 }
 
@@ -291,7 +294,7 @@ async fn failed_enqueue_still_answers_200_and_leaves_a_durable_task() {
     let (owner, key) = t.owner("grace").await;
     let upload = t.completed_upload(&owner, &[5u8; 64]).await;
     let dead = unreachable_deps(&t);
-    let deps = delete_upload::Deps { queue: dead.queue, ..t.delete_deps() };
+    let deps = delete_upload::Deps { deleter: Deleter { queue: dead.deleter.queue, ..t.deleter() } };
 
     let started = std::time::Instant::now();
     let resp = handle(&deps, delete_by_id(upload.id.as_str(), &[("x-api-key", key.expose())])).await;
@@ -312,8 +315,10 @@ async fn store_failure_is_500_without_internal_detail() {
     let (owner, key) = t.owner("heidi").await;
     let upload = t.completed_upload(&owner, b"x").await;
     let deps = delete_upload::Deps {
-        store: Store::new(aws_sdk_dynamodb::Client::new(&t.stack.sdk), "no-such-table"),
-        ..t.delete_deps()
+        deleter: Deleter {
+            store: Store::new(aws_sdk_dynamodb::Client::new(&t.stack.sdk), "no-such-table"),
+            ..t.deleter()
+        },
     };
     let resp = handle(&deps, delete_by_id(upload.id.as_str(), &[("x-api-key", key.expose())])).await;
     let (status, body) = parts(&resp);

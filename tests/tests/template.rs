@@ -9,14 +9,26 @@ fn raw() -> Value {
 }
 
 #[test]
-fn routes_are_the_delete_routes() {
+fn routes_are_the_contract_routes() {
     let t = Template::load(&project_root().join("template.yaml")).unwrap();
     let routes: Vec<(String, String, String)> =
         t.routes().unwrap().into_iter().map(|r| (r.method, r.path, r.function)).collect();
-    for expected in [("DELETE", "/uploads", "DeleteUpload"), ("DELETE", "/uploads/{upload_id}", "DeleteUpload")] {
-        let expected = (expected.0.to_owned(), expected.1.to_owned(), expected.2.to_owned());
-        assert!(routes.contains(&expected), "{expected:?} missing from {routes:?}");
-    }
+    let mut expected: Vec<(String, String, String)> = [
+        ("POST", "/uploads", "CreateUpload"),
+        ("GET", "/uploads", "ListUploads"),
+        ("DELETE", "/uploads", "DeleteUpload"),
+        ("GET", "/uploads/{upload_id}", "GetUpload"),
+        ("DELETE", "/uploads/{upload_id}", "DeleteUpload"),
+        ("POST", "/uploads/{upload_id}/confirm", "ConfirmUpload"),
+        ("POST", "/uploads/{upload_id}/resume", "ResumeUpload"),
+    ]
+    .iter()
+    .map(|(m, p, f)| (m.to_string(), p.to_string(), f.to_string()))
+    .collect();
+    expected.sort();
+    let mut routes = routes;
+    routes.sort();
+    assert_eq!(routes, expected);
 }
 
 #[test]
@@ -61,4 +73,25 @@ fn table_has_ttl() {
     let table = &doc["Resources"]["UploadsTable"]["Properties"];
     assert_eq!(table["TimeToLiveSpecification"]["AttributeName"], "ttl");
     assert_eq!(table["TimeToLiveSpecification"]["Enabled"], true);
+}
+
+#[test]
+fn every_function_has_its_package_binary_and_event() {
+    let t = Template::load(&project_root().join("template.yaml")).unwrap();
+    let functions = t.functions().unwrap();
+    assert_eq!(functions.len(), 8);
+    for f in functions {
+        let dir = project_root().join("functions").join(&f.binary);
+        assert!(dir.join("Cargo.toml").exists(), "no package for {}", f.binary);
+        assert!(dir.join("src/main.rs").exists(), "no binary for {}", f.binary);
+        assert!(project_root().join("events").join(format!("{}.json", f.binary)).exists(), "no event for {}", f.binary);
+        let kebab: String = f.logical_id.chars().enumerate().fold(String::new(), |mut out, (i, c)| {
+            if c.is_uppercase() && i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+            out
+        });
+        assert_eq!(kebab, f.binary, "logical id and binary name differ");
+    }
 }

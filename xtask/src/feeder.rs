@@ -95,3 +95,19 @@ pub fn sqs_event(messages: &[Message], queue_arn: &str) -> Value {
         .collect();
     json!({ "Records": records })
 }
+
+/// The event EventBridge hands a function on a schedule.
+pub fn scheduled_event(function: &str) -> Value {
+    let now = time::OffsetDateTime::now_utc();
+    json!({
+        "version": "0",
+        "id": crate::runtime::uuid_like(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": crate::stack::ACCOUNT,
+        "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "region": REGION,
+        "resources": [format!("arn:aws:events:{REGION}:{}:rule/{function}-schedule", crate::stack::ACCOUNT)],
+        "detail": {}
+    })
+}

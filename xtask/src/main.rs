@@ -119,6 +119,7 @@ async fn dev() -> Result<ExitCode> {
     for r in &routes {
         println!("  {} {} -> {}", r.method, r.path, r.function);
     }
+    println!("schedules run every {}s locally (UPLOADS_SWEEP_SECONDS)", env_or("UPLOADS_SWEEP_SECONDS", "30"));
     println!("Ctrl-C stops everything.");
 
     // Event sources: SQS queues feed their functions.
@@ -143,6 +144,25 @@ async fn dev() -> Result<ExitCode> {
                             eprintln!("[feeder {}] {e:#}", host.name);
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
+                    }
+                }
+            }));
+        }
+    }
+
+    // Schedules: every function with a Schedule event runs on a short local
+    // interval, so abandoned sessions expire while you watch.
+    let sweep_every: u64 = env_or("UPLOADS_SWEEP_SECONDS", "30").parse().context("UPLOADS_SWEEP_SECONDS")?;
+    for (host, f) in hosts.values() {
+        if f.schedule_seconds.is_some() {
+            let host = host.clone();
+            let name = f.logical_id.clone();
+            feeders.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(sweep_every.max(1)));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = host.invoke(&xtask::feeder::scheduled_event(&name)).await {
+                        eprintln!("[schedule {name}] {e:#}");
                     }
                 }
             }));

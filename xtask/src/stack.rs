@@ -320,13 +320,7 @@ impl Stack {
         let function =
             self.template.functions()?.into_iter().next().ok_or_else(|| anyhow!("template has no function"))?;
         let env: BTreeMap<String, String> = self.function_env(&function)?.into_iter().collect();
-        let var = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("function environment lacks {k}"));
-        Ok(shared::Config {
-            table_name: var("TABLE_NAME")?,
-            bucket_name: var("BUCKET_NAME")?,
-            cleanup_queue_url: var("CLEANUP_QUEUE_URL")?,
-            s3_force_path_style: true,
-        })
+        Ok(shared::Config::from_lookup(&|k| env.get(k).cloned())?)
     }
 
     pub fn s3_client(&self) -> aws_sdk_s3::Client {

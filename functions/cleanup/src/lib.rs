@@ -4,9 +4,16 @@
 //! concurrently; the objects are removed with one `DeleteObjects` call per
 //! bucket (up to 1,000 keys); multipart uploads are aborted (and any left
 //! listed for the key aborted again); each task whose bytes are gone is
-//! removed. Only the messages that failed are reported, so SQS redelivers
+//! removed once its final pass is done (see below). Only the messages that failed are reported, so SQS redelivers
 //! just those and, past `maxReceiveCount`, parks them in the DLQ. A message
 //! whose task is already gone succeeds without doing anything.
+//!
+//! A presigned URL handed out before the deletion stays valid until it
+//! expires, so a late `PUT` could land bytes after the first pass. Each task
+//! therefore carries `final_pass_at` (the deletion plus the URL lifetime and
+//! a margin): a pass before then removes the bytes, keeps the task and
+//! enqueues a delayed message for the final pass, which removes the bytes
+//! again and then the task.
 
 use std::collections::BTreeMap;
 
@@ -14,9 +21,10 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::future::join_all;
 use lambda_runtime::LambdaEvent;
 use shared::config::ConfigError;
+use shared::domain::Timestamp;
 use shared::error::chain;
 use shared::objects::Objects;
-use shared::queue::CleanupMessage;
+use shared::queue::{CleanupMessage, CleanupQueue, MAX_DELAY_SECONDS};
 use shared::store::{CleanupTask, Store};
 use shared::{aws, Config, Error};
 use tracing::{info, info_span, warn, Instrument, Span};
@@ -25,13 +33,19 @@ use tracing::{info, info_span, warn, Instrument, Span};
 pub struct Deps {
     pub store: Store,
     pub objects: Objects,
+    /// For scheduling a task's final pass.
+    pub queue: CleanupQueue,
 }
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let sdk = aws::sdk_config().await;
-        Ok(Self { store: aws::store(&sdk, &config), objects: aws::objects(&sdk, &config) })
+        Ok(Self {
+            store: aws::store(&sdk, &config),
+            objects: aws::objects(&sdk, &config),
+            queue: aws::cleanup_queue(&sdk, &config),
+        })
     }
 }
 
@@ -137,10 +151,20 @@ async fn delete_objects(deps: &Deps, jobs: &mut [Job]) {
     }
 }
 
-/// Aborts the task's multipart upload, if any, then removes the task.
+/// Aborts the task's multipart upload, if any. Then, once the task's final
+/// pass is due, removes the task; before that, schedules the final pass (a
+/// delayed message) and leaves the task for it.
 async fn finish(deps: &Deps, task: &CleanupTask) -> Result<(), Error> {
     if let Some(mp) = &task.multipart_upload_id {
         deps.objects.abort_multipart(&task.bucket, &task.object_key, mp).await?;
+    }
+    let wait = task.final_pass_at.unix_millis() - Timestamp::now().unix_millis();
+    if wait > 0 {
+        deps.store.defer_cleanup_task(task).await?;
+        let delay = (wait + 999) / 1000;
+        deps.queue.enqueue_after(&task.upload_id, delay.min(MAX_DELAY_SECONDS)).await?;
+        info!(final_pass_in_seconds = delay, "bytes removed; final pass scheduled");
+        return Ok(());
     }
     deps.store.delete_cleanup_task(&task.upload_id).await
 }

@@ -9,31 +9,25 @@
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::config::ConfigError;
+use shared::deletion::Deleter;
 use shared::http::{self, Operation, Reply};
-use shared::queue::CleanupQueue;
-use shared::store::Store;
-use shared::{aws, deletion, Config};
+use shared::store::DeleteScope;
+use shared::{aws, Config, Error};
 
 pub const OPERATION: Operation = Operation { name: "delete-upload", failure: "Failed to delete upload record" };
 
-/// What deleting needs: the session store, the cleanup queue, and the bucket
-/// the task records for the cleanup function.
+/// What deleting needs: the delete path (session store, cleanup queue, the
+/// bucket its tasks name).
 #[derive(Debug, Clone)]
 pub struct Deps {
-    pub store: Store,
-    pub queue: CleanupQueue,
-    pub bucket: String,
+    pub deleter: Deleter,
 }
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let sdk = aws::sdk_config().await;
-        Ok(Self {
-            store: aws::store(&sdk, &config),
-            queue: aws::cleanup_queue(&sdk, &config),
-            bucket: config.bucket_name,
-        })
+        Ok(Self { deleter: Deleter::new(aws::store(&sdk, &config), aws::cleanup_queue(&sdk, &config), &config) })
     }
 }
 
@@ -44,8 +38,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
             Some(id) => id?,
             None => http::header_upload_id(&req)?,
         };
-        let owner = http::authenticate(&deps.store, &key).await?;
-        deletion::delete_upload(&deps.store, &deps.queue, &deps.bucket, &owner, &id).await?;
+        let owner = http::authenticate(&deps.deleter.store, &key).await?;
+        deps.deleter.delete(&owner, &id, DeleteScope::Any).await?.ok_or(Error::NotFound)?;
         Ok(Reply::ok(json!({ "message": format!("Upload {id} deleted successfully") })))
     })
     .await

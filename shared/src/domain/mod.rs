@@ -5,11 +5,13 @@ mod api_key;
 mod ids;
 mod session;
 mod time;
+mod upload;
 
 pub use api_key::{ApiKey, KeyDigest};
 pub use ids::{ObjectKey, OwnerId, UploadId};
 pub use session::{Multipart, Session};
 pub use time::Timestamp;
+pub use upload::{part_len, valid_content_type, valid_filename, NewUpload, Plan};
 
 /// The lifecycle state of an upload session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,14 +41,14 @@ impl Status {
 }
 
 /// Fills `buf` from the operating system's CSPRNG.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // The OS RNG failing is not a recoverable condition for an id generator.
     getrandom::fill(&mut buf).expect("operating system random number generator unavailable");
     buf
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -54,4 +56,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[(b & 0xf) as usize] as char);
     }
     out
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }

@@ -22,6 +22,14 @@ pub struct CleanupTask {
     /// S3's id of an unfinished multipart upload to abort, if any.
     pub multipart_upload_id: Option<String>,
     pub created_at: Timestamp,
+    /// When the last presigned URL handed out for the upload has expired
+    /// (plus a margin). Until then a late `PUT` could still land bytes, so
+    /// cleanup makes one more pass at this time before removing the task.
+    pub final_pass_at: Timestamp,
+}
+
+fn due_key(at: Timestamp, id: &UploadId) -> String {
+    format!("{}#{}", at.to_rfc3339(), id.as_str())
 }
 
 fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
@@ -29,8 +37,9 @@ fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
 }
 
 impl CleanupTask {
-    pub fn for_session(session: &Session, bucket: &str, now: Timestamp) -> Self {
+    pub fn for_session(session: &Session, bucket: &str, now: Timestamp, final_pass_at: Timestamp) -> Self {
         Self {
+            final_pass_at,
             upload_id: session.id.clone(),
             owner: session.owner.clone(),
             bucket: bucket.to_owned(),
@@ -48,15 +57,16 @@ impl CleanupTask {
         item.insert("bucket".into(), s(&self.bucket));
         item.insert("object_key".into(), s(self.object_key.as_str()));
         item.insert("created_at".into(), s(self.created_at.to_rfc3339()));
+        item.insert("final_pass_at".into(), s(self.final_pass_at.to_rfc3339()));
         item.insert(GSI2PK.into(), s(DUE_CLEANUP));
-        item.insert(GSI2SK.into(), s(format!("{}#{}", self.created_at.to_rfc3339(), self.upload_id.as_str())));
+        item.insert(GSI2SK.into(), s(due_key(self.created_at, &self.upload_id)));
         if let Some(mp) = &self.multipart_upload_id {
             item.insert("mp_upload_id".into(), s(mp));
         }
         item
     }
 
-    fn from_item(item: &Item) -> Result<Self, Error> {
+    pub(super) fn from_item(item: &Item) -> Result<Self, Error> {
         let r = Reader::new(item, "read cleanup task");
         Ok(Self {
             upload_id: r.parsed("upload_id", UploadId::parse)?,
@@ -65,6 +75,7 @@ impl CleanupTask {
             object_key: r.parsed("object_key", ObjectKey::from_stored)?,
             multipart_upload_id: r.opt_str("mp_upload_id")?.map(str::to_owned),
             created_at: r.parsed("created_at", Timestamp::parse)?,
+            final_pass_at: r.parsed("final_pass_at", Timestamp::parse)?,
         })
     }
 }
@@ -98,5 +109,67 @@ impl Store {
             .await
             .map_err(Error::internal("delete cleanup task"))?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Marks a task as waiting for its final pass: the sweeper leaves it
+    /// alone until `final_pass_at` (plus its re-drive delay).
+    pub async fn defer_cleanup_task(&self, task: &CleanupTask) -> Result<(), Error> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&task.upload_id)))
+            .update_expression("SET gsi2sk = :due")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":due", s(due_key(task.final_pass_at, &task.upload_id)))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                // Removed meanwhile by another pass: nothing left to defer.
+                Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
+                _ => Err(Error::internal("defer cleanup task")(e)),
+            })
+    }
+
+    /// Cleanup tasks due before `before`, oldest first, one page.
+    pub async fn due_cleanup_tasks(
+        &self,
+        before: Timestamp,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<(CleanupTask, String)>, Option<Item>), Error> {
+        let (items, next) = self.due_page(DUE_CLEANUP, before, limit, start, "list due cleanup tasks").await?;
+        let tasks = items
+            .iter()
+            .map(|item| {
+                let due = Reader::new(item, "list due cleanup tasks").str(GSI2SK)?.to_owned();
+                Ok((CleanupTask::from_item(item)?, due))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok((tasks, next))
+    }
+
+    /// Claims a stale task for re-driving: moves its due time to `now`, on
+    /// condition that it is still `due` as read, so of two concurrent
+    /// sweepers only one re-drives it. `false` when another got there first.
+    pub async fn claim_cleanup_task(&self, task: &CleanupTask, due: &str, now: Timestamp) -> Result<bool, Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&task.upload_id)))
+            .update_expression("SET gsi2sk = :new")
+            .condition_expression("gsi2sk = :old")
+            .expression_attribute_values(":new", s(due_key(now, &task.upload_id)))
+            .expression_attribute_values(":old", s(due))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(Error::internal("claim cleanup task")(e)),
+        }
     }
 }

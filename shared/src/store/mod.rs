@@ -10,7 +10,8 @@
 //! | upload session | `UPLOAD#<upload_id>` | `SESSION` | `owner`, `status` (`pending`/`completed`), `filename`, `content_type`, `size`, `object_key`, `mp_upload_id`, `part_size`, `part_count` (multipart only), `created_at`, `expires_at`, `completed_at`, `version`, `ttl` (pending only) |
 //! | API key | `APIKEY#<sha256 hex of the key>` | `APIKEY` | `owner`, `created_at` (the plain key is never stored) |
 //! | owner usage | `OWNER#<owner>` | `USAGE` | `bytes_used`: the sum of the sizes of the owner's completed uploads |
-//! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at` |
+//! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at`, `final_pass_at` |
+//! | cursor secret | `CONFIG` | `CURSOR_SECRET` | `secret`: 32 random bytes (hex) keying list cursors' HMAC, created on first use |
 //!
 //! Two sparse global secondary indexes, both projecting all attributes:
 //!
@@ -19,7 +20,8 @@
 //! - `by_due` (`gsi2pk`, `gsi2sk` = `<due time>#<upload_id>`): work that
 //!   falls due. `gsi2pk` = `DUE#PENDING` on pending sessions (due at
 //!   `expires_at`, for the sweeper), `DUE#CLEANUP` on cleanup tasks (due when
-//!   written, for re-driving). Completing a session removes its `gsi2pk`.
+//!   written or re-driven, or at `final_pass_at` while waiting for the final
+//!   pass; for re-driving). Completing a session removes its `gsi2pk`.
 //!
 //! `ttl` (epoch seconds) is the table's TTL attribute. Only pending sessions
 //! carry it, set a grace period past `expires_at`, so the sweeper, which
@@ -44,7 +46,8 @@ mod sessions;
 mod usage;
 
 pub use cleanup::CleanupTask;
-pub use sessions::CompleteError;
+pub use item::Item;
+pub use sessions::{CompleteError, DeleteScope, SessionPage};
 
 use aws_sdk_dynamodb::Client;
 
@@ -77,6 +80,32 @@ impl Store {
             .map_err(crate::Error::internal(what))?;
         Ok(out.item)
     }
+
+    /// One page of the `by_due` index: items of `kind` due before `before`,
+    /// oldest first.
+    async fn due_page(
+        &self,
+        kind: &str,
+        before: crate::domain::Timestamp,
+        limit: i32,
+        start: Option<item::Item>,
+        what: &'static str,
+    ) -> Result<(Vec<item::Item>, Option<item::Item>), crate::Error> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(layout::BY_DUE)
+            .key_condition_expression("gsi2pk = :kind AND gsi2sk < :before")
+            .expression_attribute_values(":kind", item::s(kind))
+            .expression_attribute_values(":before", item::s(before.to_rfc3339()))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(crate::Error::internal(what))?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
 }
 
 pub(crate) mod layout {
@@ -86,6 +115,8 @@ pub(crate) mod layout {
     pub const GSI1SK: &str = "gsi1sk";
     pub const GSI2PK: &str = "gsi2pk";
     pub const GSI2SK: &str = "gsi2sk";
+    pub const BY_OWNER: &str = "by_owner";
+    pub const BY_DUE: &str = "by_due";
     pub const DUE_PENDING: &str = "DUE#PENDING";
     pub const DUE_CLEANUP: &str = "DUE#CLEANUP";
 }

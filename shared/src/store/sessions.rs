@@ -93,6 +93,24 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
     })
 }
 
+/// Which sessions a deletion may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteScope {
+    /// Any of the owner's sessions (a client's delete).
+    Any,
+    /// Only a session still pending and past `expires_at` at this instant
+    /// (the sweeper's); anything else is left alone and reported as `None`.
+    ExpiredPending(Timestamp),
+}
+
+/// One page of an owner's sessions, newest first.
+#[derive(Debug, Clone)]
+pub struct SessionPage {
+    pub sessions: Vec<Session>,
+    /// The `by_owner` sort key of the last session, when more may follow.
+    pub last: Option<String>,
+}
+
 /// Why a completion was refused.
 #[derive(Debug)]
 pub enum CompleteError {
@@ -217,17 +235,28 @@ impl Store {
     /// `bytes_used`, and a durable cleanup task naming its bytes in `bucket`
     /// is written. Returns that task, or `None` when there is no such
     /// session for this owner (missing, another owner's, or already deleted).
+    ///
+    /// The task's final pass comes `final_pass_delay_seconds` after the
+    /// deletion, once every presigned URL handed out has expired.
     pub async fn delete_session(
         &self,
         owner: &OwnerId,
         id: &UploadId,
         bucket: &str,
+        final_pass_delay_seconds: i64,
+        scope: DeleteScope,
     ) -> Result<Option<CleanupTask>, Error> {
         for attempt in 0..ATTEMPTS {
             let Some(session) = self.get_session(owner, id).await? else {
                 return Ok(None);
             };
-            let task = CleanupTask::for_session(&session, bucket, Timestamp::now());
+            if let DeleteScope::ExpiredPending(now) = scope {
+                if session.status != Status::Pending || session.expires_at > now {
+                    return Ok(None);
+                }
+            }
+            let now = Timestamp::now();
+            let task = CleanupTask::for_session(&session, bucket, now, now.plus_seconds(final_pass_delay_seconds));
             let remove = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(id)))
@@ -285,6 +314,58 @@ impl Store {
             }
         }
         Err(Error::invariant("delete session", "too many conflicting transactions"))
+    }
+}
+
+impl Store {
+    /// One page of `owner`'s sessions, newest first, starting after the
+    /// session whose `by_owner` sort key is `after`.
+    pub async fn list_sessions(&self, owner: &OwnerId, limit: i32, after: Option<&str>) -> Result<SessionPage, Error> {
+        let owner_key = format!("OWNER#{}", owner.as_str());
+        let start = match after {
+            None => None,
+            Some(sort) => {
+                let id = sort
+                    .rsplit_once('#')
+                    .and_then(|(_, id)| UploadId::parse(id))
+                    .ok_or_else(|| Error::invariant("list sessions", "cursor position is malformed"))?;
+                let mut start = key(&id);
+                start.insert(GSI1PK.into(), s(&owner_key));
+                start.insert(GSI1SK.into(), s(sort));
+                Some(start)
+            }
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_OWNER)
+            .key_condition_expression("gsi1pk = :owner")
+            .expression_attribute_values(":owner", s(&owner_key))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(Error::internal("list sessions"))?;
+        let sessions = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let last = match out.last_evaluated_key() {
+            Some(k) => Some(Reader::new(k, "list sessions").str(GSI1SK)?.to_owned()),
+            None => None,
+        };
+        Ok(SessionPage { sessions, last })
+    }
+
+    /// One page of pending sessions whose `expires_at` is before `now`,
+    /// oldest first, for the sweeper.
+    pub async fn expired_pending_sessions(
+        &self,
+        now: Timestamp,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Session>, Option<Item>), Error> {
+        let (items, next) = self.due_page(DUE_PENDING, now, limit, start, "list expired sessions").await?;
+        Ok((items.iter().map(from_item).collect::<Result<_, _>>()?, next))
     }
 }
 

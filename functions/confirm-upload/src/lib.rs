@@ -1,0 +1,73 @@
+//! `POST /uploads/{upload_id}/confirm`: checks that the bytes really are in
+//! S3, then marks the session completed and counts its size, in one
+//! transaction that also enforces the quota.
+//!
+//! Single `PUT`: the object must exist with exactly the declared size.
+//! Multipart: every part must be there with its expected size; the upload is
+//! completed from the parts S3 lists (a retry after S3 completed it finds the
+//! object instead). A confirm racing a delete either commits first (and the
+//! delete then releases the size) or finds the record gone (404): usage is
+//! never counted for a deleted upload.
+
+use lambda_http::{Body, Request, Response};
+use shared::domain::{Session, Status, Timestamp};
+use shared::http::{self, Operation, Reply};
+use shared::progress::{self, Held};
+use shared::store::CompleteError;
+use shared::uploads::Uploads;
+use shared::{views, Error};
+
+pub const OPERATION: Operation = Operation { name: "confirm-upload", failure: "Failed to confirm upload" };
+
+pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
+    http::serve(req, OPERATION, |req| async move {
+        let (owner, id) = http::caller_and_path_id(&deps.store, &req).await?;
+        let session = deps.store.get_session(&owner, &id).await?.ok_or(Error::NotFound)?;
+        if session.status == Status::Completed {
+            return Err(Error::AlreadyCompleted);
+        }
+        if session.expires_at <= Timestamp::now() {
+            return Err(Error::Expired);
+        }
+        // Refuse early what the transaction would refuse, before S3 work.
+        if deps.store.bytes_used(&owner).await?.saturating_add(session.size) > deps.policy.quota_bytes {
+            return Err(Error::QuotaExceeded);
+        }
+        verify_bytes(deps, &session).await?;
+        let completed =
+            deps.store.complete_session(&owner, &id, deps.policy.quota_bytes).await.map_err(|e| match e {
+                CompleteError::NotFound => Error::NotFound,
+                CompleteError::AlreadyCompleted => Error::AlreadyCompleted,
+                CompleteError::QuotaExceeded => Error::QuotaExceeded,
+                CompleteError::Store(e) => e,
+            })?;
+        Ok(Reply::ok(views::session(&completed)))
+    })
+    .await
+}
+
+/// Makes sure S3 holds the session's bytes as one object of the declared
+/// size, completing its multipart upload if need be.
+async fn verify_bytes(deps: &Uploads, s: &Session) -> Result<(), Error> {
+    let held = progress::inspect(&deps.objects, &deps.bucket, s).await?;
+    if let Held::Parts(parts) = &held {
+        let expected: Vec<(u32, u64)> = views::parts(s).collect();
+        let missing = held.missing(s);
+        let misfit = |n: &u32| parts.iter().any(|p| p.part_number == *n);
+        if missing.iter().any(misfit) || parts.iter().any(|p| p.part_number as usize > expected.len()) {
+            return Err(Error::SizeMismatch);
+        }
+        if !missing.is_empty() {
+            return Err(Error::BytesMissing);
+        }
+        let mp = s.multipart.as_ref().ok_or_else(|| Error::invariant("confirm", "parts without a multipart upload"))?;
+        // `false`: S3 no longer knows the upload (completed by a concurrent
+        // confirm, say); the object check below decides.
+        deps.objects.complete_multipart(&deps.bucket, &s.object_key, &mp.s3_upload_id, parts).await?;
+    }
+    match deps.objects.object_size(&deps.bucket, &s.object_key).await? {
+        None => Err(Error::BytesMissing),
+        Some(size) if size != s.size => Err(Error::SizeMismatch),
+        Some(_) => Ok(()),
+    }
+}

@@ -1,0 +1,75 @@
+//! `POST /uploads`: opens an upload session.
+//!
+//! Body `{"filename", "content_type", "size"}`. Below the multipart threshold
+//! the answer carries one presigned `PUT` (content type and length signed);
+//! at or above it, an S3 multipart upload is started and the answer carries a
+//! presigned `PUT` per part (at most 1,000; the resume route gives the rest).
+//! The session is written on condition that it does not exist yet.
+
+use lambda_http::{Body, Request, Response};
+use shared::domain::{Multipart, NewUpload, ObjectKey, Plan, Session, Status, Timestamp, UploadId};
+use shared::error::chain;
+use shared::http::{self, Operation, Reply};
+use shared::uploads::Uploads;
+use shared::{views, Error};
+use tracing::{warn, Span};
+
+pub const OPERATION: Operation = Operation { name: "create-upload", failure: "Failed to create upload" };
+
+pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
+    http::serve(req, OPERATION, |req| async move {
+        let key = http::credentials(&req)?;
+        let new = NewUpload::parse(http::body(&req), &deps.policy)?;
+        let owner = http::authenticate(&deps.store, &key).await?;
+        // Pending sessions count nothing; the confirm transaction enforces
+        // the quota for good. This refuses what could never be confirmed.
+        if deps.store.bytes_used(&owner).await?.saturating_add(new.size) > deps.policy.quota_bytes {
+            return Err(Error::QuotaExceeded);
+        }
+
+        let id = UploadId::generate();
+        Span::current().record("upload_id", id.as_str());
+        let object_key = ObjectKey::for_upload(&owner, &id);
+        let multipart = match Plan::for_size(new.size, &deps.policy) {
+            Plan::Single => None,
+            Plan::Multipart { part_size, part_count } => Some(Multipart {
+                s3_upload_id: deps.objects.create_multipart(&deps.bucket, &object_key, &new.content_type).await?,
+                part_size,
+                part_count,
+            }),
+        };
+        let now = Timestamp::now();
+        let session = Session {
+            id,
+            owner,
+            status: Status::Pending,
+            filename: new.filename,
+            content_type: new.content_type,
+            size: new.size,
+            object_key,
+            multipart,
+            created_at: now,
+            expires_at: now.plus_seconds(deps.policy.session_expiry_seconds),
+            completed_at: None,
+            version: 0,
+        };
+        if let Err(e) = deps.store.create_session(&session).await {
+            // No record points at the multipart upload: abort it now (the
+            // bucket's lifecycle rule is the backstop if this fails too).
+            if let Some(mp) = &session.multipart {
+                if let Err(abort) =
+                    deps.objects.abort_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id).await
+                {
+                    warn!(error = %chain(&abort), "could not abort the multipart upload of a session never written");
+                }
+            }
+            return Err(e);
+        }
+
+        let all: Vec<u32> = views::parts(&session).map(|(n, _)| n).collect();
+        let mut body = views::session(&session);
+        body["upload"] = views::instructions(&deps.objects, &deps.bucket, &session, &all, &deps.policy).await?;
+        Ok(Reply::created(body))
+    })
+    .await
+}

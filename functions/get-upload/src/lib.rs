@@ -1,0 +1,29 @@
+//! `GET /uploads/{upload_id}`: one of the caller's sessions. For a pending
+//! session, also which parts S3 already holds and which are missing, so a
+//! client can resume.
+
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::domain::Status;
+use shared::http::{self, Operation, Reply};
+use shared::uploads::Uploads;
+use shared::{progress, views, Error};
+
+pub const OPERATION: Operation = Operation { name: "get-upload", failure: "Failed to read upload" };
+
+pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
+    http::serve(req, OPERATION, |req| async move {
+        let (owner, id) = http::caller_and_path_id(&deps.store, &req).await?;
+        let session = deps.store.get_session(&owner, &id).await?.ok_or(Error::NotFound)?;
+        let mut body = views::session(&session);
+        if session.status == Status::Pending {
+            let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
+            let mut upload = views::transfer(&session);
+            upload["parts_received"] = json!(held.received(&session));
+            upload["parts_missing"] = json!(held.missing(&session));
+            body["upload"] = upload;
+        }
+        Ok(Reply::ok(body))
+    })
+    .await
+}

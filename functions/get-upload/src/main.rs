@@ -1,0 +1,11 @@
+use std::convert::Infallible;
+
+use lambda_http::{run, service_fn, Error};
+use shared::uploads::Uploads;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let deps = Uploads::from_env().await?;
+    run(service_fn(|req| async { Ok::<_, Infallible>(get_upload::handle(&deps, req).await) })).await
+}

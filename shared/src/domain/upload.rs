@@ -1,0 +1,179 @@
+use serde_json::Value;
+
+use crate::config::{s3_limits, UploadPolicy, MIB};
+use crate::error::Error;
+
+/// The longest filename accepted, in Unicode scalar values.
+pub const MAX_FILENAME_CHARS: usize = 255;
+/// The longest content type accepted, in bytes.
+pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
+
+/// A create request, parsed: `{"filename", "content_type", "size"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpload {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl NewUpload {
+    /// Parses and validates a create request body. Each failure names the
+    /// field in a stable message.
+    pub fn parse(body: &[u8], policy: &UploadPolicy) -> Result<Self, Error> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| Error::InvalidBody)?;
+        let obj = value.as_object().ok_or(Error::InvalidBody)?;
+        let filename = obj.get("filename").and_then(Value::as_str).ok_or(Error::Invalid("Invalid filename"))?;
+        let content_type =
+            obj.get("content_type").and_then(Value::as_str).ok_or(Error::Invalid("Invalid content_type"))?;
+        let size = obj.get("size").and_then(Value::as_u64).filter(|s| *s > 0).ok_or(Error::Invalid("Invalid size"))?;
+        if !valid_filename(filename) {
+            return Err(Error::Invalid("Invalid filename"));
+        }
+        if !valid_content_type(content_type) {
+            return Err(Error::Invalid("Invalid content_type"));
+        }
+        if size > policy.max_upload_bytes {
+            return Err(Error::Invalid("Size exceeds the maximum upload size"));
+        }
+        Ok(Self { filename: filename.to_owned(), content_type: content_type.to_owned(), size })
+    }
+}
+
+/// 1 to 255 characters, not all white space, no control characters; any
+/// other Unicode is welcome. The filename is metadata only.
+pub fn valid_filename(name: &str) -> bool {
+    let chars = name.chars().count();
+    (1..=MAX_FILENAME_CHARS).contains(&chars) && !name.trim().is_empty() && !name.chars().any(char::is_control)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// An RFC 9110 media type: `type/subtype` with optional `; name=value`
+/// parameters (value a token or a quoted string).
+pub fn valid_content_type(ct: &str) -> bool {
+    if ct.len() > MAX_CONTENT_TYPE_BYTES || !ct.is_ascii() || ct.bytes().any(|b| b.is_ascii_control()) {
+        return false;
+    }
+    let mut parts = ct.split(';');
+    let essence = parts.next().unwrap_or_default();
+    let Some((ty, sub)) = essence.split_once('/') else { return false };
+    if !is_token(ty) || !is_token(sub) {
+        return false;
+    }
+    parts.all(|p| {
+        let Some((name, value)) = p.trim_matches(' ').split_once('=') else { return false };
+        let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
+        is_token(name) && (is_token(value) || quoted)
+    })
+}
+
+/// How an upload's bytes travel to S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// One presigned `PUT`.
+    Single,
+    /// An S3 multipart upload: `part_count` parts of `part_size` bytes, the
+    /// last one possibly shorter.
+    Multipart { part_size: u64, part_count: u32 },
+}
+
+impl Plan {
+    /// Below the threshold, one `PUT`. Otherwise parts of the preferred size,
+    /// raised (to whole MiB) when the upload would need more than 10,000
+    /// parts, and kept within S3's 5 MiB..5 GiB.
+    pub fn for_size(size: u64, policy: &UploadPolicy) -> Self {
+        if size < policy.multipart_threshold_bytes {
+            return Plan::Single;
+        }
+        let needed = size.div_ceil(s3_limits::MAX_PARTS);
+        let part_size =
+            policy.part_size_bytes.max(needed.div_ceil(MIB) * MIB).clamp(s3_limits::MIN_PART, s3_limits::MAX_PART);
+        Plan::Multipart { part_size, part_count: size.div_ceil(part_size) as u32 }
+    }
+}
+
+/// The size of part `n` (1-based) of an upload of `size` bytes cut into
+/// `part_size` parts.
+pub fn part_len(size: u64, part_size: u64, n: u32) -> u64 {
+    let start = u64::from(n - 1) * part_size;
+    size.saturating_sub(start).min(part_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GIB, TIB};
+
+    fn policy() -> UploadPolicy {
+        UploadPolicy::default()
+    }
+
+    #[test]
+    fn filenames() {
+        for ok in ["a", "report.pdf", "Прогноз погоды.txt", "日本語 ファイル.png", "emoji 🎉.gif", &"x".repeat(255)]
+        {
+            assert!(valid_filename(ok), "{ok:?}");
+        }
+        for bad in ["", "   ", "a\nb", "a\u{0}b", "tab\there", "del\u{7f}", "c1\u{85}", &"x".repeat(256)] {
+            assert!(!valid_filename(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        for ok in
+            ["application/pdf", "text/plain; charset=utf-8", "multipart/form-data;boundary=\"a b\"", "image/svg+xml"]
+        {
+            assert!(valid_content_type(ok), "{ok:?}");
+        }
+        for bad in ["", "pdf", "text/", "/plain", "text/plain; charset", "text/pl ain", "tëxt/plain", "a/b\r\nx: y"] {
+            assert!(!valid_content_type(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parsing_requests() {
+        let p = policy();
+        let ok = NewUpload::parse(br#"{"filename":"a.txt","content_type":"text/plain","size":5}"#, &p).unwrap();
+        assert_eq!(ok.size, 5);
+        let cases: [(&[u8], &str); 9] = [
+            (b"", "Invalid JSON body"),
+            (b"[1]", "Invalid JSON body"),
+            (br#"{"content_type":"text/plain","size":5}"#, "Invalid filename"),
+            (br#"{"filename":"a","content_type":"nope","size":5}"#, "Invalid content_type"),
+            (br#"{"filename":"a","content_type":"text/plain","size":0}"#, "Invalid size"),
+            (br#"{"filename":"a","content_type":"text/plain","size":-1}"#, "Invalid size"),
+            (br#"{"filename":"a","content_type":"text/plain","size":1.5}"#, "Invalid size"),
+            (br#"{"filename":"a","content_type":"text/plain","size":"5"}"#, "Invalid size"),
+            (
+                br#"{"filename":"a","content_type":"text/plain","size":6000000000000}"#,
+                "Size exceeds the maximum upload size",
+            ),
+        ];
+        for (body, msg) in cases {
+            let err = NewUpload::parse(body, &p).unwrap_err();
+            assert_eq!(err.to_string(), msg, "{}", String::from_utf8_lossy(body));
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn plans_respect_s3_limits() {
+        let p = policy();
+        assert_eq!(Plan::for_size(1, &p), Plan::Single);
+        assert_eq!(Plan::for_size(64 * MIB - 1, &p), Plan::Single);
+        assert_eq!(Plan::for_size(64 * MIB, &p), Plan::Multipart { part_size: 16 * MIB, part_count: 4 });
+        assert_eq!(Plan::for_size(64 * MIB + 1, &p), Plan::Multipart { part_size: 16 * MIB, part_count: 5 });
+        for size in [64 * MIB, 100 * GIB, 157 * GIB, TIB, 5 * TIB] {
+            let Plan::Multipart { part_size, part_count } = Plan::for_size(size, &p) else { panic!() };
+            assert!((s3_limits::MIN_PART..=s3_limits::MAX_PART).contains(&part_size), "{size}");
+            assert!(u64::from(part_count) <= s3_limits::MAX_PARTS, "{size}: {part_count} parts");
+            assert!(u64::from(part_count) * part_size >= size);
+            assert!(u64::from(part_count - 1) * part_size < size);
+            let total: u64 = (1..=part_count).map(|n| part_len(size, part_size, n)).sum();
+            assert_eq!(total, size);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! What the functions that open, inspect and confirm sessions work with.
+
+use crate::config::{ConfigError, UploadPolicy};
+use crate::objects::Objects;
+use crate::store::Store;
+use crate::{aws, Config};
+
+/// Sessions and their bytes: the store, the bucket and the upload policy.
+#[derive(Debug, Clone)]
+pub struct Uploads {
+    pub store: Store,
+    pub objects: Objects,
+    pub bucket: String,
+    pub policy: UploadPolicy,
+}
+
+impl Uploads {
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let sdk = aws::sdk_config().await;
+        Ok(Self {
+            store: aws::store(&sdk, &config),
+            objects: aws::objects(&sdk, &config),
+            bucket: config.bucket_name.clone(),
+            policy: config.uploads,
+        })
+    }
+}

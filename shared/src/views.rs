@@ -1,0 +1,71 @@
+//! What clients see of sessions: the JSON shapes shared by create, get,
+//! list, confirm and resume.
+
+use serde_json::{json, Value};
+
+use crate::config::UploadPolicy;
+use crate::domain::{part_len, Session, Status, Timestamp};
+use crate::error::Error;
+use crate::objects::Objects;
+
+/// At most this many presigned URLs go into one response (a response must
+/// stay well under Lambda's 6 MB); the resume route hands out the rest.
+pub const MAX_URLS_PER_RESPONSE: usize = 1000;
+
+/// A session as clients see it.
+pub fn session(s: &Session) -> Value {
+    json!({
+        "upload_id": s.id.as_str(),
+        "status": s.status.as_str(),
+        "filename": s.filename,
+        "content_type": s.content_type,
+        "size": s.size,
+        "created_at": s.created_at.to_rfc3339(),
+        "expires_at": (s.status == Status::Pending).then(|| s.expires_at.to_rfc3339()),
+        "completed_at": s.completed_at.map(Timestamp::to_rfc3339),
+    })
+}
+
+/// How the session's bytes travel: `single` or `multipart`, part size and
+/// count.
+pub fn transfer(s: &Session) -> Value {
+    match &s.multipart {
+        None => json!({ "type": "single", "part_size": s.size, "part_count": 1 }),
+        Some(mp) => json!({ "type": "multipart", "part_size": mp.part_size, "part_count": mp.part_count }),
+    }
+}
+
+/// The part numbers of `s`, with each part's size.
+pub fn parts(s: &Session) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let (part_size, count) = s.multipart.as_ref().map(|m| (m.part_size, m.part_count)).unwrap_or((s.size, 1));
+    (1..=count).map(move |n| (n, part_len(s.size, part_size, n)))
+}
+
+/// Upload instructions for the `missing` parts of pending session `s`:
+/// a presigned `PUT` each (at most [`MAX_URLS_PER_RESPONSE`]), when they
+/// expire, and whether more parts remain for the resume route.
+pub async fn instructions(
+    objects: &Objects,
+    bucket: &str,
+    s: &Session,
+    missing: &[u32],
+    policy: &UploadPolicy,
+) -> Result<Value, Error> {
+    let ttl = policy.url_ttl_seconds;
+    let urls_expire_at = Timestamp::now().plus_seconds(ttl);
+    let mut puts = Vec::new();
+    for &n in missing.iter().take(MAX_URLS_PER_RESPONSE) {
+        let size = part_len(s.size, s.multipart.as_ref().map_or(s.size, |m| m.part_size), n);
+        let put = match &s.multipart {
+            None => objects.presign_put(bucket, &s.object_key, &s.content_type, s.size, ttl).await?,
+            Some(mp) => objects.presign_part(bucket, &s.object_key, &mp.s3_upload_id, n, size, ttl).await?,
+        };
+        puts.push(put);
+    }
+    let mut out = transfer(s);
+    let map = out.as_object_mut().expect("transfer is an object");
+    map.insert("urls_expire_at".into(), json!(urls_expire_at.to_rfc3339()));
+    map.insert("parts".into(), serde_json::to_value(&puts).map_err(Error::internal("encode parts"))?);
+    map.insert("more_parts".into(), json!(missing.len() > MAX_URLS_PER_RESPONSE));
+    Ok(out)
+}
