@@ -22,3 +22,13 @@ pub fn init() {
         builder.compact().try_init()
     };
 }
+
+/// For tests: compact lines through libtest's capture, so a passing test is
+/// quiet and a failing one shows its logs.
+pub fn init_for_tests() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_test_writer()
+        .compact()
+        .try_init();
+}

@@ -47,6 +47,7 @@ pub struct TestStack {
 
 impl TestStack {
     pub async fn new() -> Self {
+        shared::telemetry::init_for_tests();
         let stack = Stack::provision(&endpoint(), &format!("t{}", random_suffix())).await.expect("provisioning");
         let config = stack.config().expect("config");
         Self {
@@ -125,6 +126,11 @@ impl TestStack {
 
     /// A pending multipart session with `parts` 5 MiB parts already in S3.
     pub async fn pending_multipart(&self, owner: &OwnerId, parts: u32) -> Session {
+        self.pending_multipart_expiring(owner, parts, Timestamp::now().plus_seconds(24 * 3600)).await
+    }
+
+    /// As [`Self::pending_multipart`], expiring at `expires_at`.
+    pub async fn pending_multipart_expiring(&self, owner: &OwnerId, parts: u32, expires_at: Timestamp) -> Session {
         let id = UploadId::generate();
         let key = ObjectKey::for_upload(owner, &id);
         let mp =
@@ -134,7 +140,10 @@ impl TestStack {
             self.upload_part(&key, &s3_upload_id, n as i32).await;
         }
         let multipart = Multipart { s3_upload_id, part_size: 5 * MIB as u64, part_count: parts + 1 };
-        let session = Self::new_session(owner, id, (5 * MIB) as u64 * u64::from(parts + 1), Some(multipart));
+        let session = Session {
+            expires_at,
+            ..Self::new_session(owner, id, (5 * MIB) as u64 * u64::from(parts + 1), Some(multipart))
+        };
         self.store.create_session(&session).await.unwrap();
         session
     }
@@ -296,4 +305,143 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A JSON request with a body, as API Gateway would hand it over.
+pub fn api_request_with_body(
+    method: &str,
+    path: &str,
+    resource: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> lambda_http::Request {
+    let path_parameters = xtask::gateway::match_path(resource, path).expect("path matches resource");
+    let event = rest_event(&ProxyRequest {
+        method: method.into(),
+        path: path.into(),
+        resource: resource.into(),
+        path_parameters,
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: Some(body.to_vec()),
+        source_ip: "127.0.0.1".into(),
+        request_id: xtask::runtime::uuid_like(),
+        ..Default::default()
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+/// A request with a query string.
+pub fn api_request_with_query(path: &str, headers: &[(&str, &str)], query: &[(&str, &str)]) -> lambda_http::Request {
+    let event = rest_event(&ProxyRequest {
+        method: "GET".into(),
+        path: path.into(),
+        resource: path.into(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        source_ip: "127.0.0.1".into(),
+        request_id: xtask::runtime::uuid_like(),
+        ..Default::default()
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+/// Sends `data` to the presigned `PUT`s of `upload` (the `upload` object of
+/// a create or resume answer), only the parts numbered in `only` if given,
+/// in the order given. Returns the HTTP statuses.
+pub async fn put_parts(upload: &Value, data: &[u8], only: Option<&[u64]>) -> Vec<u16> {
+    let http = reqwest::Client::new();
+    let part_size = upload["part_size"].as_u64().unwrap() as usize;
+    let mut statuses = Vec::new();
+    let parts = upload["parts"].as_array().unwrap();
+    let order: Vec<u64> = match only {
+        Some(o) => o.to_vec(),
+        None => parts.iter().map(|p| p["part_number"].as_u64().unwrap()).collect(),
+    };
+    for n in order {
+        let part = parts.iter().find(|p| p["part_number"] == n).expect("part in answer");
+        let start = (n as usize - 1) * part_size;
+        let end = (start + part_size).min(data.len());
+        let mut req = http.put(part["url"].as_str().unwrap()).body(data[start..end].to_vec());
+        for (k, v) in part["headers"].as_object().unwrap() {
+            req = req.header(k, v.as_str().unwrap());
+        }
+        statuses.push(req.send().await.unwrap().status().as_u16());
+    }
+    statuses
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+impl TestStack {
+    /// The object's bytes.
+    pub async fn object_bytes(&self, key: &ObjectKey) -> Vec<u8> {
+        let out = self.s3.get_object().bucket(&self.config.bucket_name).key(key.as_str()).send().await.unwrap();
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// Every key in the bucket.
+    pub async fn all_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.config.bucket_name)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            match out.next_continuation_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return keys,
+            }
+        }
+    }
+
+    /// Feeds the cleanup queue to the cleanup handler until it is empty.
+    pub async fn drain_cleanup(&self) -> usize {
+        let mut handled = 0;
+        loop {
+            let messages = self.receive_cleanup_messages().await;
+            if messages.is_empty() {
+                return handled;
+            }
+            handled += messages.len();
+            for chunk in messages.chunks(10) {
+                let failed = self.run_cleanup(chunk).await;
+                assert!(failed.is_empty(), "cleanup failed for {failed:?}");
+                let entries: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle().unwrap())
+                            .build()
+                            .unwrap()
+                    })
+                    .collect();
+                self.sqs
+                    .delete_message_batch()
+                    .queue_url(&self.config.cleanup_queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
 }
