@@ -124,6 +124,14 @@ impl TestStack {
         self.store.complete_session(owner, &session.id, QUOTA).await.unwrap()
     }
 
+    /// A pending single-`PUT` session `id` whose `bytes` are already in S3.
+    pub async fn pending_single_with_id(&self, owner: &OwnerId, id: UploadId, bytes: &[u8]) -> Session {
+        let session = Self::new_session(owner, id, bytes.len() as u64, None);
+        self.store.create_session(&session).await.unwrap();
+        self.put_object(&session.object_key, bytes).await;
+        session
+    }
+
     /// A pending multipart session with `parts` 5 MiB parts already in S3.
     pub async fn pending_multipart(&self, owner: &OwnerId, parts: u32) -> Session {
         self.pending_multipart_expiring(owner, parts, Timestamp::now().plus_seconds(24 * 3600)).await

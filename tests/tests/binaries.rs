@@ -158,3 +158,71 @@ async fn local_api_serves_the_template_routes_and_feeds_cleanup() {
     assert!(t.receive_cleanup_messages().await.is_empty(), "the handled message was deleted");
     server.abort();
 }
+
+/// The key and upload id the API events carry, the key minted for owner
+/// `events`.
+async fn event_identity(t: &TestStack) -> (OwnerId, UploadId) {
+    let ev = event("get-upload");
+    let key = ApiKey::parse(ev["headers"]["x-api-key"].as_str().unwrap()).unwrap();
+    let id = UploadId::parse(ev["pathParameters"]["upload_id"].as_str().unwrap()).unwrap();
+    let owner = OwnerId::parse("events").unwrap();
+    t.store.put_api_key(&key, &owner).await.unwrap();
+    (owner, id)
+}
+
+async fn invoke_api(t: &TestStack, function: &str, event_name: &str) -> (u16, Value) {
+    let h = host(t, function).await;
+    let resp = parse_response(&response(h.invoke(&event(event_name)).await.unwrap())).unwrap();
+    let body = resp.json().unwrap();
+    assert_eq!(resp.header("x-request-id"), body["request_id"].as_str());
+    assert!(h.logs().iter().all(|l| !l.contains("usk_")), "an API key reached {function}'s log");
+    (resp.status, body)
+}
+
+#[tokio::test]
+async fn lifecycle_binaries_answer_their_events() {
+    let t = TestStack::new().await;
+    let (owner, id) = event_identity(&t).await;
+
+    // create-upload: a 1 MiB PDF, one presigned PUT.
+    let (status, body) = invoke_api(&t, "CreateUpload", "create-upload").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["filename"], "Quarterly report Q3.pdf");
+    assert_eq!(body["upload"]["type"], "single");
+    let created = UploadId::parse(body["upload_id"].as_str().unwrap()).unwrap();
+    assert_eq!(t.store.get_session(&owner, &created).await.unwrap().unwrap().size, 1_048_576);
+
+    // get-upload, resume-upload, confirm-upload on the events' upload id.
+    t.pending_single_with_id(&owner, id.clone(), &[9u8; 2048]).await;
+    let (status, body) = invoke_api(&t, "GetUpload", "get-upload").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("pending")), "{body}");
+    assert_eq!(body["upload"]["parts_received"], serde_json::json!([1]));
+    let (status, body) = invoke_api(&t, "ResumeUpload", "resume-upload").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["upload"]["parts"], serde_json::json!([]), "nothing missing");
+    let (status, body) = invoke_api(&t, "ConfirmUpload", "confirm-upload").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("completed")), "{body}");
+    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 2048);
+
+    // list-uploads: both of the owner's uploads, newest first.
+    let (status, body) = invoke_api(&t, "ListUploads", "list-uploads").await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["uploads"].as_array().unwrap().iter().map(|u| u["upload_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![id.as_str(), created.as_str()]);
+}
+
+#[tokio::test]
+async fn sweeper_binary_answers_its_event() {
+    let t = TestStack::new().await;
+    let owner = OwnerId::parse("events").unwrap();
+    let expired = t.pending_multipart_expiring(&owner, 1, shared::domain::Timestamp::now().plus_seconds(-10)).await;
+    let h = host(&t, "Sweeper").await;
+    let report = response(h.invoke(&event("sweeper")).await.unwrap());
+    assert_eq!(report, serde_json::json!({ "expired": 1, "redriven": 0, "failed": 0 }));
+    assert!(t.store.get_session(&owner, &expired.id).await.unwrap().is_none());
+    assert!(t.store.get_cleanup_task(&expired.id).await.unwrap().is_some());
+    assert_eq!(t.receive_cleanup_messages().await.len(), 1);
+    let line = h.logs().into_iter().find(|l| l.contains("sweep done")).expect("a sweep log line");
+    let line: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["expired"], 1);
+}
