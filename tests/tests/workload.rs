@@ -13,7 +13,7 @@ use shared::domain::{ApiKey, Status, UploadId};
 use tests::{api_request, api_request_with_body, bytes, parts, put_parts, TestStack};
 
 const WORKERS: u64 = 8;
-const LIFECYCLES_PER_WORKER: u64 = 12;
+const LIFECYCLES_PER_WORKER: u64 = 16;
 
 struct Rng(u64);
 
@@ -105,7 +105,7 @@ async fn lifecycle(t: &TestStack, deps: &shared::uploads::Uploads, key: &ApiKey,
 #[tokio::test]
 async fn usage_and_objects_stay_exact_under_a_random_workload() {
     let t = Arc::new(TestStack::new().await);
-    let deps = Arc::new(t.uploads(UploadPolicy { quota_bytes: 15_000, ..UploadPolicy::default() }));
+    let deps = Arc::new(t.uploads(UploadPolicy { quota_bytes: 20_000, ..UploadPolicy::default() }));
     let owners = [t.owner("north").await, t.owner("south").await];
 
     let tallies = join_all((0..WORKERS).map(|w| {
@@ -150,7 +150,7 @@ async fn usage_and_objects_stay_exact_under_a_random_workload() {
             }
         }
         assert_eq!(t.store.bytes_used(owner).await.unwrap(), completed_bytes, "usage of {owner}");
-        assert!(completed_bytes <= 15_000, "quota held");
+        assert!(completed_bytes <= 20_000, "quota held");
     }
     for key in t.all_keys().await {
         assert!(live.contains_key(&key), "object {key} belongs to no live session");
