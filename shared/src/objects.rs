@@ -33,10 +33,21 @@ pub struct PresignedPut {
 
 impl PresignedPut {
     fn from_request(part_number: u32, size: u64, req: PresignedRequest) -> Self {
+        // Only the signed headers are the client's to send (the SDK may add
+        // others, such as a trace id, that mean nothing to the client).
+        let signed: Vec<String> = req
+            .uri()
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders="))
+            .map(|v| v.replace("%3B", ";").replace("%3b", ";").split(';').map(str::to_ascii_lowercase).collect())
+            .unwrap_or_default();
         let headers = req
             .headers()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .filter(|(k, _)| k != "host" && signed.contains(k))
             .collect();
         Self { part_number, method: "PUT", url: req.uri().to_owned(), headers, size }
     }

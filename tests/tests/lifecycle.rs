@@ -79,6 +79,10 @@ async fn single_put_full_flow() {
     assert_eq!(upload["type"], "single");
     assert_eq!(upload["parts"].as_array().unwrap().len(), 1);
     assert_eq!(upload["parts"][0]["headers"]["content-type"], "text/plain; charset=utf-8");
+    let signed: Vec<&String> = upload["parts"][0]["headers"].as_object().unwrap().keys().collect();
+    assert_eq!(signed, vec!["content-length", "content-type"], "only the signed headers");
+    let url = upload["parts"][0]["url"].as_str().unwrap();
+    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"), "{url}");
     assert_eq!(upload["more_parts"], false);
     // The record: pending, keyed by id, object key from owner and id only.
     let stored = t.store.get_session(&owner, &id).await.unwrap().unwrap();
@@ -120,7 +124,10 @@ async fn multipart_full_flow_parts_in_any_order() {
     assert_eq!(status, 201, "{body}");
     let id = id_of(&body);
     let upload = &body["upload"];
-    assert_eq!((upload["type"].as_str(), upload["part_size"].as_u64(), upload["part_count"].as_u64()), (Some("multipart"), Some(5 * MIB), Some(3)));
+    assert_eq!(
+        (upload["type"].as_str(), upload["part_size"].as_u64(), upload["part_count"].as_u64()),
+        (Some("multipart"), Some(5 * MIB), Some(3))
+    );
     let sizes: Vec<u64> = upload["parts"].as_array().unwrap().iter().map(|p| p["size"].as_u64().unwrap()).collect();
     assert_eq!(sizes, vec![5 * MIB, 5 * MIB, 2 * MIB]);
     let stored = t.store.get_session(&owner, &id).await.unwrap().unwrap();
@@ -246,7 +253,13 @@ async fn confirm_refusals() {
     assert_eq!(status, 404);
     let (status, body) = confirm(&deps, &key, "nope").await;
     assert_eq!((status, body["error"].as_str()), (400, Some("Invalid upload id")));
-    let req = api_request_with_body("POST", &format!("/uploads/{}/confirm", id_of(&missing)), "/uploads/{upload_id}/confirm", &[], b"");
+    let req = api_request_with_body(
+        "POST",
+        &format!("/uploads/{}/confirm", id_of(&missing)),
+        "/uploads/{upload_id}/confirm",
+        &[],
+        b"",
+    );
     assert_eq!(parts(&confirm_upload::handle(&deps, req).await).0, 401);
 }
 
@@ -292,14 +305,24 @@ async fn create_validation() {
         (r#"{"filename":"a","size":1}"#.into(), "Invalid content_type"),
         (r#"{"filename":"a","content_type":"text/plain","size":0}"#.into(), "Invalid size"),
         (r#"{"filename":"a","content_type":"text/plain"}"#.into(), "Invalid size"),
-        (r#"{"filename":"a","content_type":"text/plain","size":1000001}"#.into(), "Size exceeds the maximum upload size"),
+        (
+            r#"{"filename":"a","content_type":"text/plain","size":1000001}"#.into(),
+            "Size exceeds the maximum upload size",
+        ),
     ];
     for (body, message) in cases {
-        let req = api_request_with_body("POST", "/uploads", "/uploads", &[("x-api-key", key.expose())], body.as_bytes());
+        let req =
+            api_request_with_body("POST", "/uploads", "/uploads", &[("x-api-key", key.expose())], body.as_bytes());
         let (status, answer) = parts(&create_upload::handle(&deps, req).await);
         assert_eq!((status, answer["error"].as_str()), (400, Some(message)), "{body}");
     }
-    let req = api_request_with_body("POST", "/uploads", "/uploads", &[], br#"{"filename":"a","content_type":"text/plain","size":1}"#);
+    let req = api_request_with_body(
+        "POST",
+        "/uploads",
+        "/uploads",
+        &[],
+        br#"{"filename":"a","content_type":"text/plain","size":1}"#,
+    );
     assert_eq!(parts(&create_upload::handle(&deps, req).await).0, 401);
     // Nothing was written and nothing was started in S3.
     assert!(t.store.list_sessions(&owner, 10, None).await.unwrap().sessions.is_empty());

@@ -42,7 +42,11 @@ async fn pages_cover_everything_once_newest_first() {
         assert_eq!(status, 200, "{body}");
         let uploads = body["uploads"].as_array().unwrap();
         assert!(uploads.len() <= 4);
-        seen.extend(uploads.iter().map(|u| (u["created_at"].as_str().unwrap().to_owned(), u["upload_id"].as_str().unwrap().to_owned())));
+        seen.extend(
+            uploads
+                .iter()
+                .map(|u| (u["created_at"].as_str().unwrap().to_owned(), u["upload_id"].as_str().unwrap().to_owned())),
+        );
         pages += 1;
         match body["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -61,7 +65,8 @@ async fn pages_cover_everything_once_newest_first() {
 
     // Bob sees only his.
     let (_, body) = list(&deps, &bob_key, &[]).await;
-    let theirs: HashSet<&str> = body["uploads"].as_array().unwrap().iter().map(|u| u["upload_id"].as_str().unwrap()).collect();
+    let theirs: HashSet<&str> =
+        body["uploads"].as_array().unwrap().iter().map(|u| u["upload_id"].as_str().unwrap()).collect();
     assert_eq!(theirs, bobs.iter().map(|id| id.as_str()).collect());
     assert!(body["next_cursor"].is_null());
 }

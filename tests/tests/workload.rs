@@ -41,7 +41,13 @@ struct Tally {
 async fn lifecycle(t: &TestStack, deps: &shared::uploads::Uploads, key: &ApiKey, rng: &mut Rng, tally: &mut Tally) {
     let size = 1 + rng.next() % 4000;
     let body = serde_json::json!({ "filename": "w.bin", "content_type": "application/octet-stream", "size": size });
-    let req = api_request_with_body("POST", "/uploads", "/uploads", &[("x-api-key", key.expose())], body.to_string().as_bytes());
+    let req = api_request_with_body(
+        "POST",
+        "/uploads",
+        "/uploads",
+        &[("x-api-key", key.expose())],
+        body.to_string().as_bytes(),
+    );
     let (status, created) = parts(&create_upload::handle(deps, req).await);
     tally.ops += 1;
     if status == 403 {
@@ -65,7 +71,8 @@ async fn lifecycle(t: &TestStack, deps: &shared::uploads::Uploads, key: &ApiKey,
         async move { parts(&confirm_upload::handle(deps, req).await) }
     };
     let delete = || {
-        let req = api_request("DELETE", &format!("/uploads/{id}"), "/uploads/{upload_id}", &[("x-api-key", key.expose())]);
+        let req =
+            api_request("DELETE", &format!("/uploads/{id}"), "/uploads/{upload_id}", &[("x-api-key", key.expose())]);
         async move { parts(&delete_upload::handle(&t.delete_deps(), req).await) }
     };
     let (c, d) = match rng.next() % 4 {

@@ -82,7 +82,8 @@ async fn dev() -> Result<ExitCode> {
     };
 
     let moto = Moto::start(moto_port).await.with_context(|| format!("starting moto on 127.0.0.1:{moto_port}"))?;
-    let stack = Stack::provision(&moto.endpoint, "dev").await?;
+    let overrides = xtask::stack::parse_overrides(&env_or("UPLOADS_PARAMETER_OVERRIDES", ""))?;
+    let stack = Stack::provision_with(&moto.endpoint, "dev", overrides).await?;
     build_functions(&stack.template)?;
     stack.store()?.put_api_key(&key, &owner).await?;
 

@@ -53,6 +53,17 @@ pub fn sdk_config(endpoint: &str) -> SdkConfig {
         .build()
 }
 
+/// Parses `Name=value Name2=value2`, the form of `sam deploy --parameter-overrides`.
+pub fn parse_overrides(text: &str) -> Result<BTreeMap<String, String>> {
+    text.split_whitespace()
+        .map(|pair| {
+            let (k, v) =
+                pair.split_once('=').ok_or_else(|| anyhow!("parameter override {pair:?} is not Name=value"))?;
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
 /// What `!Ref` and `!GetAtt X.Arn` give for a created resource.
 #[derive(Debug, Clone)]
 pub struct Physical {
@@ -66,15 +77,27 @@ pub struct Stack {
     pub sdk: SdkConfig,
     pub template: Template,
     pub resources: BTreeMap<String, Physical>,
+    /// Template parameters set locally, as `sam deploy --parameter-overrides` would.
+    pub parameters: BTreeMap<String, String>,
 }
 
 impl Stack {
     /// Creates every table, bucket and queue of `template.yaml` in the
     /// emulator at `endpoint`, named `<prefix>-<logical id in lowercase>`.
     pub async fn provision(endpoint: &str, prefix: &str) -> Result<Self> {
+        Self::provision_with(endpoint, prefix, BTreeMap::new()).await
+    }
+
+    /// As [`Stack::provision`], with template parameters overridden.
+    pub async fn provision_with(endpoint: &str, prefix: &str, parameters: BTreeMap<String, String>) -> Result<Self> {
         let template = Template::load(&project_root().join("template.yaml"))?;
+        for name in parameters.keys() {
+            if template.parameter_default(name).is_none() {
+                bail!("template.yaml has no parameter {name}");
+            }
+        }
         let sdk = sdk_config(endpoint);
-        let mut stack = Stack { endpoint: endpoint.to_owned(), sdk, template, resources: BTreeMap::new() };
+        let mut stack = Stack { endpoint: endpoint.to_owned(), sdk, template, resources: BTreeMap::new(), parameters };
         let ids: Vec<(String, String)> =
             stack.template.resources.iter().map(|(id, r)| (id.clone(), r.kind.clone())).collect();
         for (id, kind) in &ids {
@@ -142,7 +165,11 @@ impl Stack {
         if let Some(r) = self.resources.get(name) {
             return Ok(r.reference.clone());
         }
-        self.template.parameter_default(name).ok_or_else(|| anyhow!("!Ref {name}: no such local resource or parameter"))
+        self.parameters
+            .get(name)
+            .cloned()
+            .or_else(|| self.template.parameter_default(name))
+            .ok_or_else(|| anyhow!("!Ref {name}: no such local resource or parameter"))
     }
 
     fn attribute(&self, target: &str) -> Result<String> {
