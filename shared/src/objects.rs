@@ -11,6 +11,17 @@ use serde::Serialize;
 use crate::domain::ObjectKey;
 use crate::error::Error;
 
+/// The tag every object carries until its session is confirmed. The bucket's
+/// lifecycle rule expires objects still tagged so after 8 days, so bytes of
+/// a session that never completed cannot outlive it, whatever happens to its
+/// record.
+pub const PENDING_TAG_KEY: &str = "upload-state";
+pub const PENDING_TAG_VALUE: &str = "pending";
+
+fn pending_tagging() -> String {
+    format!("{PENDING_TAG_KEY}={PENDING_TAG_VALUE}")
+}
+
 /// `DeleteObjects` takes at most this many keys a call.
 pub const DELETE_BATCH: usize = 1000;
 
@@ -130,6 +141,7 @@ impl Objects {
             .key(key.as_str())
             .content_type(content_type)
             .content_length(size as i64)
+            .tagging(pending_tagging())
             .presigned(Self::presigning(ttl_seconds)?)
             .await
             .map_err(Error::internal("presign put"))?;
@@ -144,6 +156,7 @@ impl Objects {
             .bucket(bucket)
             .key(key.as_str())
             .content_type(content_type)
+            .tagging(pending_tagging())
             .send()
             .await
             .map_err(Error::internal("create multipart upload"))?;
@@ -240,6 +253,39 @@ impl Objects {
             Err(e) if e.code() == Some("NoSuchUpload") => Ok(false),
             Err(e) => Err(Error::internal("complete multipart upload")(e)),
         }
+    }
+
+    /// Removes the pending tag: the object now belongs to a completed upload
+    /// and the lifecycle rule must leave it alone.
+    pub async fn mark_completed(&self, bucket: &str, key: &ObjectKey) -> Result<(), Error> {
+        self.client
+            .delete_object_tagging()
+            .bucket(bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(Error::internal("untag object"))?;
+        Ok(())
+    }
+
+    /// Puts the pending tag back (a confirm that untagged but did not commit).
+    pub async fn mark_pending(&self, bucket: &str, key: &ObjectKey) -> Result<(), Error> {
+        let tag = aws_sdk_s3::types::Tag::builder()
+            .key(PENDING_TAG_KEY)
+            .value(PENDING_TAG_VALUE)
+            .build()
+            .map_err(Error::internal("tag object"))?;
+        let tagging =
+            aws_sdk_s3::types::Tagging::builder().tag_set(tag).build().map_err(Error::internal("tag object"))?;
+        self.client
+            .put_object_tagging()
+            .bucket(bucket)
+            .key(key.as_str())
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(Error::internal("tag object"))?;
+        Ok(())
     }
 
     /// The size of the object at `key`, or `None` if there is none.

@@ -56,6 +56,11 @@ async fn delete(t: &TestStack, key: &ApiKey, id: &str) -> u16 {
     parts(&delete_upload::handle(&t.delete_deps(), req).await).0
 }
 
+async fn tags(t: &TestStack, key: &ObjectKey) -> Vec<(String, String)> {
+    let out = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(key.as_str()).send().await.unwrap();
+    out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+}
+
 fn id_of(body: &Value) -> UploadId {
     UploadId::parse(body["upload_id"].as_str().unwrap()).unwrap()
 }
@@ -80,9 +85,10 @@ async fn single_put_full_flow() {
     assert_eq!(upload["parts"].as_array().unwrap().len(), 1);
     assert_eq!(upload["parts"][0]["headers"]["content-type"], "text/plain; charset=utf-8");
     let signed: Vec<&String> = upload["parts"][0]["headers"].as_object().unwrap().keys().collect();
-    assert_eq!(signed, vec!["content-length", "content-type"], "only the signed headers");
+    assert_eq!(signed, vec!["content-length", "content-type", "x-amz-tagging"], "only the signed headers");
+    assert_eq!(upload["parts"][0]["headers"]["x-amz-tagging"], "upload-state=pending");
     let url = upload["parts"][0]["url"].as_str().unwrap();
-    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"), "{url}");
+    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bx-amz-tagging"), "{url}");
     assert_eq!(upload["more_parts"], false);
     // The record: pending, keyed by id, object key from owner and id only.
     let stored = t.store.get_session(&owner, &id).await.unwrap().unwrap();
@@ -91,6 +97,7 @@ async fn single_put_full_flow() {
     assert!(stored.multipart.is_none());
 
     assert_eq!(put_parts(upload, &data, None).await, vec![200]);
+    assert_eq!(tags(&t, &stored.object_key).await, vec![("upload-state".to_owned(), "pending".to_owned())]);
     let (_, progress) = get(&deps, &key, id.as_str()).await;
     assert_eq!(progress["upload"]["parts_received"], serde_json::json!([1]));
     assert_eq!(progress["upload"]["parts_missing"], serde_json::json!([]));
@@ -101,6 +108,7 @@ async fn single_put_full_flow() {
     assert!(body["expires_at"].is_null());
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 1000);
     assert_eq!(t.object_bytes(&stored.object_key).await, data);
+    assert!(tags(&t, &stored.object_key).await.is_empty(), "a completed upload's object is untagged");
 
     let (status, body) = get(&deps, &key, id.as_str()).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("completed")));
@@ -137,6 +145,7 @@ async fn multipart_full_flow_parts_in_any_order() {
     let (status, body) = confirm(&deps, &key, id.as_str()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(t.object_bytes(&stored.object_key).await, data);
+    assert!(tags(&t, &stored.object_key).await.is_empty(), "a completed upload's object is untagged");
     assert_eq!(t.multipart_uploads_for(&stored.object_key).await, 0);
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 12 * MIB);
 
@@ -194,7 +203,9 @@ async fn quota_is_enforced_at_confirm_and_released_by_delete() {
     let (status, body) = confirm(&deps, &key, id_of(&second).as_str()).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("Quota exceeded")));
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 600);
-    assert_eq!(t.store.get_session(&owner, &id_of(&second)).await.unwrap().unwrap().status, Status::Pending);
+    let second_session = t.store.get_session(&owner, &id_of(&second)).await.unwrap().unwrap();
+    assert_eq!(second_session.status, Status::Pending);
+    assert_eq!(tags(&t, &second_session.object_key).await.len(), 1, "a refused confirm leaves the object pending");
 
     // The transaction itself refuses too, whatever the early check saw.
     let refused = t.store.complete_session(&owner, &id_of(&second), 1000).await;

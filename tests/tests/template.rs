@@ -61,7 +61,14 @@ fn bucket_is_private_encrypted_and_aborts_incomplete_uploads() {
     }
     assert!(bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"].as_sequence().is_some());
     let rules = bucket["LifecycleConfiguration"]["Rules"].as_sequence().unwrap();
-    assert!(rules.iter().any(|r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].as_u64().is_some()));
+    // Both backstops act after the longest a session can live (7 days).
+    let abort = rules.iter().find_map(|r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].as_u64());
+    assert!(abort.is_some_and(|d| d > 7), "{abort:?}");
+    let expire = rules.iter().find(|r| r["TagFilters"][0]["Key"] == "upload-state").expect("pending objects expire");
+    assert_eq!(expire["TagFilters"][0]["Value"], "pending");
+    assert!(expire["ExpirationInDays"].as_u64().is_some_and(|d| d > 7));
+    let max_expiry = doc["Parameters"]["SessionExpirySeconds"]["MaxValue"].as_u64().unwrap();
+    assert!(max_expiry <= 7 * 86_400);
     let policy = &doc["Resources"]["UploadsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
     assert_eq!(policy["Effect"], "Deny");
     assert_eq!(policy["Condition"]["Bool"]["aws:SecureTransport"], "false");

@@ -253,8 +253,8 @@ impl Stack {
             field(&p, "LifecycleConfiguration").and_then(|l| l.as_mapping()).and_then(|l| field(l, "Rules"))
         {
             use aws_sdk_s3::types::{
-                AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule,
-                LifecycleRuleFilter,
+                AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration,
+                LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter, Tag,
             };
             let mut config = BucketLifecycleConfiguration::builder();
             for rule in seq(Some(rules)) {
@@ -265,10 +265,24 @@ impl Stack {
                     .and_then(|a| field(a, "DaysAfterInitiation"))
                     .and_then(Value::as_i64);
                 let prefix = rule.as_mapping().and_then(|r| field(r, "Prefix")).and_then(scalar).unwrap_or_default();
+                let tags = seq(rule.as_mapping().and_then(|r| field(r, "TagFilters")))
+                    .iter()
+                    .map(|t| Ok(Tag::builder().key(text(t, "Key")?).value(text(t, "Value")?).build()?))
+                    .collect::<Result<Vec<_>>>()?;
+                let filter = if tags.is_empty() {
+                    LifecycleRuleFilter::builder().prefix(prefix).build()
+                } else {
+                    LifecycleRuleFilter::builder()
+                        .and(LifecycleRuleAndOperator::builder().prefix(prefix).set_tags(Some(tags)).build())
+                        .build()
+                };
                 let mut r = LifecycleRule::builder()
                     .id(text(&rule, "Id")?)
                     .status(ExpirationStatus::from(text(&rule, "Status")?.as_str()))
-                    .filter(LifecycleRuleFilter::builder().prefix(prefix).build());
+                    .filter(filter);
+                if let Some(days) = rule.as_mapping().and_then(|r| field(r, "ExpirationInDays")).and_then(Value::as_i64) {
+                    r = r.expiration(LifecycleExpiration::builder().days(days as i32).build());
+                }
                 if let Some(days) = days {
                     r = r.abort_incomplete_multipart_upload(
                         AbortIncompleteMultipartUpload::builder().days_after_initiation(days as i32).build(),

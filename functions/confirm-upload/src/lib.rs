@@ -15,7 +15,9 @@ use shared::http::{self, Operation, Reply};
 use shared::progress::{self, Held};
 use shared::store::CompleteError;
 use shared::uploads::Uploads;
+use shared::error::chain;
 use shared::{views, Error};
+use tracing::warn;
 
 pub const OPERATION: Operation = Operation { name: "confirm-upload", failure: "Failed to confirm upload" };
 
@@ -34,13 +36,24 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
             return Err(Error::QuotaExceeded);
         }
         verify_bytes(deps, &session).await?;
-        let completed =
-            deps.store.complete_session(&owner, &id, deps.policy.quota_bytes).await.map_err(|e| match e {
-                CompleteError::NotFound => Error::NotFound,
-                CompleteError::AlreadyCompleted => Error::AlreadyCompleted,
-                CompleteError::QuotaExceeded => Error::QuotaExceeded,
-                CompleteError::Store(e) => e,
-            })?;
+        // Untag before the commit: a completed upload's object must never
+        // carry the tag the lifecycle rule expires. If the commit fails, the
+        // tag goes back.
+        deps.objects.mark_completed(&deps.bucket, &session.object_key).await?;
+        let completed = match deps.store.complete_session(&owner, &id, deps.policy.quota_bytes).await {
+            Ok(completed) => completed,
+            Err(e) => {
+                if let Err(tag) = deps.objects.mark_pending(&deps.bucket, &session.object_key).await {
+                    warn!(error = %chain(&tag), "could not re-tag the object of an unconfirmed session");
+                }
+                return Err(match e {
+                    CompleteError::NotFound => Error::NotFound,
+                    CompleteError::AlreadyCompleted => Error::AlreadyCompleted,
+                    CompleteError::QuotaExceeded => Error::QuotaExceeded,
+                    CompleteError::Store(e) => e,
+                });
+            }
+        };
         Ok(Reply::ok(views::session(&completed)))
     })
     .await
