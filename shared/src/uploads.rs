@@ -1,6 +1,8 @@
 //! What the functions that open, inspect and confirm sessions work with.
 
 use crate::config::{ConfigError, UploadPolicy};
+use crate::domain::{OwnerId, Session, Status, Timestamp, UploadId};
+use crate::error::Error;
 use crate::objects::Objects;
 use crate::store::Store;
 use crate::{aws, Config};
@@ -24,5 +26,21 @@ impl Uploads {
             bucket: config.bucket_name.clone(),
             policy: config.uploads,
         })
+    }
+}
+
+impl Uploads {
+    /// `owner`'s session `id`, if it can still receive bytes or be confirmed:
+    /// missing or another owner's is `NotFound`, completed is
+    /// `AlreadyCompleted`, past `expires_at` is `Expired`.
+    pub async fn open_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Session, Error> {
+        let session = self.store.get_session(owner, id).await?.ok_or(Error::NotFound)?;
+        if session.status == Status::Completed {
+            return Err(Error::AlreadyCompleted);
+        }
+        if session.expires_at <= Timestamp::now() {
+            return Err(Error::Expired);
+        }
+        Ok(session)
     }
 }

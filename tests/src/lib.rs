@@ -269,16 +269,46 @@ impl TestStack {
 
 /// A request as API Gateway would hand it to a function.
 pub fn api_request(method: &str, path: &str, resource: &str, headers: &[(&str, &str)]) -> lambda_http::Request {
-    let path_parameters = xtask::gateway::match_path(resource, path).expect("path matches resource");
+    build_request(method, path, resource, headers, &[], None)
+}
+
+/// A request with a body, as API Gateway would hand it over.
+pub fn api_request_with_body(
+    method: &str,
+    path: &str,
+    resource: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> lambda_http::Request {
+    build_request(method, path, resource, headers, &[], Some(body))
+}
+
+/// A `GET` with a query string.
+pub fn api_request_with_query(path: &str, headers: &[(&str, &str)], query: &[(&str, &str)]) -> lambda_http::Request {
+    build_request("GET", path, path, headers, query, None)
+}
+
+/// Builds the proxy event with the local gateway's own builder and reads it
+/// back as lambda_http does on Lambda.
+fn build_request(
+    method: &str,
+    path: &str,
+    resource: &str,
+    headers: &[(&str, &str)],
+    query: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> lambda_http::Request {
+    let pairs = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let event = rest_event(&ProxyRequest {
         method: method.into(),
         path: path.into(),
         resource: resource.into(),
-        path_parameters,
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        path_parameters: xtask::gateway::match_path(resource, path).expect("path matches resource"),
+        headers: pairs(headers),
+        query: pairs(query),
+        body: body.map(<[u8]>::to_vec),
         source_ip: "127.0.0.1".into(),
         request_id: xtask::runtime::uuid_like(),
-        ..Default::default()
     });
     lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
 }
@@ -313,44 +343,6 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// A JSON request with a body, as API Gateway would hand it over.
-pub fn api_request_with_body(
-    method: &str,
-    path: &str,
-    resource: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> lambda_http::Request {
-    let path_parameters = xtask::gateway::match_path(resource, path).expect("path matches resource");
-    let event = rest_event(&ProxyRequest {
-        method: method.into(),
-        path: path.into(),
-        resource: resource.into(),
-        path_parameters,
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        body: Some(body.to_vec()),
-        source_ip: "127.0.0.1".into(),
-        request_id: xtask::runtime::uuid_like(),
-        ..Default::default()
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
-}
-
-/// A request with a query string.
-pub fn api_request_with_query(path: &str, headers: &[(&str, &str)], query: &[(&str, &str)]) -> lambda_http::Request {
-    let event = rest_event(&ProxyRequest {
-        method: "GET".into(),
-        path: path.into(),
-        resource: path.into(),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        source_ip: "127.0.0.1".into(),
-        request_id: xtask::runtime::uuid_like(),
-        ..Default::default()
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
 }
 
 /// Sends `data` to the presigned `PUT`s of `upload` (the `upload` object of

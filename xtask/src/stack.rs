@@ -280,7 +280,8 @@ impl Stack {
                     .id(text(&rule, "Id")?)
                     .status(ExpirationStatus::from(text(&rule, "Status")?.as_str()))
                     .filter(filter);
-                if let Some(days) = rule.as_mapping().and_then(|r| field(r, "ExpirationInDays")).and_then(Value::as_i64) {
+                if let Some(days) = rule.as_mapping().and_then(|r| field(r, "ExpirationInDays")).and_then(Value::as_i64)
+                {
                     r = r.expiration(LifecycleExpiration::builder().days(days as i32).build());
                 }
                 if let Some(days) = days {

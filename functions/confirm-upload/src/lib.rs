@@ -10,12 +10,12 @@
 //! never counted for a deleted upload.
 
 use lambda_http::{Body, Request, Response};
-use shared::domain::{Session, Status, Timestamp};
+use shared::domain::Session;
+use shared::error::chain;
 use shared::http::{self, Operation, Reply};
 use shared::progress::{self, Held};
 use shared::store::CompleteError;
 use shared::uploads::Uploads;
-use shared::error::chain;
 use shared::{views, Error};
 use tracing::warn;
 
@@ -24,13 +24,7 @@ pub const OPERATION: Operation = Operation { name: "confirm-upload", failure: "F
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
         let (owner, id) = http::caller_and_path_id(&deps.store, &req).await?;
-        let session = deps.store.get_session(&owner, &id).await?.ok_or(Error::NotFound)?;
-        if session.status == Status::Completed {
-            return Err(Error::AlreadyCompleted);
-        }
-        if session.expires_at <= Timestamp::now() {
-            return Err(Error::Expired);
-        }
+        let session = deps.open_session(&owner, &id).await?;
         // Refuse early what the transaction would refuse, before S3 work.
         if deps.store.bytes_used(&owner).await?.saturating_add(session.size) > deps.policy.quota_bytes {
             return Err(Error::QuotaExceeded);

@@ -4,23 +4,16 @@
 
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
-use shared::domain::{Status, Timestamp};
 use shared::http::{self, Operation, Reply};
 use shared::uploads::Uploads;
-use shared::{progress, views, Error};
+use shared::{progress, views};
 
 pub const OPERATION: Operation = Operation { name: "resume-upload", failure: "Failed to resume upload" };
 
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
         let (owner, id) = http::caller_and_path_id(&deps.store, &req).await?;
-        let session = deps.store.get_session(&owner, &id).await?.ok_or(Error::NotFound)?;
-        if session.status == Status::Completed {
-            return Err(Error::AlreadyCompleted);
-        }
-        if session.expires_at <= Timestamp::now() {
-            return Err(Error::Expired);
-        }
+        let session = deps.open_session(&owner, &id).await?;
         let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
         let missing = held.missing(&session);
         let mut upload = views::instructions(&deps.objects, &deps.bucket, &session, &missing, &deps.policy).await?;

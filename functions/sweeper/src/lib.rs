@@ -12,15 +12,18 @@
 //! Two sweepers running at once do no double work: each deletion and each
 //! claim is a conditional write only one of them can win.
 
+use std::future::Future;
+
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 use shared::config::{number, ConfigError};
 use shared::deletion::Deleter;
+use shared::domain::Session;
 use shared::domain::Timestamp;
 use shared::error::chain;
-use shared::store::DeleteScope;
+use shared::store::{CleanupTask, DeleteScope, Item};
 use shared::{aws, Config, Error};
 use tracing::{info, warn};
 
@@ -68,73 +71,70 @@ pub async fn handle(deps: &Deps, _event: LambdaEvent<Value>) -> Result<Report, l
 
 /// One sweep as of `now`.
 pub async fn sweep(deps: &Deps, now: Timestamp) -> Result<Report, Error> {
-    let mut report = Report::default();
     let store = &deps.deleter.store;
-
-    let mut start = None;
-    let mut seen = 0;
-    loop {
-        let (sessions, next) = store.expired_pending_sessions(now, PAGE, start).await?;
-        seen += sessions.len();
-        let outcomes: Vec<_> = stream::iter(sessions)
-            .map(|s| async move {
-                let result = deps.deleter.delete(&s.owner, &s.id, DeleteScope::ExpiredPending(now)).await;
-                if let Err(e) = &result {
-                    warn!(upload_id = %s.id, error = %chain(e), "could not expire session");
-                }
-                result
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for outcome in outcomes {
-            match outcome {
-                Ok(Some(_)) => report.expired += 1,
-                Ok(None) => {}
-                Err(_) => report.failed += 1,
+    let (expired, failed_expiring) = work(
+        deps.max_items,
+        |start| store.expired_pending_sessions(now, PAGE, start),
+        |s: Session| async move {
+            let result = deps.deleter.delete(&s.owner, &s.id, DeleteScope::ExpiredPending(now)).await;
+            if let Err(e) = &result {
+                warn!(upload_id = %s.id, error = %chain(e), "could not expire session");
             }
-        }
-        match next {
-            Some(key) if seen < deps.max_items => start = Some(key),
-            _ => break,
-        }
-    }
+            result.map(|task| task.is_some())
+        },
+    )
+    .await?;
 
     let before = now.plus_seconds(-deps.redrive_after_seconds);
-    let mut start = None;
-    let mut seen = 0;
-    loop {
-        let (tasks, next) = store.due_cleanup_tasks(before, PAGE, start).await?;
-        seen += tasks.len();
-        let outcomes: Vec<_> = stream::iter(tasks)
-            .map(|(task, due)| async move {
-                let result = async {
-                    if !store.claim_cleanup_task(&task, &due, now).await? {
-                        return Ok(false);
-                    }
-                    deps.deleter.queue.enqueue(&task.upload_id).await?;
-                    Ok::<_, Error>(true)
+    let (redriven, failed_redriving) = work(
+        deps.max_items,
+        |start| store.due_cleanup_tasks(before, PAGE, start),
+        |(task, due): (CleanupTask, String)| async move {
+            let result = async {
+                if !store.claim_cleanup_task(&task, &due, now).await? {
+                    return Ok(false);
                 }
-                .await;
-                if let Err(e) = &result {
-                    warn!(upload_id = %task.upload_id, error = %chain(e), "could not re-drive cleanup task");
-                }
-                result
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
+                deps.deleter.queue.enqueue(&task.upload_id).await?;
+                Ok(true)
+            }
             .await;
+            if let Err(e) = &result {
+                warn!(upload_id = %task.upload_id, error = %chain(e), "could not re-drive cleanup task");
+            }
+            result
+        },
+    )
+    .await?;
+    Ok(Report { expired, redriven, failed: failed_expiring + failed_redriving })
+}
+
+/// Pages through work with `page` (at most `max` items) and applies `act`
+/// to each item, `CONCURRENCY` at a time. Returns how many items `act` did
+/// something for, and how many failed (the next run tries those again).
+async fn work<T, Page, PageFut, Act, ActFut>(max: usize, page: Page, act: Act) -> Result<(usize, usize), Error>
+where
+    Page: Fn(Option<Item>) -> PageFut,
+    PageFut: Future<Output = Result<(Vec<T>, Option<Item>), Error>>,
+    Act: Fn(T) -> ActFut,
+    ActFut: Future<Output = Result<bool, Error>>,
+{
+    let (mut done, mut failed, mut seen) = (0, 0, 0);
+    let mut start = None;
+    loop {
+        let (items, next) = page(start).await?;
+        seen += items.len();
+        let outcomes: Vec<Result<bool, Error>> =
+            stream::iter(items).map(&act).buffer_unordered(CONCURRENCY).collect().await;
         for outcome in outcomes {
             match outcome {
-                Ok(true) => report.redriven += 1,
+                Ok(true) => done += 1,
                 Ok(false) => {}
-                Err(_) => report.failed += 1,
+                Err(_) => failed += 1,
             }
         }
         match next {
-            Some(key) if seen < deps.max_items => start = Some(key),
-            _ => break,
+            Some(key) if seen < max => start = Some(key),
+            _ => return Ok((done, failed)),
         }
     }
-    Ok(report)
 }
