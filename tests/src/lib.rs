@@ -47,8 +47,17 @@ pub struct TestStack {
 
 impl TestStack {
     pub async fn new() -> Self {
+        Self::with_parameters(&[]).await
+    }
+
+    /// A stack whose template parameters are overridden, as
+    /// `sam deploy --parameter-overrides` would.
+    pub async fn with_parameters(overrides: &[(&str, &str)]) -> Self {
         shared::telemetry::init_for_tests();
-        let stack = Stack::provision(&endpoint(), &format!("t{}", random_suffix())).await.expect("provisioning");
+        let overrides = overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let stack = Stack::provision_with(&endpoint(), &format!("t{}", random_suffix()), overrides)
+            .await
+            .expect("provisioning");
         let config = stack.config().expect("config");
         Self {
             store: stack.store().unwrap(),

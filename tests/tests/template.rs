@@ -102,3 +102,53 @@ fn every_function_has_its_package_binary_and_event() {
         assert_eq!(kebab, f.binary, "logical id and binary name differ");
     }
 }
+
+#[test]
+fn function_policies_are_least_privilege() {
+    let doc = raw();
+    let mut functions = 0;
+    for (id, resource) in doc["Resources"].as_mapping().unwrap() {
+        if resource["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        functions += 1;
+        let policies = resource["Properties"]["Policies"].as_sequence().unwrap_or_else(|| panic!("{id:?} has no policy"));
+        for policy in policies {
+            let statements = policy["Statement"].as_sequence().expect("inline policy statements");
+            for st in statements {
+                assert_eq!(st["Effect"], "Allow");
+                let actions: Vec<&str> = match &st["Action"] {
+                    Value::String(a) => vec![a.as_str()],
+                    Value::Sequence(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
+                    other => panic!("{id:?}: action {other:?}"),
+                };
+                for a in actions {
+                    assert!(!a.contains('*'), "{id:?} allows the wildcard action {a}");
+                }
+                assert!(!st["Resource"].is_null(), "{id:?}: statement without a resource");
+                assert_ne!(st["Resource"], "*", "{id:?} allows every resource");
+            }
+        }
+    }
+    assert_eq!(functions, 8);
+}
+
+#[test]
+fn table_and_queues_are_protected_and_watched() {
+    let doc = raw();
+    let params = &doc["Parameters"];
+    for p in ["PointInTimeRecovery", "DeletionProtection", "QuotaBytes", "SessionExpirySeconds", "PartSizeBytes", "LogLevel", "Architecture"] {
+        assert!(!params[p].is_null(), "parameter {p}");
+    }
+    assert_eq!(params["Architecture"]["Default"], "arm64");
+    for q in ["CleanupQueue", "CleanupDeadLetterQueue"] {
+        assert_eq!(doc["Resources"][q]["Properties"]["SqsManagedSseEnabled"], true, "{q} encrypted");
+    }
+    let alarm = &doc["Resources"]["CleanupDeadLetterAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+    for o in ["ApiUrl", "TableName", "BucketName", "CleanupQueueUrl"] {
+        assert!(!doc["Outputs"][o].is_null(), "output {o}");
+    }
+    let sweeper_events = doc["Resources"]["Sweeper"]["Properties"]["Events"].as_mapping().unwrap();
+    assert!(sweeper_events.values().any(|e| e["Type"] == "Schedule"));
+}

@@ -3,7 +3,8 @@
 //! - `dev`: the whole API locally (moto on loopback, resources from
 //!   `template.yaml`, every function as its real binary, the API on
 //!   `http://127.0.0.1:3000`, the cleanup queue fed to its function).
-//! - `test`: every test, against a moto server of its own.
+//! - `test`: the template checks, then every test against a moto server of its own.
+//! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
 //!   against whatever endpoint the AWS environment points to.
 //! - `revoke-key --key usk_… [--table T]`: revokes one.
@@ -22,7 +23,7 @@ use xtask::moto::{self, Moto};
 use xtask::runtime::FunctionHost;
 use xtask::stack::{project_root, Stack};
 
-const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
+const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,6 +31,7 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev().await,
         Some("test") => test(&args[1..]).await,
+        Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
         Some("mint-key") => mint_key(&args[1..]).await,
         Some("revoke-key") => revoke_key(&args[1..]).await,
         _ => Err(anyhow!(USAGE)),
@@ -184,7 +186,29 @@ async fn dev() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cfn-lint template.yaml` and `sam validate --lint`, from PyPI. Any error
+/// or warning fails; a check the template must break says why in its
+/// `Metadata.cfn-lint` (none does today).
+fn check_template() -> Result<()> {
+    let bin = moto::ensure_venv(".venv-tools", moto::TOOL_REQUIREMENTS)?;
+    for (tool, args) in [("cfn-lint", &["template.yaml"][..]), ("sam", &["validate", "--lint"][..])] {
+        let status = std::process::Command::new(bin.join(tool))
+            .args(args)
+            .current_dir(project_root())
+            .env("SAM_CLI_TELEMETRY", "0")
+            .env("AWS_DEFAULT_REGION", std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| "us-east-1".into()))
+            .status()
+            .with_context(|| format!("running {tool}"))?;
+        if !status.success() {
+            bail!("{tool} {} found problems in template.yaml ({status})", args.join(" "));
+        }
+        eprintln!("{tool} {}: clean", args.join(" "));
+    }
+    Ok(())
+}
+
 async fn test(extra: &[String]) -> Result<ExitCode> {
+    check_template()?;
     moto::ensure_installed()?;
     let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
     build_functions(&template)?;

@@ -16,30 +16,39 @@ use crate::stack::project_root;
 /// `<ListPartsResult>`, which the Rust SDK (rightly) refuses to parse.
 pub const MOTO_REQUIREMENT: &str = "moto[server]==5.1.22";
 
-fn venv() -> PathBuf {
-    project_root().join(".venv")
-}
+/// The template checkers CI runs, pinned like the emulator. They live in a
+/// virtualenv of their own (`.venv-tools/`), so their pins and moto's never
+/// have to agree.
+pub const TOOL_REQUIREMENTS: &[&str] = &["cfn-lint==1.58.0", "aws-sam-cli==1.170.0"];
 
-/// Installs moto into `.venv/` unless that exact release is there already.
-/// Returns the path of `moto_server`.
-pub fn ensure_installed() -> Result<PathBuf> {
-    let venv = venv();
-    let server = venv.join("bin").join("moto_server");
-    let stamp = venv.join(".moto-requirement");
-    if server.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MOTO_REQUIREMENT) {
-        return Ok(server);
+/// Creates the project-local virtualenv `name` (nothing global) and installs
+/// `requirements` into it, unless exactly those are there already. Returns
+/// its `bin` folder.
+pub fn ensure_venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
+    let venv = project_root().join(name);
+    let bin = venv.join("bin");
+    let stamp = venv.join(".requirements");
+    let wanted = requirements.join("\n");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(bin);
     }
-    eprintln!("installing {MOTO_REQUIREMENT} into {} (first run only)", venv.display());
-    if !venv.join("bin").join("python").exists() {
+    eprintln!("installing {} into {} (first run only)", requirements.join(" "), venv.display());
+    if !bin.join("python").exists() {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
         run(std::process::Command::new(&python).args(["-m", "venv"]).arg(&venv))
             .with_context(|| format!("creating a virtualenv with {python} (is python3 with venv installed?)"))?;
     }
-    let pip = venv.join("bin").join("pip");
-    run(std::process::Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check", MOTO_REQUIREMENT]))
-        .context("installing moto server from PyPI")?;
-    std::fs::write(&stamp, MOTO_REQUIREMENT)?;
-    Ok(server)
+    run(std::process::Command::new(bin.join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(requirements))
+    .with_context(|| format!("installing {} from PyPI", requirements.join(" ")))?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(bin)
+}
+
+/// Installs moto into `.venv/`; returns the path of `moto_server`.
+pub fn ensure_installed() -> Result<PathBuf> {
+    Ok(ensure_venv(".venv", &[MOTO_REQUIREMENT])?.join("moto_server"))
 }
 
 fn run(cmd: &mut std::process::Command) -> Result<()> {

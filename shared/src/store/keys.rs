@@ -50,7 +50,7 @@ impl Store {
             .send()
             .await
             .map_err(Error::internal("revoke api key"))?;
-        Ok(out.attributes.is_some())
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }
 

@@ -1,0 +1,195 @@
+//! The contract: `openapi.yaml`, `template.yaml` and the local API serve the
+//! same routes, and real responses of the local stack (each function's
+//! binary behind the local API Gateway) validate against the OpenAPI
+//! schemas. Also: minting and revoking keys with the xtask command.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::{eventually, TestStack};
+use xtask::gateway::Gateway;
+use xtask::runtime::FunctionHost;
+use xtask::stack::project_root;
+
+fn openapi() -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(project_root().join("openapi.yaml")).unwrap()).unwrap()
+}
+
+fn openapi_routes(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// The schema of `method path` answering `status`, made self-contained
+/// (the OpenAPI components ride along for its `$ref`s).
+fn response_schema(doc: &Value, method: &str, path: &str, status: u16) -> Value {
+    let op = &doc["paths"][path][method.to_lowercase()];
+    let mut response = op["responses"][status.to_string()].clone();
+    assert!(!response.is_null(), "openapi.yaml lists no {status} for {method} {path}");
+    if let Some(r) = response.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap();
+        response = doc["components"]["responses"][name].clone();
+    }
+    let schema = response["content"]["application/json"]["schema"].clone();
+    assert!(!schema.is_null(), "no JSON schema for {status} of {method} {path}");
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    })
+}
+
+struct Local {
+    t: TestStack,
+    base: String,
+    http: reqwest::Client,
+    doc: Value,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    checked: BTreeSet<(String, String, u16)>,
+}
+
+impl Local {
+    async fn start(overrides: &[(&str, &str)]) -> Self {
+        let t = TestStack::with_parameters(overrides).await;
+        let mut functions = HashMap::new();
+        for f in t.stack.template.functions().unwrap() {
+            let env = t.stack.function_env(&f).unwrap();
+            let host =
+                FunctionHost::start(&f.logical_id, &f.binary, &env, Duration::from_secs(f.timeout_seconds), f.memory_mb, false)
+                    .await
+                    .unwrap();
+            functions.insert(f.logical_id.clone(), Arc::new(host));
+        }
+        let gateway = Gateway { routes: t.stack.template.routes().unwrap(), functions };
+        let port = xtask::moto::free_port().unwrap();
+        let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        assert!(eventually(10, || async { http.get(&base).send().await.is_ok() }).await);
+        Local { t, base, http, doc: openapi(), server, checked: BTreeSet::new() }
+    }
+
+    /// Sends a request, validates the answer against `openapi.yaml` for the
+    /// route template `route`, and returns status and body.
+    async fn call(&mut self, method: &str, path: &str, route: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let request_id = resp.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(request_id.as_deref(), body["request_id"].as_str(), "x-request-id header");
+        let schema = response_schema(&self.doc, method, route, status);
+        let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
+        let errors: Vec<String> = validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{method} {route} {status}: {body}\n{errors:#?}");
+        self.checked.insert((method.to_owned(), route.to_owned(), status));
+        (status, body)
+    }
+}
+
+#[tokio::test]
+async fn openapi_template_and_local_api_agree_on_routes() {
+    let doc = openapi();
+    let t = TestStack::new().await;
+    let template: BTreeSet<(String, String)> =
+        t.stack.template.routes().unwrap().into_iter().map(|r| (r.method, r.path)).collect();
+    assert_eq!(openapi_routes(&doc), template);
+
+    // The local API answers every one of those routes through a function
+    // (a JSON body with a request_id), and nothing else.
+    let mut local = Local::start(&[]).await;
+    for (method, path) in &template {
+        let concrete = path.replace("{upload_id}", "upl_00000000000000000000000000000000");
+        let (status, body) = local.call(method, &concrete, path, None, None).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("Unauthorized")), "{method} {path}");
+    }
+    for (method, path) in [("PUT", "/uploads"), ("PATCH", "/uploads/upl_0"), ("GET", "/"), ("POST", "/uploads/x/cancel")] {
+        let r = local.http.request(method.parse().unwrap(), format!("{}{path}", local.base)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    local.server.abort();
+}
+
+#[tokio::test]
+async fn real_responses_validate_against_openapi() {
+    let mut l = Local::start(&[("QuotaBytes", "5000")]).await;
+    let (_, key) = l.t.owner("contract").await;
+    let key = key.expose().to_owned();
+    let k = Some(key.as_str());
+
+    let (status, created) = l.call("POST", "/uploads", "/uploads", k, Some(json!({"filename": "a.txt", "content_type": "text/plain", "size": 11}))).await;
+    assert_eq!(status, 201);
+    let id = created["upload_id"].as_str().unwrap().to_owned();
+    let item = format!("/uploads/{id}");
+    assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", k, None).await.0, 200);
+    assert_eq!(l.call("POST", &format!("{item}/confirm"), "/uploads/{upload_id}/confirm", k, None).await.0, 409);
+    let (status, resumed) = l.call("POST", &format!("{item}/resume"), "/uploads/{upload_id}/resume", k, None).await;
+    assert_eq!(status, 200);
+    tests::put_parts(&resumed["upload"], b"hello world", None).await;
+    assert_eq!(l.call("POST", &format!("{item}/confirm"), "/uploads/{upload_id}/confirm", k, None).await.0, 200);
+    assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", k, None).await.0, 200);
+    assert_eq!(l.call("POST", &format!("{item}/resume"), "/uploads/{upload_id}/resume", k, None).await.0, 409);
+    assert_eq!(l.call("GET", "/uploads?limit=1", "/uploads", k, None).await.0, 200);
+    assert_eq!(l.call("GET", "/uploads?limit=0", "/uploads", k, None).await.0, 400);
+    assert_eq!(l.call("GET", "/uploads?cursor=forged", "/uploads", k, None).await.0, 400);
+    assert_eq!(l.call("POST", "/uploads", "/uploads", k, Some(json!({"filename": "big", "content_type": "a/b", "size": 9000}))).await.0, 403);
+    assert_eq!(l.call("POST", "/uploads", "/uploads", k, Some(json!({"filename": "", "content_type": "a/b", "size": 1}))).await.0, 400);
+    assert_eq!(l.call("DELETE", &item, "/uploads/{upload_id}", k, None).await.0, 200);
+    assert_eq!(l.call("DELETE", &item, "/uploads/{upload_id}", k, None).await.0, 404);
+    assert_eq!(l.call("DELETE", "/uploads/nope", "/uploads/{upload_id}", k, None).await.0, 400);
+    assert_eq!(l.call("DELETE", "/uploads", "/uploads", k, None).await.0, 400);
+    assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", None, None).await.0, 401);
+
+    // Every route got at least its success answer checked.
+    let routes: BTreeSet<(String, String)> = l.checked.iter().filter(|c| c.2 < 300).map(|c| (c.0.clone(), c.1.clone())).collect();
+    assert_eq!(routes.len(), 6, "{routes:?}");
+    l.server.abort();
+}
+
+#[tokio::test]
+async fn mint_and_revoke_with_the_xtask_command() {
+    let t = TestStack::new().await;
+    let xtask_bin = xtask::runtime::binary_path("xtask");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&xtask_bin)
+            .args(args)
+            .args(["--table", &t.config.table_name])
+            .envs(xtask::stack::local_env(&t.stack.endpoint))
+            .output()
+            .expect("xtask runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stdout, stderr) = run(&["mint-key", "--owner", "team-a"]);
+    assert!(ok, "{stderr}");
+    let key = stdout.lines().find_map(|l| l.strip_prefix("x-api-key: ")).expect("the key, once").to_owned();
+    let key = shared::domain::ApiKey::parse(&key).unwrap();
+    assert_eq!(t.store.resolve_api_key(&key).await.unwrap().unwrap().as_str(), "team-a");
+    assert!(!stderr.contains(key.expose()));
+
+    let deps = t.uploads(shared::config::UploadPolicy::default());
+    let get = |k: &str| tests::api_request("GET", "/uploads/upl_00000000000000000000000000000000", "/uploads/{upload_id}", &[("x-api-key", k)]);
+    assert_eq!(tests::parts(&get_upload::handle(&deps, get(key.expose())).await).0, 404, "known key");
+
+    let (ok, _, stderr) = run(&["revoke-key", "--key", key.expose()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(tests::parts(&get_upload::handle(&deps, get(key.expose())).await).0, 401, "revoked at once");
+    let (ok, _, _) = run(&["revoke-key", "--key", key.expose()]);
+    assert!(!ok, "revoking an unknown key fails");
+    let (ok, _, stderr) = run(&["mint-key", "--owner", "bad owner"]);
+    assert!(!ok && stderr.contains("owner must be"), "{stderr}");
+}
