@@ -135,7 +135,8 @@ async fn dev() -> Result<ExitCode> {
                 queue_url: physical.reference,
                 queue_arn: physical.arn,
                 batch_size: 10,
-                wait_seconds: 1,
+                // No long polling: the emulator serves one request at a time.
+                wait_seconds: 0,
             };
             let host = host.clone();
             feeders.push(tokio::spawn(async move {

@@ -46,9 +46,9 @@ pub fn ensure_venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Installs moto into `.venv/`; returns the path of `moto_server`.
+/// Installs moto into `.venv/`; returns the virtualenv's `python`.
 pub fn ensure_installed() -> Result<PathBuf> {
-    Ok(ensure_venv(".venv", &[MOTO_REQUIREMENT])?.join("moto_server"))
+    Ok(ensure_venv(".venv", &[MOTO_REQUIREMENT])?.join("python"))
 }
 
 fn run(cmd: &mut std::process::Command) -> Result<()> {
@@ -72,21 +72,23 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto on `127.0.0.1:port` and waits until it answers.
+    /// Starts moto on `127.0.0.1:port`, one request at a time (see
+    /// `xtask/moto_serial.py` for why), and waits until it answers.
     pub async fn start(port: u16) -> Result<Self> {
-        let server = ensure_installed()?;
+        let python = ensure_installed()?;
         let logs = project_root().join("target").join("moto");
         std::fs::create_dir_all(&logs)?;
         let log = logs.join(format!("moto-{port}.log"));
         let file = std::fs::File::create(&log)?;
-        let child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(python)
+            .arg(project_root().join("xtask").join("moto_serial.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
             .kill_on_drop(true)
             .spawn()
-            .context("starting moto_server")?;
+            .context("starting moto")?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut moto = Moto { endpoint, log, child };
         moto.wait_ready().await?;
