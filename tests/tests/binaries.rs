@@ -2,17 +2,12 @@
 //! its `events/` file, against moto; and the local API Gateway in front of
 //! them, as `cargo xtask dev` runs it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, UploadId};
 use shared::store::DeleteScope;
 use tests::{eventually, TestStack};
 use xtask::apigw::parse_response;
 use xtask::feeder::Feeder;
-use xtask::gateway::Gateway;
 use xtask::runtime::{FunctionHost, Outcome};
 use xtask::stack::project_root;
 
@@ -23,10 +18,7 @@ fn event(name: &str) -> Value {
 
 async fn host(t: &TestStack, logical_id: &str) -> FunctionHost {
     let f = t.stack.template.functions().unwrap().into_iter().find(|f| f.logical_id == logical_id).unwrap();
-    let env = t.stack.function_env(&f).unwrap();
-    FunctionHost::start(&f.logical_id, &f.binary, &env, Duration::from_secs(f.timeout_seconds), f.memory_mb, false)
-        .await
-        .unwrap()
+    t.stack.start_function(&f, false).await.unwrap()
 }
 
 fn response(outcome: Outcome) -> Value {
@@ -103,12 +95,9 @@ async fn local_api_serves_the_template_routes_and_feeds_cleanup() {
     let (owner, key) = t.owner("local").await;
     let upload = t.completed_upload(&owner, &[8u8; 300]).await;
 
-    let mut functions = HashMap::new();
-    for f in t.stack.template.functions().unwrap() {
-        functions.insert(f.logical_id.clone(), Arc::new(host(&t, &f.logical_id).await));
-    }
-    let cleanup = functions["Cleanup"].clone();
-    let gateway = Gateway { routes: t.stack.template.routes().unwrap(), functions };
+    let hosts = t.stack.start_functions(false).await.unwrap();
+    let cleanup = hosts["Cleanup"].1.clone();
+    let gateway = t.stack.gateway(&hosts).unwrap();
     let port = xtask::moto::free_port().unwrap();
     let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
     let base = format!("http://127.0.0.1:{port}");

@@ -3,14 +3,10 @@
 //! binary behind the local API Gateway) validate against the OpenAPI
 //! schemas. Also: minting and revoking keys with the xtask command.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use tests::{eventually, TestStack};
-use xtask::gateway::Gateway;
-use xtask::runtime::FunctionHost;
 use xtask::stack::project_root;
 
 fn openapi() -> Value {
@@ -60,16 +56,8 @@ struct Local {
 impl Local {
     async fn start(overrides: &[(&str, &str)]) -> Self {
         let t = TestStack::with_parameters(overrides).await;
-        let mut functions = HashMap::new();
-        for f in t.stack.template.functions().unwrap() {
-            let env = t.stack.function_env(&f).unwrap();
-            let host =
-                FunctionHost::start(&f.logical_id, &f.binary, &env, Duration::from_secs(f.timeout_seconds), f.memory_mb, false)
-                    .await
-                    .unwrap();
-            functions.insert(f.logical_id.clone(), Arc::new(host));
-        }
-        let gateway = Gateway { routes: t.stack.template.routes().unwrap(), functions };
+        let hosts = t.stack.start_functions(false).await.unwrap();
+        let gateway = t.stack.gateway(&hosts).unwrap();
         let port = xtask::moto::free_port().unwrap();
         let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
         let base = format!("http://127.0.0.1:{port}");
@@ -80,7 +68,14 @@ impl Local {
 
     /// Sends a request, validates the answer against `openapi.yaml` for the
     /// route template `route`, and returns status and body.
-    async fn call(&mut self, method: &str, path: &str, route: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        route: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
         if let Some(k) = key {
             req = req.header("x-api-key", k);
@@ -95,7 +90,8 @@ impl Local {
         assert_eq!(request_id.as_deref(), body["request_id"].as_str(), "x-request-id header");
         let schema = response_schema(&self.doc, method, route, status);
         let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
-        let errors: Vec<String> = validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{method} {route} {status}: {body}\n{errors:#?}");
         self.checked.insert((method.to_owned(), route.to_owned(), status));
         (status, body)
@@ -118,7 +114,9 @@ async fn openapi_template_and_local_api_agree_on_routes() {
         let (status, body) = local.call(method, &concrete, path, None, None).await;
         assert_eq!((status, body["error"].as_str()), (401, Some("Unauthorized")), "{method} {path}");
     }
-    for (method, path) in [("PUT", "/uploads"), ("PATCH", "/uploads/upl_0"), ("GET", "/"), ("POST", "/uploads/x/cancel")] {
+    for (method, path) in
+        [("PUT", "/uploads"), ("PATCH", "/uploads/upl_0"), ("GET", "/"), ("POST", "/uploads/x/cancel")]
+    {
         let r = local.http.request(method.parse().unwrap(), format!("{}{path}", local.base)).send().await.unwrap();
         assert_eq!(r.status(), 403, "{method} {path}");
     }
@@ -132,7 +130,15 @@ async fn real_responses_validate_against_openapi() {
     let key = key.expose().to_owned();
     let k = Some(key.as_str());
 
-    let (status, created) = l.call("POST", "/uploads", "/uploads", k, Some(json!({"filename": "a.txt", "content_type": "text/plain", "size": 11}))).await;
+    let (status, created) = l
+        .call(
+            "POST",
+            "/uploads",
+            "/uploads",
+            k,
+            Some(json!({"filename": "a.txt", "content_type": "text/plain", "size": 11})),
+        )
+        .await;
     assert_eq!(status, 201);
     let id = created["upload_id"].as_str().unwrap().to_owned();
     let item = format!("/uploads/{id}");
@@ -147,8 +153,24 @@ async fn real_responses_validate_against_openapi() {
     assert_eq!(l.call("GET", "/uploads?limit=1", "/uploads", k, None).await.0, 200);
     assert_eq!(l.call("GET", "/uploads?limit=0", "/uploads", k, None).await.0, 400);
     assert_eq!(l.call("GET", "/uploads?cursor=forged", "/uploads", k, None).await.0, 400);
-    assert_eq!(l.call("POST", "/uploads", "/uploads", k, Some(json!({"filename": "big", "content_type": "a/b", "size": 9000}))).await.0, 403);
-    assert_eq!(l.call("POST", "/uploads", "/uploads", k, Some(json!({"filename": "", "content_type": "a/b", "size": 1}))).await.0, 400);
+    assert_eq!(
+        l.call(
+            "POST",
+            "/uploads",
+            "/uploads",
+            k,
+            Some(json!({"filename": "big", "content_type": "a/b", "size": 9000}))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        l.call("POST", "/uploads", "/uploads", k, Some(json!({"filename": "", "content_type": "a/b", "size": 1})))
+            .await
+            .0,
+        400
+    );
     assert_eq!(l.call("DELETE", &item, "/uploads/{upload_id}", k, None).await.0, 200);
     assert_eq!(l.call("DELETE", &item, "/uploads/{upload_id}", k, None).await.0, 404);
     assert_eq!(l.call("DELETE", "/uploads/nope", "/uploads/{upload_id}", k, None).await.0, 400);
@@ -156,7 +178,8 @@ async fn real_responses_validate_against_openapi() {
     assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", None, None).await.0, 401);
 
     // Every route got at least its success answer checked.
-    let routes: BTreeSet<(String, String)> = l.checked.iter().filter(|c| c.2 < 300).map(|c| (c.0.clone(), c.1.clone())).collect();
+    let routes: BTreeSet<(String, String)> =
+        l.checked.iter().filter(|c| c.2 < 300).map(|c| (c.0.clone(), c.1.clone())).collect();
     assert_eq!(routes.len(), 6, "{routes:?}");
     l.server.abort();
 }
@@ -172,7 +195,11 @@ async fn mint_and_revoke_with_the_xtask_command() {
             .envs(xtask::stack::local_env(&t.stack.endpoint))
             .output()
             .expect("xtask runs");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, stdout, stderr) = run(&["mint-key", "--owner", "team-a"]);
     assert!(ok, "{stderr}");
@@ -182,7 +209,14 @@ async fn mint_and_revoke_with_the_xtask_command() {
     assert!(!stderr.contains(key.expose()));
 
     let deps = t.uploads(shared::config::UploadPolicy::default());
-    let get = |k: &str| tests::api_request("GET", "/uploads/upl_00000000000000000000000000000000", "/uploads/{upload_id}", &[("x-api-key", k)]);
+    let get = |k: &str| {
+        tests::api_request(
+            "GET",
+            "/uploads/upl_00000000000000000000000000000000",
+            "/uploads/{upload_id}",
+            &[("x-api-key", k)],
+        )
+    };
     assert_eq!(tests::parts(&get_upload::handle(&deps, get(key.expose())).await).0, 404, "known key");
 
     let (ok, _, stderr) = run(&["revoke-key", "--key", key.expose()]);

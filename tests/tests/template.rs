@@ -112,7 +112,8 @@ fn function_policies_are_least_privilege() {
             continue;
         }
         functions += 1;
-        let policies = resource["Properties"]["Policies"].as_sequence().unwrap_or_else(|| panic!("{id:?} has no policy"));
+        let policies =
+            resource["Properties"]["Policies"].as_sequence().unwrap_or_else(|| panic!("{id:?} has no policy"));
         for policy in policies {
             let statements = policy["Statement"].as_sequence().expect("inline policy statements");
             for st in statements {
@@ -137,7 +138,15 @@ fn function_policies_are_least_privilege() {
 fn table_and_queues_are_protected_and_watched() {
     let doc = raw();
     let params = &doc["Parameters"];
-    for p in ["PointInTimeRecovery", "DeletionProtection", "QuotaBytes", "SessionExpirySeconds", "PartSizeBytes", "LogLevel", "Architecture"] {
+    for p in [
+        "PointInTimeRecovery",
+        "DeletionProtection",
+        "QuotaBytes",
+        "SessionExpirySeconds",
+        "PartSizeBytes",
+        "LogLevel",
+        "Architecture",
+    ] {
         assert!(!params[p].is_null(), "parameter {p}");
     }
     assert_eq!(params["Architecture"]["Default"], "arm64");

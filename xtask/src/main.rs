@@ -9,18 +9,14 @@
 //!   against whatever endpoint the AWS environment points to.
 //! - `revoke-key --key usk_… [--table T]`: revokes one.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use shared::domain::{ApiKey, OwnerId};
 use xtask::feeder::Feeder;
-use xtask::gateway::Gateway;
 use xtask::moto::{self, Moto};
-use xtask::runtime::FunctionHost;
 use xtask::stack::{project_root, Stack};
 
 const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
@@ -89,20 +85,7 @@ async fn dev() -> Result<ExitCode> {
     build_functions(&stack.template)?;
     stack.store()?.put_api_key(&key, &owner).await?;
 
-    let mut hosts = HashMap::new();
-    for f in stack.template.functions()? {
-        let env = stack.function_env(&f)?;
-        let host = FunctionHost::start(
-            &f.logical_id,
-            &f.binary,
-            &env,
-            Duration::from_secs(f.timeout_seconds),
-            f.memory_mb,
-            true,
-        )
-        .await?;
-        hosts.insert(f.logical_id.clone(), (Arc::new(host), f));
-    }
+    let hosts = stack.start_functions(true).await?;
 
     let config = stack.config()?;
     println!();
@@ -127,7 +110,7 @@ async fn dev() -> Result<ExitCode> {
 
     // Event sources: SQS queues feed their functions.
     let mut feeders = Vec::new();
-    for (host, f) in hosts.values() {
+    for (f, host) in hosts.values() {
         if let Some(queue) = &f.queue {
             let physical = stack.physical(queue)?.clone();
             let feeder = Feeder {
@@ -157,7 +140,7 @@ async fn dev() -> Result<ExitCode> {
     // Schedules: every function with a Schedule event runs on a short local
     // interval, so abandoned sessions expire while you watch.
     let sweep_every: u64 = env_or("UPLOADS_SWEEP_SECONDS", "30").parse().context("UPLOADS_SWEEP_SECONDS")?;
-    for (host, f) in hosts.values() {
+    for (f, host) in hosts.values() {
         if f.schedule_seconds.is_some() {
             let host = host.clone();
             let name = f.logical_id.clone();
@@ -173,7 +156,7 @@ async fn dev() -> Result<ExitCode> {
         }
     }
 
-    let gateway = Gateway { routes, functions: hosts.iter().map(|(id, (h, _))| (id.clone(), h.clone())).collect() };
+    let gateway = stack.gateway(&hosts)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
     tokio::select! {
         r = gateway.serve(addr) => r.with_context(|| format!("serving the API on {addr}"))?,

@@ -17,6 +17,11 @@ use shared::objects::Objects;
 use shared::queue::CleanupQueue;
 use shared::store::Store;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::gateway::Gateway;
+use crate::runtime::FunctionHost;
 use crate::template::{scalar, Function, Template};
 
 pub const REGION: &str = "us-east-1";
@@ -363,6 +368,38 @@ impl Stack {
             self.template.functions()?.into_iter().next().ok_or_else(|| anyhow!("template has no function"))?;
         let env: BTreeMap<String, String> = self.function_env(&function)?.into_iter().collect();
         Ok(shared::Config::from_lookup(&|k| env.get(k).cloned())?)
+    }
+
+    /// Starts `function`'s binary against a runtime API of its own, with the
+    /// environment, timeout and memory the template gives it.
+    pub async fn start_function(&self, function: &Function, echo: bool) -> Result<FunctionHost> {
+        FunctionHost::start(
+            &function.logical_id,
+            &function.binary,
+            &self.function_env(function)?,
+            Duration::from_secs(function.timeout_seconds),
+            function.memory_mb,
+            echo,
+        )
+        .await
+    }
+
+    /// Every function of the template, started, by logical id.
+    pub async fn start_functions(&self, echo: bool) -> Result<BTreeMap<String, (Function, Arc<FunctionHost>)>> {
+        let mut hosts = BTreeMap::new();
+        for f in self.template.functions()? {
+            let host = Arc::new(self.start_function(&f, echo).await?);
+            hosts.insert(f.logical_id.clone(), (f, host));
+        }
+        Ok(hosts)
+    }
+
+    /// The local API Gateway over `hosts`, serving the template's routes.
+    pub fn gateway(&self, hosts: &BTreeMap<String, (Function, Arc<FunctionHost>)>) -> Result<Gateway> {
+        Ok(Gateway {
+            routes: self.template.routes()?,
+            functions: hosts.iter().map(|(id, (_, h))| (id.clone(), h.clone())).collect(),
+        })
     }
 
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
