@@ -160,7 +160,7 @@ async fn dev() -> Result<ExitCode> {
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
     tokio::select! {
         r = gateway.serve(addr) => r.with_context(|| format!("serving the API on {addr}"))?,
-        _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+        _ = stop_signal() => eprintln!("stopping"),
     }
     for f in feeders {
         f.abort();
@@ -246,5 +246,17 @@ async fn revoke_key(args: &[String]) -> Result<ExitCode> {
     } else {
         eprintln!("no such key");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
