@@ -84,10 +84,6 @@ impl Objects {
         Self { client }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Deletes `keys` from `bucket` with batched `DeleteObjects` calls.
     /// A key that is already gone counts as deleted. Returns the keys S3
     /// refused; a call that fails as a whole is an error for all its keys.

@@ -346,12 +346,6 @@ impl Stack {
         Ok(())
     }
 
-    /// The first resource of `kind`'s `!Ref` value.
-    pub fn first_of(&self, kind: &str) -> Result<&Physical> {
-        let (id, _) = self.template.of_kind(kind).next().ok_or_else(|| anyhow!("template has no {kind}"))?;
-        self.physical(id)
-    }
-
     /// The environment a function gets: the template's variables resolved
     /// against the local resources, plus the local AWS environment.
     pub fn function_env(&self, function: &Function) -> Result<Vec<(String, String)>> {
