@@ -9,6 +9,8 @@
 //! delete then releases the size) or finds the record gone (404): usage is
 //! never counted for a deleted upload.
 
+use std::collections::HashSet;
+
 use lambda_http::{Body, Request, Response};
 use shared::domain::Session;
 use shared::error::chain;
@@ -60,7 +62,8 @@ async fn verify_bytes(deps: &Uploads, s: &Session) -> Result<(), Error> {
     if let Held::Parts(parts) = &held {
         let expected: Vec<(u32, u64)> = views::parts(s).collect();
         let missing = held.missing(s);
-        let misfit = |n: &u32| parts.iter().any(|p| p.part_number == *n);
+        let held_numbers: HashSet<u32> = parts.iter().map(|p| p.part_number).collect();
+        let misfit = |n: &u32| held_numbers.contains(n);
         if missing.iter().any(misfit) || parts.iter().any(|p| p.part_number as usize > expected.len()) {
             return Err(Error::SizeMismatch);
         }
