@@ -322,6 +322,46 @@ fn build_request(
     lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
 }
 
+/// `POST /uploads` by the owner of `key`.
+pub fn create_request(key: &ApiKey, filename: &str, content_type: &str, size: u64) -> lambda_http::Request {
+    let body = serde_json::json!({ "filename": filename, "content_type": content_type, "size": size }).to_string();
+    api_request_with_body("POST", "/uploads", "/uploads", &[("x-api-key", key.expose())], body.as_bytes())
+}
+
+/// `POST /uploads/{id}/confirm` by the owner of `key`.
+pub fn confirm_request(key: &ApiKey, id: &str) -> lambda_http::Request {
+    let path = format!("/uploads/{id}/confirm");
+    api_request_with_body("POST", &path, "/uploads/{upload_id}/confirm", &[("x-api-key", key.expose())], b"")
+}
+
+/// The local API Gateway over every function of `t`'s template, each run
+/// as its binary, serving on a free loopback port.
+pub struct LocalApi {
+    pub base: String,
+    pub hosts:
+        std::collections::BTreeMap<String, (xtask::template::Function, std::sync::Arc<xtask::runtime::FunctionHost>)>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl LocalApi {
+    pub async fn start(t: &TestStack) -> Self {
+        let hosts = t.stack.start_functions(false).await.unwrap();
+        let gateway = t.stack.gateway(&hosts).unwrap();
+        let port = xtask::moto::free_port().unwrap();
+        let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        assert!(eventually(10, || async { http.get(&base).send().await.is_ok() }).await, "local API did not start");
+        LocalApi { base, hosts, server }
+    }
+}
+
+impl Drop for LocalApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 /// Status and JSON body of a response, after checking the invariants every
 /// response keeps: JSON content type and `request_id` equal to `x-request-id`.
 pub fn parts(resp: &Response<Body>) -> (u16, Value) {

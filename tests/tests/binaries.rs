@@ -5,7 +5,7 @@
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, UploadId};
 use shared::store::DeleteScope;
-use tests::{eventually, TestStack};
+use tests::{LocalApi, TestStack};
 use xtask::apigw::parse_response;
 use xtask::feeder::Feeder;
 use xtask::runtime::{FunctionHost, Outcome};
@@ -95,14 +95,10 @@ async fn local_api_serves_the_template_routes_and_feeds_cleanup() {
     let (owner, key) = t.owner("local").await;
     let upload = t.completed_upload(&owner, &[8u8; 300]).await;
 
-    let hosts = t.stack.start_functions(false).await.unwrap();
-    let cleanup = hosts["Cleanup"].1.clone();
-    let gateway = t.stack.gateway(&hosts).unwrap();
-    let port = xtask::moto::free_port().unwrap();
-    let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
-    let base = format!("http://127.0.0.1:{port}");
+    let api = LocalApi::start(&t).await;
+    let cleanup = api.hosts["Cleanup"].1.clone();
+    let base = api.base.clone();
     let http = reqwest::Client::new();
-    assert!(eventually(10, || async { http.get(&base).send().await.is_ok() }).await);
 
     // Not a route of the template: API Gateway's 403.
     for (method, path) in [
@@ -145,7 +141,6 @@ async fn local_api_serves_the_template_routes_and_feeds_cleanup() {
     let wait = task.final_pass_at.unix_seconds() - shared::domain::Timestamp::now().unix_seconds();
     assert!((900..=960).contains(&wait), "final pass in {wait} s");
     assert!(t.receive_cleanup_messages().await.is_empty(), "the handled message was deleted");
-    server.abort();
 }
 
 /// The key and upload id the API events carry, the key minted for owner

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use tests::{eventually, TestStack};
+use tests::{LocalApi, TestStack};
 use xtask::stack::project_root;
 
 fn openapi() -> Value {
@@ -49,21 +49,18 @@ struct Local {
     base: String,
     http: reqwest::Client,
     doc: Value,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Kept for its lifetime: dropping it stops the local API.
+    _api: LocalApi,
     checked: BTreeSet<(String, String, u16)>,
 }
 
 impl Local {
     async fn start(overrides: &[(&str, &str)]) -> Self {
         let t = TestStack::with_parameters(overrides).await;
-        let hosts = t.stack.start_functions(false).await.unwrap();
-        let gateway = t.stack.gateway(&hosts).unwrap();
-        let port = xtask::moto::free_port().unwrap();
-        let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
-        let base = format!("http://127.0.0.1:{port}");
+        let api = LocalApi::start(&t).await;
+        let base = api.base.clone();
         let http = reqwest::Client::new();
-        assert!(eventually(10, || async { http.get(&base).send().await.is_ok() }).await);
-        Local { t, base, http, doc: openapi(), server, checked: BTreeSet::new() }
+        Local { t, base, http, doc: openapi(), _api: api, checked: BTreeSet::new() }
     }
 
     /// Sends a request, validates the answer against `openapi.yaml` for the
@@ -120,7 +117,6 @@ async fn openapi_template_and_local_api_agree_on_routes() {
         let r = local.http.request(method.parse().unwrap(), format!("{}{path}", local.base)).send().await.unwrap();
         assert_eq!(r.status(), 403, "{method} {path}");
     }
-    local.server.abort();
 }
 
 #[tokio::test]
@@ -181,7 +177,6 @@ async fn real_responses_validate_against_openapi() {
     let routes: BTreeSet<(String, String)> =
         l.checked.iter().filter(|c| c.2 < 300).map(|c| (c.0.clone(), c.1.clone())).collect();
     assert_eq!(routes.len(), 6, "{routes:?}");
-    l.server.abort();
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use serde_json::Value;
 use shared::config::{UploadPolicy, MIB};
 use shared::domain::{ApiKey, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::uploads::Uploads;
-use tests::{api_request, api_request_with_body, bytes, parts, put_parts, TestStack};
+use tests::{api_request, api_request_with_body, bytes, confirm_request, create_request, parts, put_parts, TestStack};
 
 /// Small sizes so a multipart upload fits in a test: multipart from 6 MiB,
 /// 5 MiB parts.
@@ -19,20 +19,11 @@ fn policy() -> UploadPolicy {
 }
 
 async fn create(deps: &Uploads, key: &ApiKey, filename: &str, content_type: &str, size: usize) -> (u16, Value) {
-    let body = serde_json::json!({ "filename": filename, "content_type": content_type, "size": size }).to_string();
-    let req = api_request_with_body("POST", "/uploads", "/uploads", &[("x-api-key", key.expose())], body.as_bytes());
-    parts(&create_upload::handle(deps, req).await)
+    parts(&create_upload::handle(deps, create_request(key, filename, content_type, size as u64)).await)
 }
 
 async fn confirm(deps: &Uploads, key: &ApiKey, id: &str) -> (u16, Value) {
-    let req = api_request_with_body(
-        "POST",
-        &format!("/uploads/{id}/confirm"),
-        "/uploads/{upload_id}/confirm",
-        &[("x-api-key", key.expose())],
-        b"",
-    );
-    parts(&confirm_upload::handle(deps, req).await)
+    parts(&confirm_upload::handle(deps, confirm_request(key, id)).await)
 }
 
 async fn get(deps: &Uploads, key: &ApiKey, id: &str) -> (u16, Value) {

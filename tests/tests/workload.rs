@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use shared::config::UploadPolicy;
 use shared::domain::{ApiKey, Status, UploadId};
-use tests::{api_request, api_request_with_body, bytes, parts, put_parts, TestStack};
+use tests::{api_request, bytes, confirm_request, create_request, parts, put_parts, TestStack};
 
 const WORKERS: u64 = 8;
 const LIFECYCLES_PER_WORKER: u64 = 16;
@@ -40,14 +40,7 @@ struct Tally {
 
 async fn lifecycle(t: &TestStack, deps: &shared::uploads::Uploads, key: &ApiKey, rng: &mut Rng, tally: &mut Tally) {
     let size = 1 + rng.next() % 4000;
-    let body = serde_json::json!({ "filename": "w.bin", "content_type": "application/octet-stream", "size": size });
-    let req = api_request_with_body(
-        "POST",
-        "/uploads",
-        "/uploads",
-        &[("x-api-key", key.expose())],
-        body.to_string().as_bytes(),
-    );
+    let req = create_request(key, "w.bin", "application/octet-stream", size);
     let (status, created) = parts(&create_upload::handle(deps, req).await);
     tally.ops += 1;
     if status == 403 {
@@ -61,13 +54,7 @@ async fn lifecycle(t: &TestStack, deps: &shared::uploads::Uploads, key: &ApiKey,
         tally.ops += 1;
     }
     let confirm = || {
-        let req = api_request_with_body(
-            "POST",
-            &format!("/uploads/{id}/confirm"),
-            "/uploads/{upload_id}/confirm",
-            &[("x-api-key", key.expose())],
-            b"",
-        );
+        let req = confirm_request(key, &id);
         async move { parts(&confirm_upload::handle(deps, req).await) }
     };
     let delete = || {
