@@ -1,4 +1,4 @@
-"""moto server with one request at a time.
+"""moto server with one request at a time, and a log of who called what.
 
 DynamoDB runs every request, and every TransactWriteItems, atomically and in
 isolation. moto's threaded server does not: a transaction that fails restores
@@ -9,29 +9,136 @@ is built on; the interleaving of the functions' own requests is untouched.
 
 Long polling (ReceiveMessage with WaitTimeSeconds > 0) would hold the lock,
 so the local tooling polls with WaitTimeSeconds=0.
+
+With --call-log FILE, every request is also written to FILE as one JSON line
+{"principal", "service", "operation", "resource", "status"}: the access key
+id that signed it (header or presigned query), which the local stack sets to
+the calling function's logical id, so `cargo xtask test` can check each
+function's IAM policy against the calls it really made. A TransactWriteItems
+is logged as one line per item action (PutItem, UpdateItem, DeleteItem,
+ConditionCheckItem), as IAM authorizes it.
 """
 
 import argparse
+import io
+import json
+import re
 import threading
+from urllib.parse import parse_qs, unquote
 
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+
+
+def principal(environ, query):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = CREDENTIAL.search(auth)
+    if m:
+        return m.group(1)
+    cred = query.get("X-Amz-Credential", [""])[0]
+    return unquote(cred).split("/", 1)[0] if cred else ""
+
+
+def s3_operation(method, path, query):
+    parts = path.lstrip("/").split("/", 1)
+    bucket = parts[0]
+    key = parts[1] if len(parts) > 1 else ""
+    resource = f"{bucket}/{unquote(key)}" if key else bucket
+    q = set(query)
+    if method == "HEAD":
+        return ("HeadObject" if key else "HeadBucket"), resource
+    if "tagging" in q:
+        return {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}.get(method, method), resource
+    if "uploadId" in q:
+        if "partNumber" in q and method == "PUT":
+            return "UploadPart", resource
+        return {"GET": "ListParts", "POST": "CompleteMultipartUpload", "DELETE": "AbortMultipartUpload"}.get(method, method), resource
+    if "uploads" in q:
+        return ("CreateMultipartUpload" if method == "POST" else "ListMultipartUploads"), resource
+    if "delete" in q and method == "POST":
+        return "DeleteObjects", resource
+    if not key:
+        return {"GET": "ListObjects", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, method), resource
+    return {"GET": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject"}.get(method, method), resource
+
+
+def calls(environ, body):
+    """(service, operation, resource) of each action the request performs."""
+    method = environ["REQUEST_METHOD"]
+    path = environ.get("PATH_INFO", "")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target.startswith("DynamoDB_"):
+        op = target.split(".", 1)[1]
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            doc = {}
+        if op == "TransactWriteItems":
+            out = []
+            for item in doc.get("TransactItems", []):
+                for kind, action in (("Put", "PutItem"), ("Update", "UpdateItem"), ("Delete", "DeleteItem"), ("ConditionCheck", "ConditionCheckItem")):
+                    if kind in item:
+                        out.append(("dynamodb", action, item[kind].get("TableName", "")))
+            return out
+        if op in ("BatchGetItem", "BatchWriteItem"):
+            action = "BatchGetItem" if op == "BatchGetItem" else "BatchWriteItem"
+            return [("dynamodb", action, t) for t in doc.get("RequestItems", {})]
+        table = doc.get("TableName", "")
+        if doc.get("IndexName"):
+            table = f"{table}/index/{doc['IndexName']}"
+        return [("dynamodb", op, table)]
+    if target.startswith("AmazonSQS."):
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            doc = {}
+        return [("sqs", target.split(".", 1)[1], doc.get("QueueUrl", "").rsplit("/", 1)[-1])]
+    if path.startswith("/moto-api"):
+        return []
+    op, resource = s3_operation(method, path, query)
+    return [("s3", op, resource)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--call-log")
     args = parser.parse_args()
 
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
+    log = open(args.call_log, "a", buffering=1) if args.call_log else None
 
     def serial(environ, start_response):
         with lock:
-            # Materialise the body inside the lock: the request is done when
-            # the lock is released.
-            return list(app(environ, start_response))
+            if log is None:
+                # Materialise the body inside the lock: the request is done
+                # when the lock is released.
+                return list(app(environ, start_response))
+            body = b""
+            if environ.get("HTTP_X_AMZ_TARGET"):
+                # JSON protocols (DynamoDB, SQS) always send a length; S3
+                # bodies (which may be chunked) are left alone.
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = environ["wsgi.input"].read(length) if length else b""
+                environ["wsgi.input"] = io.BytesIO(body)
+            status = []
+
+            def record_status(s, headers, exc_info=None):
+                status.append(s)
+                return start_response(s, headers, exc_info)
+
+            out = list(app(environ, record_status))
+            query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            who = principal(environ, query)
+            code = int(status[0].split()[0]) if status else 0
+            for service, op, resource in calls(environ, body):
+                log.write(json.dumps({"principal": who, "service": service, "operation": op, "resource": resource, "status": code}) + "\n")
+            return out
 
     run_simple(args.host, args.port, serial, threaded=True, use_reloader=False)
 

@@ -54,6 +54,11 @@ pub struct UploadPolicy {
     /// 1 s to 1 hour). Deleted uploads get a final cleanup pass once every
     /// URL handed out for them has expired.
     pub url_ttl_seconds: i64,
+    /// How long a confirm waits for S3 to complete a multipart upload before
+    /// answering 202 and leaving the rest to a retry or the sweeper
+    /// (`CONFIRM_WAIT_SECONDS`, default 20, 0 to 25: API Gateway gives up
+    /// on an integration after 29 s).
+    pub confirm_wait_seconds: u64,
 }
 
 impl Default for UploadPolicy {
@@ -65,6 +70,7 @@ impl Default for UploadPolicy {
             part_size_bytes: 16 * MIB,
             session_expiry_seconds: 86_400,
             url_ttl_seconds: 900,
+            confirm_wait_seconds: 20,
         }
     }
 }
@@ -90,6 +96,7 @@ impl UploadPolicy {
             session_expiry_seconds: number("SESSION_EXPIRY_SECONDS", d.session_expiry_seconds as u64, 60, 7 * 86_400)?
                 as i64,
             url_ttl_seconds: number("PRESIGNED_URL_TTL_SECONDS", d.url_ttl_seconds as u64, 1, 3600)? as i64,
+            confirm_wait_seconds: number("CONFIRM_WAIT_SECONDS", d.confirm_wait_seconds, 0, 25)?,
         })
     }
 }

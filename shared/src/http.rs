@@ -30,15 +30,22 @@ pub struct Operation {
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    /// Seconds a client should wait before asking again (`Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 impl Reply {
     pub fn ok(body: Value) -> Self {
-        Self { status: StatusCode::OK, body }
+        Self { status: StatusCode::OK, body, retry_after: None }
     }
 
     pub fn created(body: Value) -> Self {
-        Self { status: StatusCode::CREATED, body }
+        Self { status: StatusCode::CREATED, body, retry_after: None }
+    }
+
+    /// 202: accepted, still in progress; ask again after `retry_after` seconds.
+    pub fn accepted(body: Value, retry_after: u32) -> Self {
+        Self { status: StatusCode::ACCEPTED, body, retry_after: Some(retry_after) }
     }
 }
 
@@ -87,20 +94,24 @@ where
     );
     async move {
         let started = Instant::now();
-        let (status, mut body) = match handler(req).await {
-            Ok(reply) => (reply.status, reply.body),
+        let (status, mut body, retry_after) = match handler(req).await {
+            Ok(reply) => (reply.status, reply.body, reply.retry_after),
             Err(err) => {
                 if let Error::Internal { .. } = err {
                     error!(error = %chain(&err), "internal failure");
                 }
-                (err.status(), json!({ "error": err.public_message(op.failure) }))
+                (err.status(), json!({ "error": err.public_message(op.failure) }), None)
             }
         };
         if let Value::Object(map) = &mut body {
             map.insert("request_id".into(), Value::String(request_id.clone()));
         }
         info!(status = status.as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request completed");
-        json_response(status, &body, &request_id)
+        let mut response = json_response(status, &body, &request_id);
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
     .instrument(span)
     .await

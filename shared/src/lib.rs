@@ -5,6 +5,7 @@
 //! The item layout of the table is documented in [`store`].
 
 pub mod aws;
+pub mod completion;
 pub mod config;
 pub mod cursor;
 pub mod deletion;

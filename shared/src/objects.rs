@@ -121,7 +121,10 @@ impl Objects {
     }
 
     /// A presigned single `PUT` of exactly `size` bytes of `content_type`
-    /// (both signed, so the client cannot store something else).
+    /// (both signed, so the client cannot store something else), conditional
+    /// on there being no object yet (`If-None-Match: *`, signed too): once
+    /// the bytes are written, no URL of the session can overwrite them, nor
+    /// put back the pending tag of a confirmed upload.
     pub async fn presign_put(
         &self,
         bucket: &str,
@@ -138,6 +141,7 @@ impl Objects {
             .content_type(content_type)
             .content_length(size as i64)
             .tagging(pending_tagging())
+            .if_none_match("*")
             .presigned(Self::presigning(ttl_seconds)?)
             .await
             .map_err(Error::internal("presign put"))?;
@@ -261,26 +265,6 @@ impl Objects {
             .send()
             .await
             .map_err(Error::internal("untag object"))?;
-        Ok(())
-    }
-
-    /// Puts the pending tag back (a confirm that untagged but did not commit).
-    pub async fn mark_pending(&self, bucket: &str, key: &ObjectKey) -> Result<(), Error> {
-        let tag = aws_sdk_s3::types::Tag::builder()
-            .key(PENDING_TAG_KEY)
-            .value(PENDING_TAG_VALUE)
-            .build()
-            .map_err(Error::internal("tag object"))?;
-        let tagging =
-            aws_sdk_s3::types::Tagging::builder().tag_set(tag).build().map_err(Error::internal("tag object"))?;
-        self.client
-            .put_object_tagging()
-            .bucket(bucket)
-            .key(key.as_str())
-            .tagging(tagging)
-            .send()
-            .await
-            .map_err(Error::internal("tag object"))?;
         Ok(())
     }
 

@@ -81,6 +81,7 @@ mod tests {
             created_at: Timestamp::now(),
             expires_at: Timestamp::now(),
             completed_at: None,
+            completing_since: None,
             version: 0,
         }
     }

@@ -46,15 +46,22 @@ impl CleanupQueue {
     }
 
     /// Enqueues a cleanup message that becomes visible after `delay_seconds`
-    /// (SQS allows at most 900).
+    /// (SQS allows at most 900; a longer delay is an error, not a shorter
+    /// wait).
     pub async fn enqueue_after(&self, id: &UploadId, delay_seconds: i64) -> Result<(), Error> {
+        if !(0..=MAX_DELAY_SECONDS).contains(&delay_seconds) {
+            return Err(Error::invariant(
+                "enqueue cleanup",
+                format!("delay of {delay_seconds} s is outside SQS's 0..=900"),
+            ));
+        }
         let body =
             serde_json::to_string(&CleanupMessage::new(id)).map_err(Error::internal("encode cleanup message"))?;
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
-            .delay_seconds(delay_seconds.clamp(0, MAX_DELAY_SECONDS) as i32)
+            .delay_seconds(delay_seconds as i32)
             .send()
             .await
             .map_err(Error::internal("enqueue cleanup"))?;

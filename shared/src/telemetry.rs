@@ -1,34 +1,117 @@
 //! Structured logging. JSON lines when Lambda asks for them
 //! (`AWS_LAMBDA_LOG_FORMAT=JSON`) or `LOG_FORMAT=json`; compact text
-//! otherwise. The level comes from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`
-//! (default `info`).
+//! otherwise.
+//!
+//! The level (`AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, default `info`) is a
+//! plain level name and applies to this project's crates only. Every other
+//! crate (the AWS SDK, hyper, the Lambda runtime) logs at `warn` at most,
+//! whatever is configured: at `debug` and `trace` they log whole events,
+//! headers and bodies, which carry API keys and presigned signatures. A
+//! value that is not a level name (a directive such as `aws_smithy=trace`
+//! among them) falls back to `info`, so no setting can turn them on.
 
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Crates whose log lines are ours: the shared crate and every function.
+const OWN_CRATES: &[&str] = &[
+    "shared",
+    "create_upload",
+    "get_upload",
+    "list_uploads",
+    "confirm_upload",
+    "resume_upload",
+    "delete_upload",
+    "cleanup",
+    "sweeper",
+];
+
+/// The most any other crate may log.
+const DEPENDENCY_CAP: LevelFilter = LevelFilter::WARN;
+
+/// The configured level of this project's crates.
+fn level(value: Option<String>) -> LevelFilter {
+    match value.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+        Some("trace") => LevelFilter::TRACE,
+        Some("debug") => LevelFilter::DEBUG,
+        Some("warn") => LevelFilter::WARN,
+        Some("error") | Some("fatal") => LevelFilter::ERROR,
+        _ => LevelFilter::INFO,
+    }
+}
+
+/// The filter: `level` for our crates, at most [`DEPENDENCY_CAP`] for the rest.
+pub fn filter(level: LevelFilter) -> Targets {
+    OWN_CRATES.iter().fold(Targets::new().with_default(DEPENDENCY_CAP.min(level)), |t, c| t.with_target(*c, level))
+}
 
 pub fn init() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned())
-        .to_ascii_lowercase();
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let level = level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().or_else(|| std::env::var("RUST_LOG").ok()));
     let json = ["AWS_LAMBDA_LOG_FORMAT", "LOG_FORMAT"]
         .iter()
         .any(|v| std::env::var(v).is_ok_and(|f| f.eq_ignore_ascii_case("json")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_target(false);
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(false).with_target(false);
+    let registry = tracing_subscriber::registry().with(filter(level));
     // A second init (tests) keeps the first subscriber.
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        registry.with(fmt.json().flatten_event(true).with_current_span(true).with_span_list(false)).try_init()
     } else {
-        builder.compact().try_init()
+        registry.with(fmt.compact()).try_init()
     };
 }
 
 /// For tests: compact lines through libtest's capture, so a passing test is
 /// quiet and a failing one shows its logs.
 pub fn init_for_tests() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_test_writer()
-        .compact()
+    let _ = tracing_subscriber::registry()
+        .with(filter(LevelFilter::INFO))
+        .with(tracing_subscriber::fmt::layer().with_test_writer().compact())
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn only_level_names_are_levels() {
+        assert_eq!(level(Some("TRACE".into())), LevelFilter::TRACE);
+        assert_eq!(level(Some("FATAL".into())), LevelFilter::ERROR);
+        assert_eq!(level(Some("aws_smithy_runtime=trace".into())), LevelFilter::INFO);
+        assert_eq!(level(None), LevelFilter::INFO);
+    }
+
+    #[test]
+    fn dependencies_never_log_below_warn() {
+        let f = filter(LevelFilter::TRACE);
+        assert!(f.would_enable("shared::http", &Level::TRACE));
+        assert!(f.would_enable("confirm_upload", &Level::DEBUG));
+        for dep in ["lambda_runtime", "lambda_runtime_api_client", "lambda_http", "aws_smithy_runtime", "hyper", "h2"] {
+            assert!(!f.would_enable(dep, &Level::INFO), "{dep}");
+            assert!(f.would_enable(dep, &Level::WARN), "{dep}");
+        }
+        let quiet = filter(LevelFilter::ERROR);
+        assert!(!quiet.would_enable("aws_smithy_runtime", &Level::WARN));
+    }
+}
+
+/// Emits one CloudWatch metric in Embedded Metric Format: a JSON line on
+/// stdout that Lambda's log pipeline turns into the metric `name` (no
+/// dimensions) in `namespace`.
+pub fn metric(namespace: &str, name: &str, value: f64) {
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": crate::domain::Timestamp::now().unix_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [[]],
+                "Metrics": [{ "Name": name, "Unit": "Count" }],
+            }],
+        },
+    });
+    line[name] = serde_json::json!(value);
+    println!("{line}");
 }

@@ -117,6 +117,7 @@ impl TestStack {
             created_at: now,
             expires_at: now.plus_seconds(24 * 3600),
             completed_at: None,
+            completing_since: None,
             version: 0,
         }
     }

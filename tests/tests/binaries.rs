@@ -202,11 +202,48 @@ async fn sweeper_binary_answers_its_event() {
     let expired = t.pending_multipart_expiring(&owner, 1, shared::domain::Timestamp::now().plus_seconds(-10)).await;
     let h = host(&t, "Sweeper").await;
     let report = response(h.invoke(&event("sweeper")).await.unwrap());
-    assert_eq!(report, serde_json::json!({ "expired": 1, "redriven": 0, "failed": 0 }));
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "completed": 0, "expired": 1, "redriven": 0, "stuck": 0, "failed": 0, "out_of_time": false
+        })
+    );
     assert!(t.store.get_session(&owner, &expired.id).await.unwrap().is_none());
     assert!(t.store.get_cleanup_task(&expired.id).await.unwrap().is_some());
     assert_eq!(t.receive_cleanup_messages().await.len(), 1);
     let line = h.logs().into_iter().find(|l| l.contains("sweep done")).expect("a sweep log line");
     let line: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(line["expired"], 1);
+}
+
+/// At the most verbose level, with a real key in the event and presigned
+/// URLs in the answer, no log line carries the key or a URL's signature:
+/// the SDK and runtime crates never log events, headers or bodies.
+#[tokio::test]
+async fn the_most_verbose_level_logs_no_key_and_no_signature() {
+    let t = TestStack::new().await;
+    let ev = event("create-upload");
+    let key = ApiKey::parse(ev["headers"]["x-api-key"].as_str().unwrap()).unwrap();
+    t.store.put_api_key(&key, &OwnerId::parse("events").unwrap()).await.unwrap();
+    let f = t.stack.template.functions().unwrap().into_iter().find(|f| f.logical_id == "CreateUpload").unwrap();
+    let h = t
+        .stack
+        .start_function_with(&f, false, &[("AWS_LAMBDA_LOG_LEVEL", "TRACE"), ("RUST_LOG", "trace")])
+        .await
+        .unwrap();
+    let resp = parse_response(&response(h.invoke(&ev).await.unwrap())).unwrap();
+    assert_eq!(resp.status, 201);
+    let body = resp.json().unwrap();
+    let url = body["upload"]["parts"][0]["url"].as_str().unwrap();
+    let signature = url.split("X-Amz-Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    assert!(signature.len() >= 64, "{url}");
+    // The binary did log (its request line), through the same pipeline.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let logs = h.logs();
+    assert!(logs.iter().any(|l| l.contains("request completed")), "{logs:#?}");
+    for line in &logs {
+        assert!(!line.contains(key.expose()), "the API key reached a log line: {line}");
+        assert!(!line.contains(&signature), "a presigned signature reached a log line: {line}");
+        assert!(!line.contains("x-api-key"), "request headers reached a log line: {line}");
+    }
 }

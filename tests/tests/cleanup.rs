@@ -20,6 +20,7 @@ async fn task(t: &TestStack, owner: &OwnerId, bucket: &str, with_object: bool) -
         multipart_upload_id: None,
         created_at: Timestamp::now(),
         final_pass_at: Timestamp::now(),
+        attempts: 0,
     };
     t.store.put_cleanup_task(&task).await.unwrap();
     t.queue.enqueue(&id).await.unwrap();

@@ -144,6 +144,7 @@ async fn real_responses_validate_against_openapi() {
     assert_eq!(status, 200);
     tests::put_parts(&resumed["upload"], b"hello world", None).await;
     assert_eq!(l.call("POST", &format!("{item}/confirm"), "/uploads/{upload_id}/confirm", k, None).await.0, 200);
+    assert_eq!(l.call("POST", &format!("{item}/confirm"), "/uploads/{upload_id}/confirm", k, None).await.0, 200);
     assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", k, None).await.0, 200);
     assert_eq!(l.call("POST", &format!("{item}/resume"), "/uploads/{upload_id}/resume", k, None).await.0, 409);
     assert_eq!(l.call("GET", "/uploads?limit=1", "/uploads", k, None).await.0, 200);

@@ -76,10 +76,18 @@ async fn single_put_full_flow() {
     assert_eq!(upload["parts"].as_array().unwrap().len(), 1);
     assert_eq!(upload["parts"][0]["headers"]["content-type"], "text/plain; charset=utf-8");
     let signed: Vec<&String> = upload["parts"][0]["headers"].as_object().unwrap().keys().collect();
-    assert_eq!(signed, vec!["content-length", "content-type", "x-amz-tagging"], "only the signed headers");
+    assert_eq!(
+        signed,
+        vec!["content-length", "content-type", "if-none-match", "x-amz-tagging"],
+        "only the signed headers"
+    );
     assert_eq!(upload["parts"][0]["headers"]["x-amz-tagging"], "upload-state=pending");
+    assert_eq!(upload["parts"][0]["headers"]["if-none-match"], "*");
     let url = upload["parts"][0]["url"].as_str().unwrap();
-    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bx-amz-tagging"), "{url}");
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match%3Bx-amz-tagging"),
+        "{url}"
+    );
     assert_eq!(upload["more_parts"], false);
     // The record: pending, keyed by id, object key from owner and id only.
     let stored = t.store.get_session(&owner, &id).await.unwrap().unwrap();
@@ -239,10 +247,16 @@ async fn confirm_refusals() {
     assert_eq!((status, body["error"].as_str()), (404, Some("Upload not found")));
     assert_eq!(t.store.get_session(&owner, &id_of(&good)).await.unwrap().unwrap().status, Status::Pending);
 
-    // Twice.
-    assert_eq!(confirm(&deps, &key, id_of(&good).as_str()).await.0, 200);
-    let (status, body) = confirm(&deps, &key, id_of(&good).as_str()).await;
-    assert_eq!((status, body["error"].as_str()), (409, Some("Upload already completed")));
+    // Twice: the second answers like the first (a retry after a lost response).
+    let (status, first) = confirm(&deps, &key, id_of(&good).as_str()).await;
+    assert_eq!(status, 200);
+    let (status, again) = confirm(&deps, &key, id_of(&good).as_str()).await;
+    assert_eq!(status, 200, "{again}");
+    let without_request_id = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("request_id");
+        v
+    };
+    assert_eq!(without_request_id(again), without_request_id(first), "the same view");
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 10, "counted once");
 
     // Expired.
@@ -329,4 +343,65 @@ async fn create_validation() {
     // Nothing was written and nothing was started in S3.
     assert!(t.store.list_sessions(&owner, 10, None).await.unwrap().sessions.is_empty());
     assert!(t.s3.list_multipart_uploads().bucket(&t.config.bucket_name).send().await.unwrap().uploads().is_empty());
+}
+
+/// S3 slower than the confirm's wait budget (here 0 s): the confirm answers
+/// 202 with `Retry-After`, the session is marked completing and stays
+/// pending, and neither a retry nor the sweeper ever says "bytes missing".
+/// The retry (with a budget) finishes it; in another upload, the sweeper
+/// does, as soon as it falls due.
+#[tokio::test]
+async fn a_slow_completion_answers_202_and_finishes() {
+    let t = TestStack::new().await;
+    let impatient = t.uploads(UploadPolicy { confirm_wait_seconds: 0, ..policy() });
+    let patient = t.uploads(policy());
+    let (owner, key) = t.owner("slow").await;
+    let data = bytes(11 * MIB as usize, 21);
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (_, created) = create(&patient, &key, "big.bin", "application/octet-stream", data.len()).await;
+        assert!(put_parts(&created["upload"], &data, None).await.iter().all(|s| *s == 200));
+        let id = id_of(&created);
+        let resp = confirm_upload::handle(&impatient, confirm_request(&key, id.as_str())).await;
+        assert_eq!(resp.headers()["retry-after"], "5");
+        let (status, body) = parts(&resp);
+        assert_eq!(status, 202, "{body}");
+        assert_eq!((body["status"].as_str(), body["completion"].as_str()), (Some("pending"), Some("in_progress")));
+        let stored = t.store.get_session(&owner, &id).await.unwrap().unwrap();
+        assert_eq!(stored.status, Status::Pending);
+        assert!(stored.completing_since.is_some());
+        assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 0, "nothing counted yet");
+        ids.push((id, stored));
+    }
+
+    // A retry with a budget finishes the first.
+    let (id, stored) = &ids[0];
+    let (status, body) = confirm(&patient, &key, id.as_str()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("completed")), "{body}");
+    assert_eq!(t.object_bytes(&stored.object_key).await, data);
+    assert!(tags(&t, &stored.object_key).await.is_empty());
+    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), data.len() as u64);
+
+    // The sweeper finishes the second once it is due (60 s after it was marked).
+    let (id, stored) = &ids[1];
+    let d = sweeper::Deps {
+        deleter: t.deleter(),
+        uploads: patient.clone(),
+        redrive_after_seconds: 300,
+        max_attempts: 8,
+        metrics_namespace: "test".into(),
+    };
+    let early = sweeper::sweep(&d, Timestamp::now()).await.unwrap();
+    assert_eq!(early.completed, 0, "not due yet");
+    let report = sweeper::sweep(&d, Timestamp::now().plus_seconds(61)).await.unwrap();
+    assert_eq!((report.completed, report.expired, report.failed), (1, 0, 0), "{report:?}");
+    let done = t.store.get_session(&owner, id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Completed);
+    assert!(done.completing_since.is_none());
+    assert!(tags(&t, &stored.object_key).await.is_empty());
+    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 2 * data.len() as u64, "each counted once");
+    // And a confirm afterwards answers the completed upload.
+    let (status, body) = confirm(&impatient, &key, id.as_str()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("completed")), "{body}");
 }

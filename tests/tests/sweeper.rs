@@ -11,7 +11,13 @@ use sweeper::{sweep, Deps, Report};
 use tests::TestStack;
 
 fn deps(t: &TestStack) -> Deps {
-    Deps { deleter: t.deleter(), redrive_after_seconds: 300, max_items: 1000 }
+    Deps {
+        deleter: t.deleter(),
+        uploads: t.uploads(shared::config::UploadPolicy { quota_bytes: tests::QUOTA, ..Default::default() }),
+        redrive_after_seconds: 300,
+        max_attempts: 8,
+        metrics_namespace: "test".into(),
+    }
 }
 
 #[tokio::test]
@@ -23,7 +29,7 @@ async fn expired_multipart_session_is_removed_with_its_parts() {
     let done = t.completed_upload(&owner, &[1u8; 321]).await;
 
     let report = sweep(&deps(&t), Timestamp::now()).await.unwrap();
-    assert_eq!(report, Report { expired: 1, redriven: 0, failed: 0 });
+    assert_eq!(report, Report { expired: 1, ..Report::default() });
     assert!(t.store.get_session(&owner, &expired.id).await.unwrap().is_none());
     assert!(t.store.get_session(&owner, &fresh.id).await.unwrap().is_some());
     assert!(t.store.get_session(&owner, &done.id).await.unwrap().is_some());
@@ -70,6 +76,7 @@ async fn stuck_task(t: &TestStack, owner: &OwnerId, age: i64) -> CleanupTask {
         multipart_upload_id: None,
         created_at: at,
         final_pass_at: at,
+        attempts: 0,
     };
     t.store.put_cleanup_task(&task).await.unwrap();
     task
@@ -83,7 +90,7 @@ async fn stuck_cleanup_tasks_are_redriven_and_completed() {
     let recent = stuck_task(&t, &owner, 10).await;
 
     let report = sweep(&deps(&t), Timestamp::now()).await.unwrap();
-    assert_eq!(report, Report { expired: 0, redriven: 1, failed: 0 });
+    assert_eq!(report, Report { redriven: 1, ..Report::default() });
     let messages = t.receive_cleanup_messages().await;
     assert_eq!(messages.len(), 1);
     assert_eq!(CleanupMessage::parse(messages[0].body().unwrap()), Some(stuck.upload_id.clone()));
@@ -157,4 +164,74 @@ async fn a_late_put_after_deletion_is_removed_by_the_final_pass() {
     assert!(t.run_cleanup(&messages).await.is_empty());
     assert!(!t.object_exists(&upload.object_key).await);
     assert!(t.store.get_cleanup_task(&upload.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn redrives_count_attempts_back_off_and_report_stuck_tasks() {
+    let t = TestStack::new().await;
+    let owner = OwnerId::parse("fred").unwrap();
+    let task = stuck_task(&t, &owner, 600).await;
+    let d = deps(&t);
+    let now = Timestamp::now();
+    assert_eq!(sweep(&d, now).await.unwrap().redriven, 1);
+    assert_eq!(t.store.get_cleanup_task(&task.upload_id).await.unwrap().unwrap().attempts, 1);
+    // The second re-drive comes 10 minutes later (twice the re-drive age), not sooner.
+    assert_eq!(sweep(&d, now.plus_seconds(590)).await.unwrap().redriven, 0);
+    assert_eq!(sweep(&d, now.plus_seconds(610)).await.unwrap().redriven, 1);
+    let task = t.store.get_cleanup_task(&task.upload_id).await.unwrap().unwrap();
+    assert_eq!(task.attempts, 2);
+    // Then 20 minutes.
+    assert_eq!(sweep(&d, now.plus_seconds(610 + 1190)).await.unwrap().redriven, 0);
+    assert_eq!(sweep(&d, now.plus_seconds(610 + 1210)).await.unwrap().redriven, 1);
+
+    // Past the bound: reported stuck, and still re-driven.
+    let worn = CleanupTask { attempts: 8, ..stuck_task(&t, &owner, 600).await };
+    t.store.put_cleanup_task(&worn).await.unwrap();
+    let report = sweep(&d, Timestamp::now()).await.unwrap();
+    assert_eq!((report.redriven, report.stuck), (1, 1), "{report:?}");
+    assert_eq!(t.store.get_cleanup_task(&worn.upload_id).await.unwrap().unwrap().attempts, 9);
+    // Every re-drive sent its message; cleanup then finishes both tasks.
+    let messages = t.receive_cleanup_messages().await;
+    assert_eq!(messages.len(), 4);
+    assert!(t.run_cleanup(&messages).await.is_empty());
+    assert!(t.store.get_cleanup_task(&worn.upload_id).await.unwrap().is_none());
+    assert!(!t.object_exists(&worn.object_key).await);
+}
+
+#[tokio::test]
+async fn an_unreadable_item_is_skipped_and_the_rest_is_swept() {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let t = TestStack::new().await;
+    let owner = OwnerId::parse("gina").unwrap();
+    // Due, but missing every attribute a session has.
+    let past = Timestamp::now().plus_seconds(-3600).to_rfc3339();
+    t.ddb
+        .put_item()
+        .table_name(&t.config.table_name)
+        .item("pk", S("UPLOAD#broken".into()))
+        .item("sk", S("SESSION".into()))
+        .item("gsi2pk", S("DUE#PENDING".into()))
+        .item("gsi2sk", S(format!("{past}#broken")))
+        .send()
+        .await
+        .unwrap();
+    let stuck_bad = Timestamp::now().plus_seconds(-7200).to_rfc3339();
+    t.ddb
+        .put_item()
+        .table_name(&t.config.table_name)
+        .item("pk", S("CLEANUP#broken".into()))
+        .item("sk", S("CLEANUP".into()))
+        .item("gsi2pk", S("DUE#CLEANUP".into()))
+        .item("gsi2sk", S(format!("{stuck_bad}#broken")))
+        .send()
+        .await
+        .unwrap();
+    let expired = t.pending_multipart_expiring(&owner, 1, Timestamp::now().plus_seconds(-60)).await;
+    let stuck = stuck_task(&t, &owner, 900).await;
+
+    let report = sweep(&deps(&t), Timestamp::now()).await.unwrap();
+    assert_eq!((report.expired, report.redriven, report.failed), (1, 1, 2), "{report:?}");
+    assert!(t.store.get_session(&owner, &expired.id).await.unwrap().is_none());
+    assert_eq!(t.store.get_cleanup_task(&stuck.upload_id).await.unwrap().unwrap().attempts, 1);
+    assert!(t.item("UPLOAD#broken", "SESSION").await.is_some(), "left for a person to look at");
 }

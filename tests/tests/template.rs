@@ -161,3 +161,348 @@ fn table_and_queues_are_protected_and_watched() {
     let sweeper_events = doc["Resources"]["Sweeper"]["Properties"]["Events"].as_mapping().unwrap();
     assert!(sweeper_events.values().any(|e| e["Type"] == "Schedule"));
 }
+
+/// `X` for `!Ref X`.
+fn ref_of(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) if t.tag.to_string() == "!Ref" => t.value.as_str(),
+        _ => None,
+    }
+}
+
+fn tagged<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
+    match v {
+        Value::Tagged(t) if t.tag.to_string() == tag => Some(&t.value),
+        _ => None,
+    }
+}
+
+fn function_ids(doc: &Value) -> Vec<String> {
+    doc["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, _)| id.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every (action, resource) a function's inline policies allow.
+fn grants(doc: &Value, function: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for policy in doc["Resources"][function]["Properties"]["Policies"].as_sequence().unwrap() {
+        for st in policy["Statement"].as_sequence().unwrap() {
+            let actions: Vec<String> = match &st["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Sequence(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                other => panic!("{function}: action {other:?}"),
+            };
+            let resources: Vec<Value> = match &st["Resource"] {
+                Value::Sequence(r) => r.clone(),
+                r => vec![r.clone()],
+            };
+            for a in &actions {
+                for r in &resources {
+                    out.push((a.clone(), r.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parameter_default(doc: &Value, name: &str) -> u64 {
+    doc["Parameters"][name]["Default"].as_u64().unwrap_or_else(|| panic!("parameter {name} has a numeric default"))
+}
+
+#[test]
+fn every_function_logs_to_its_own_group_with_retention() {
+    let doc = raw();
+    let retention = &doc["Parameters"]["LogRetentionDays"];
+    assert_eq!(retention["Type"], "Number");
+    assert_eq!(retention["Default"], 30);
+    let allowed: Vec<u64> =
+        retention["AllowedValues"].as_sequence().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(allowed.contains(&30) && allowed.contains(&365) && allowed.contains(&3653), "{allowed:?}");
+    // JSON logs and levels stay global; only the group is per function.
+    let global = &doc["Globals"]["Function"]["LoggingConfig"];
+    assert_eq!(global["LogFormat"], "JSON");
+    assert!(!global["ApplicationLogLevel"].is_null() && !global["SystemLogLevel"].is_null());
+    let functions = function_ids(&doc);
+    assert_eq!(functions.len(), 8);
+    let mut groups = Vec::new();
+    for f in &functions {
+        let config = &doc["Resources"][f.as_str()]["Properties"]["LoggingConfig"];
+        // A reference, so CloudFormation creates the group before the
+        // function and Lambda never creates one without retention.
+        let group_id =
+            ref_of(&config["LogGroup"]).unwrap_or_else(|| panic!("{f}: LoggingConfig.LogGroup is not a !Ref"));
+        let group = &doc["Resources"][group_id];
+        assert_eq!(group["Type"], "AWS::Logs::LogGroup", "{f}");
+        assert!(!group["DeletionPolicy"].is_null() && !group["UpdateReplacePolicy"].is_null(), "{group_id}: policies");
+        assert_eq!(ref_of(&group["Properties"]["RetentionInDays"]), Some("LogRetentionDays"), "{group_id}");
+        let name = tagged(&group["Properties"]["LogGroupName"], "!Sub").and_then(Value::as_str).unwrap_or_default();
+        assert_eq!(name, format!("/aws/lambda/${{AWS::StackName}}-{f}"), "{group_id}");
+        groups.push(group_id.to_owned());
+    }
+    groups.sort();
+    groups.dedup();
+    assert_eq!(groups.len(), functions.len(), "functions share a log group");
+    let all_groups =
+        doc["Resources"].as_mapping().unwrap().values().filter(|r| r["Type"] == "AWS::Logs::LogGroup").count();
+    assert_eq!(all_groups, functions.len(), "a log group belongs to no function");
+}
+
+#[test]
+fn api_stage_is_throttled_and_has_a_usage_plan() {
+    let doc = raw();
+    assert_eq!(parameter_default(&doc, "ApiThrottleRateLimit"), 1000);
+    assert_eq!(parameter_default(&doc, "ApiThrottleBurstLimit"), 2000);
+    let api = &doc["Resources"]["UploadsApi"]["Properties"];
+    let settings = api["MethodSettings"].as_sequence().expect("stage method settings");
+    let stage_wide = settings
+        .iter()
+        .find(|s| s["ResourcePath"] == "/*" && s["HttpMethod"] == "*")
+        .expect("a stage-wide method setting");
+    assert_eq!(ref_of(&stage_wide["ThrottlingRateLimit"]), Some("ApiThrottleRateLimit"));
+    assert_eq!(ref_of(&stage_wide["ThrottlingBurstLimit"]), Some("ApiThrottleBurstLimit"));
+
+    let plans: Vec<&Value> =
+        doc["Resources"].as_mapping().unwrap().values().filter(|r| r["Type"] == "AWS::ApiGateway::UsagePlan").collect();
+    assert_eq!(plans.len(), 1, "one usage plan");
+    let plan = &plans[0]["Properties"];
+    let stage = &plan["ApiStages"][0];
+    assert_eq!(ref_of(&stage["ApiId"]), Some("UploadsApi"));
+    assert_eq!(ref_of(&stage["Stage"]), Some("UploadsApi.Stage"));
+    assert_eq!(ref_of(&plan["Throttle"]["RateLimit"]), Some("ApiThrottleRateLimit"));
+    assert_eq!(ref_of(&plan["Throttle"]["BurstLimit"]), Some("ApiThrottleBurstLimit"));
+
+    // The functions authenticate the service's own x-api-key; API Gateway
+    // keys required on a method would reject every one of them.
+    assert_ne!(api["Auth"]["ApiKeyRequired"], true, "the API requires API Gateway keys");
+    assert!(api["Auth"]["UsagePlan"].is_null(), "SAM's usage plan would create API Gateway keys");
+    for f in function_ids(&doc) {
+        for (name, event) in doc["Resources"][f.as_str()]["Properties"]["Events"].as_mapping().unwrap() {
+            assert_ne!(event["Properties"]["Auth"]["ApiKeyRequired"], true, "{f} {name:?} requires API Gateway keys");
+        }
+    }
+    assert!(
+        doc["Resources"].as_mapping().unwrap().values().all(|r| r["Type"] != "AWS::ApiGateway::ApiKey"),
+        "no API Gateway key"
+    );
+}
+
+#[test]
+fn cleanup_and_sweeper_concurrency_is_bounded() {
+    let doc = raw();
+    let cleanup = &doc["Resources"]["Cleanup"]["Properties"];
+    let sqs = cleanup["Events"].as_mapping().unwrap().values().find(|e| e["Type"] == "SQS").unwrap();
+    let max = &sqs["Properties"]["ScalingConfig"]["MaximumConcurrency"];
+    assert_eq!(ref_of(max), Some("CleanupMaxConcurrency"));
+    let max_param = &doc["Parameters"]["CleanupMaxConcurrency"];
+    assert_eq!(max_param["Default"], 5);
+    assert!(max_param["MinValue"].as_u64().is_some_and(|m| m >= 2), "SQS mappings need at least 2");
+    assert!(max_param["MaxValue"].as_u64().is_some_and(|m| m <= 1000));
+
+    // Reserved concurrency: 0 means none, through a condition and AWS::NoValue.
+    for (function, parameter, default) in
+        [("Cleanup", "CleanupReservedConcurrency", 10), ("Sweeper", "SweeperReservedConcurrency", 1)]
+    {
+        assert_eq!(parameter_default(&doc, parameter), default, "{parameter}");
+        assert_eq!(doc["Parameters"][parameter]["MinValue"], 0, "{parameter} accepts 0");
+        let reserved = &doc["Resources"][function]["Properties"]["ReservedConcurrentExecutions"];
+        let branches =
+            tagged(reserved, "!If").and_then(Value::as_sequence).unwrap_or_else(|| panic!("{function}: not an !If"));
+        let condition = branches[0].as_str().unwrap();
+        assert_eq!(ref_of(&branches[1]), Some(parameter), "{function}");
+        assert_eq!(ref_of(&branches[2]), Some("AWS::NoValue"), "{function}");
+        let cond = &doc["Conditions"][condition];
+        let not =
+            tagged(cond, "!Not").and_then(Value::as_sequence).unwrap_or_else(|| panic!("{condition}: not a !Not"));
+        let equals = tagged(&not[0], "!Equals").and_then(Value::as_sequence).expect("!Not [!Equals ...]");
+        assert_eq!(ref_of(&equals[0]), Some(parameter), "{condition}");
+        assert!(equals[1] == "0" || equals[1] == 0, "{condition} compares with {:?}", equals[1]);
+    }
+    // By default the pollers never start more invocations than are reserved.
+    assert!(
+        parameter_default(&doc, "CleanupReservedConcurrency") >= parameter_default(&doc, "CleanupMaxConcurrency"),
+        "reserved cleanup concurrency below the event source's maximum concurrency"
+    );
+}
+
+/// (namespace, metric name, dimensions) of every metric an alarm watches,
+/// alone or inside metric math.
+type Watched = (Value, String, Vec<(String, Value)>);
+
+fn watched(alarm: &Value) -> Vec<Watched> {
+    let dims = |d: &Value| -> Vec<(String, Value)> {
+        d.as_sequence()
+            .map(|d| d.iter().map(|x| (x["Name"].as_str().unwrap().to_owned(), x["Value"].clone())).collect())
+            .unwrap_or_default()
+    };
+    let p = &alarm["Properties"];
+    if let Some(metrics) = p["Metrics"].as_sequence() {
+        metrics
+            .iter()
+            .filter(|m| !m["MetricStat"].is_null())
+            .map(|m| {
+                let metric = &m["MetricStat"]["Metric"];
+                (
+                    metric["Namespace"].clone(),
+                    metric["MetricName"].as_str().unwrap().to_owned(),
+                    dims(&metric["Dimensions"]),
+                )
+            })
+            .collect()
+    } else {
+        vec![(p["Namespace"].clone(), p["MetricName"].as_str().unwrap().to_owned(), dims(&p["Dimensions"]))]
+    }
+}
+
+#[test]
+fn alarms_cover_functions_table_stuck_tasks_and_dead_letters() {
+    let doc = raw();
+    let alarms: Vec<(&str, &Value)> = doc["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+        .collect();
+    let mut all: Vec<Watched> = Vec::new();
+    for (id, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{id}");
+        let actions =
+            tagged(&p["AlarmActions"], "!If").and_then(Value::as_sequence).unwrap_or_else(|| panic!("{id}: actions"));
+        assert_eq!(actions[0], "HasAlarmTopic", "{id}");
+        assert_eq!(ref_of(&actions[1][0]), Some("AlarmTopicArn"), "{id}");
+        assert_eq!(ref_of(&actions[2]), Some("AWS::NoValue"), "{id}");
+        if let Some(metrics) = p["Metrics"].as_sequence() {
+            // Metric math: one expression returned, summing every metric.
+            assert!(metrics.len() <= 10, "{id}: CloudWatch allows 10 metrics an alarm");
+            let returned: Vec<&Value> = metrics.iter().filter(|m| m["ReturnData"] == true).collect();
+            assert_eq!(returned.len(), 1, "{id}: one returned series");
+            let expression = returned[0]["Expression"].as_str().unwrap_or_else(|| panic!("{id}: no expression"));
+            for m in metrics.iter().filter(|m| !m["MetricStat"].is_null()) {
+                assert_eq!(m["ReturnData"], false, "{id}");
+                let metric_id = m["Id"].as_str().unwrap();
+                let used =
+                    expression.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|token| token == metric_id);
+                assert!(used, "{id}: {metric_id} is not in {expression}");
+            }
+        }
+        all.extend(watched(alarm));
+    }
+    let has = |namespace: &str, metric: &str, want: &[(&str, &Value)]| {
+        all.iter().any(|(ns, m, dims)| {
+            ns == namespace
+                && m == metric
+                && dims.len() == want.len()
+                && want.iter().all(|(k, v)| dims.iter().any(|(dk, dv)| dk == k && dv == *v))
+        })
+    };
+    let by_ref = |id: &str| -> Value { serde_yaml::from_str(&format!("!Ref {id}")).unwrap() };
+
+    for f in function_ids(&doc) {
+        for metric in ["Errors", "Throttles"] {
+            assert!(has("AWS/Lambda", metric, &[("FunctionName", &by_ref(&f))]), "no alarm on {metric} of {f}");
+        }
+    }
+
+    let table = by_ref("UploadsTable");
+    let indexes: Vec<Value> = doc["Resources"]["UploadsTable"]["Properties"]["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|i| i["IndexName"].clone())
+        .collect();
+    assert_eq!(indexes.len(), 2);
+    for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+        assert!(has("AWS/DynamoDB", metric, &[("TableName", &table)]), "no alarm on {metric} of the table");
+        for index in &indexes {
+            assert!(
+                has("AWS/DynamoDB", metric, &[("TableName", &table), ("GlobalSecondaryIndexName", index)]),
+                "no alarm on {metric} of index {index:?}"
+            );
+        }
+    }
+    for operation in ["TransactWriteItems", "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"] {
+        let op = Value::String(operation.to_owned());
+        assert!(
+            has("AWS/DynamoDB", "SystemErrors", &[("TableName", &table), ("Operation", &op)]),
+            "no alarm on SystemErrors of {operation}"
+        );
+    }
+
+    // The stuck-task metric, in the namespace the sweeper emits it to.
+    let stuck = &doc["Resources"]["StuckCleanupTasksAlarm"]["Properties"];
+    assert_eq!(stuck["MetricName"], "StuckCleanupTasks");
+    assert_eq!(tagged(&stuck["Namespace"], "!Sub").and_then(Value::as_str), Some("UploadSessions/${AWS::StackName}"));
+    assert!(stuck["Dimensions"].is_null(), "the sweeper emits it without dimensions");
+    assert_eq!(stuck["Statistic"], "Sum");
+    assert_eq!(stuck["Period"], 300);
+    assert_eq!(stuck["Threshold"], 1);
+    assert_eq!(stuck["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    for f in ["Sweeper", "Cleanup"] {
+        let env = &doc["Resources"][f]["Properties"]["Environment"]["Variables"];
+        assert_eq!(env["METRICS_NAMESPACE"], stuck["Namespace"], "{f} emits metrics elsewhere");
+    }
+    let sweeper_env = &doc["Resources"]["Sweeper"]["Properties"]["Environment"]["Variables"];
+    assert!(sweeper_env["CLEANUP_MAX_ATTEMPTS"].as_str().is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0)));
+    assert!(sweeper_env["SWEEP_MAX_ITEMS"].is_null(), "the sweeper works until its deadline, not up to a count");
+
+    let dlq: Value = serde_yaml::from_str("!GetAtt CleanupDeadLetterQueue.QueueName").unwrap();
+    assert!(has("AWS/SQS", "ApproximateNumberOfMessagesVisible", &[("QueueName", &dlq)]), "no alarm on the DLQ depth");
+    assert!(has("AWS/Lambda", "Errors", &[("FunctionName", &by_ref("Sweeper"))]));
+    assert!(!doc["Resources"]["SweeperErrorsAlarm"].is_null() && !doc["Resources"]["CleanupDeadLetterAlarm"].is_null());
+}
+
+#[test]
+fn functions_finish_within_their_callers_limits() {
+    let t = Template::load(&project_root().join("template.yaml")).unwrap();
+    for f in t.functions().unwrap() {
+        if !f.routes.is_empty() {
+            // API Gateway REST gives up on an integration after 29 s.
+            assert!(f.timeout_seconds <= 29, "{} (API) times out after {} s", f.logical_id, f.timeout_seconds);
+        }
+        if let Some(every) = f.schedule_seconds {
+            assert!(f.timeout_seconds < every, "{} outlives its schedule", f.logical_id);
+        }
+    }
+    let confirm = t.functions().unwrap().into_iter().find(|f| f.logical_id == "ConfirmUpload").unwrap();
+    assert_eq!(confirm.timeout_seconds, 29);
+    let sweeper = t.functions().unwrap().into_iter().find(|f| f.logical_id == "Sweeper").unwrap();
+    assert_eq!(sweeper.timeout_seconds, 240);
+}
+
+#[test]
+fn confirm_cannot_tag_objects() {
+    let doc = raw();
+    let actions: Vec<String> = grants(&doc, "ConfirmUpload").into_iter().map(|(a, _)| a).collect();
+    assert!(!actions.iter().any(|a| a == "s3:PutObjectTagging"), "confirm may tag objects: {actions:?}");
+    assert!(actions.iter().any(|a| a == "s3:DeleteObjectTagging"), "confirm must remove the pending tag");
+}
+
+#[test]
+fn policies_grant_the_calls_the_functions_make() {
+    let doc = raw();
+    let table: Value = serde_yaml::from_str("!GetAtt UploadsTable.Arn").unwrap();
+    let bucket: Value = serde_yaml::from_str("!GetAtt UploadsBucket.Arn").unwrap();
+    let objects: Value = serde_yaml::from_str("!Sub \"${UploadsBucket.Arn}/uploads/*\"").unwrap();
+    let allows =
+        |f: &str, action: &str, resource: &Value| grants(&doc, f).iter().any(|(a, r)| a == action && r == resource);
+    for f in ["DeleteUpload", "ConfirmUpload", "Sweeper", "Cleanup"] {
+        assert!(allows(f, "dynamodb:BatchGetItem", &table), "{f}: BatchGetItem");
+    }
+    for f in ["DeleteUpload", "ConfirmUpload", "Sweeper"] {
+        assert!(allows(f, "dynamodb:ConditionCheckItem", &table), "{f}: ConditionCheckItem");
+    }
+    assert!(allows("CreateUpload", "s3:ListBucketMultipartUploads", &bucket), "create's abort path lists uploads");
+    // The sweeper finishes completions a confirm left in progress.
+    for action in ["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:DeleteObjectTagging"] {
+        assert!(allows("Sweeper", action, &objects), "Sweeper: {action}");
+        assert!(allows("ConfirmUpload", action, &objects), "ConfirmUpload: {action}");
+    }
+    assert!(allows("Sweeper", "s3:ListBucket", &bucket), "Sweeper: ListBucket (404, not 403)");
+}

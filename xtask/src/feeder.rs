@@ -8,8 +8,8 @@ use anyhow::{anyhow, Result};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{json, Value};
 
+use crate::local::{ACCOUNT, REGION};
 use crate::runtime::{FunctionHost, Outcome};
-use crate::stack::REGION;
 
 pub struct Feeder {
     pub client: aws_sdk_sqs::Client,
@@ -104,10 +104,10 @@ pub fn scheduled_event(function: &str) -> Value {
         "id": crate::runtime::uuid_like(),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": crate::stack::ACCOUNT,
+        "account": ACCOUNT,
         "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "region": REGION,
-        "resources": [format!("arn:aws:events:{REGION}:{}:rule/{function}-schedule", crate::stack::ACCOUNT)],
+        "resources": [format!("arn:aws:events:{REGION}:{}:rule/{function}-schedule", ACCOUNT)],
         "detail": {}
     })
 }

@@ -97,7 +97,7 @@ async fn handle(
     let Some((route, path_parameters)) = matched else {
         return plain(StatusCode::FORBIDDEN, json!({ "message": "Missing Authentication Token" }));
     };
-    let Some(host) = gw.functions.get(&route.function) else {
+    let Some(host) = gw.functions.get(&route.function).cloned() else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "Internal server error" }));
     };
     let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -130,7 +130,11 @@ async fn handle(
         source_ip: peer.ip().to_string(),
         request_id: uuid_like(),
     };
-    match host.invoke(&rest_event(&proxy)).await {
+    // Like API Gateway, the invocation goes on when the client hangs up.
+    let event = rest_event(&proxy);
+    let invocation = tokio::spawn(async move { host.invoke(&event).await });
+    let outcome = invocation.await.unwrap_or_else(|e| Err(anyhow::anyhow!("invocation task failed: {e}")));
+    match outcome {
         Ok(Outcome::Response(v)) => match parse_response(&v) {
             Ok(resp) => {
                 let mut r = Response::new(Body::from(resp.body));

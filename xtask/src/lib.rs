@@ -2,10 +2,15 @@
 //! emulator, the local stack built from `template.yaml`, a Lambda Runtime
 //! API that runs each function's real binary, the local API Gateway, and
 //! the SQS feeder.
+//!
+//! Dependence runs one way: `local` (constants) ← `template`, `apigw`,
+//! `runtime`, `moto` ← `gateway`, `feeder` ← `stack`.
 
 pub mod apigw;
 pub mod feeder;
 pub mod gateway;
+pub mod iam;
+pub mod local;
 pub mod moto;
 pub mod runtime;
 pub mod stack;

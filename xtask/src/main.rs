@@ -5,6 +5,8 @@
 //!   `http://127.0.0.1:3000`, the cleanup queue fed to its function).
 //! - `test`: the template checks, then every test against a moto server of its own.
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
+//! - `check-iam CALL_LOG`: holds the calls logged by a test run's emulator
+//!   against every function's policy (`cargo xtask test` does it itself).
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
 //!   against whatever endpoint the AWS environment points to.
 //! - `revoke-key --key usk_… [--table T]`: revokes one.
@@ -19,7 +21,7 @@ use xtask::feeder::Feeder;
 use xtask::moto::{self, Moto};
 use xtask::stack::{project_root, Stack};
 
-const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
+const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,6 +30,10 @@ async fn main() -> ExitCode {
         Some("dev") => dev().await,
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
+        Some("check-iam") => match args.get(1) {
+            Some(log) => check_iam(std::path::Path::new(log)).map(|()| ExitCode::SUCCESS),
+            None => Err(anyhow!(USAGE)),
+        },
         Some("mint-key") => mint_key(&args[1..]).await,
         Some("revoke-key") => revoke_key(&args[1..]).await,
         _ => Err(anyhow!(USAGE)),
@@ -196,14 +202,52 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
     moto::ensure_installed()?;
     let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
     build_functions(&template)?;
-    let moto = Moto::start(moto::free_port()?).await?;
-    eprintln!("moto server at {} (log: {})", moto.endpoint, moto.log.display());
+    let port = moto::free_port()?;
+    let call_log = project_root().join("target").join("moto").join(format!("calls-{port}.jsonl"));
+    let _ = std::fs::remove_file(&call_log);
+    let moto = Moto::start_with_call_log(port, Some(&call_log)).await?;
+    eprintln!("moto server at {} (log: {}, calls: {})", moto.endpoint, moto.log.display(), call_log.display());
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"]).env("MOTO_ENDPOINT", &moto.endpoint);
     cmd.args(extra);
     let status = tokio::task::spawn_blocking(move || cmd.status()).await??;
     moto.stop().await;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    if !status.success() {
+        return Ok(ExitCode::FAILURE);
+    }
+    // A filtered run (`-- some_test`) does not exercise every function.
+    if extra.is_empty() {
+        check_iam(&call_log)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every AWS operation each function performed during the tests, through the
+/// local stack, must be granted by its policy in `template.yaml`.
+fn check_iam(call_log: &std::path::Path) -> Result<()> {
+    let reports = xtask::iam::check(call_log)?;
+    let mut problems = Vec::new();
+    eprintln!("IAM: actions each function used during the tests (calls), checked against template.yaml:");
+    for (function, report) in &reports {
+        let mut by_action: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (need, count) in &report.used {
+            *by_action.entry(need.action.as_str()).or_default() += count;
+        }
+        let used: Vec<String> = by_action.iter().map(|(action, count)| format!("{action} ({count})")).collect();
+        eprintln!("  {function}: {}", used.join(", "));
+        if report.used.is_empty() {
+            problems.push(format!("{function} made no AWS call through the local stack; its policy is unchecked"));
+        }
+        for need in &report.missing {
+            problems
+                .push(format!("{function} called {} on {}, which its policy does not allow", need.action, need.arn));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("IAM check failed:\n  {}", problems.join("\n  "));
+    }
+    eprintln!("IAM check: every call was allowed by its function's policy");
+    Ok(())
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {

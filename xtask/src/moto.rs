@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
 
-use crate::stack::project_root;
+use crate::local::project_root;
 
 /// The moto release the project is tested against. Not 5.2.x: its new S3
 /// serializer wraps `ListParts` in `<ListPartsResponse>` instead of S3's
@@ -75,14 +75,28 @@ impl Moto {
     /// Starts moto on `127.0.0.1:port`, one request at a time (see
     /// `xtask/moto_serial.py` for why), and waits until it answers.
     pub async fn start(port: u16) -> Result<Self> {
+        Self::start_with_call_log(port, None).await
+    }
+
+    /// As [`Moto::start`], logging every call to `call_log` (one JSON line
+    /// each; see `xtask/moto_serial.py` and [`crate::iam`]).
+    pub async fn start_with_call_log(port: u16, call_log: Option<&std::path::Path>) -> Result<Self> {
         let python = ensure_installed()?;
         let logs = project_root().join("target").join("moto");
         std::fs::create_dir_all(&logs)?;
         let log = logs.join(format!("moto-{port}.log"));
         let file = std::fs::File::create(&log)?;
-        let child = Command::new(python)
-            .arg(project_root().join("xtask").join("moto_serial.py"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut cmd = Command::new(python);
+        cmd.arg(project_root().join("xtask").join("moto_serial.py")).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]);
+        if let Some(path) = call_log {
+            cmd.arg("--call-log").arg(path);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -1,11 +1,17 @@
-//! A Lambda Runtime API of our own: each function's real binary runs as a
-//! child process polling `AWS_LAMBDA_RUNTIME_API`, exactly as on Lambda, and
-//! invocations are handed to it one at a time.
+//! A Lambda Runtime API of our own: each function's real binary runs as
+//! child processes polling `AWS_LAMBDA_RUNTIME_API`, exactly as on Lambda.
+//!
+//! Like Lambda, a function runs as several instances at once, each handling
+//! one invocation at a time: an invocation goes to an idle instance, and
+//! when every instance is busy a new one is started, up to the host's limit
+//! (`UPLOADS_MAX_INSTANCES`, default 4); past it, invocations wait for the
+//! next instance to become free (on Lambda they would be throttled).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +27,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::stack::{project_root, ACCOUNT, REGION};
+use crate::local::{project_root, ACCOUNT, REGION};
 
 /// What a function answered.
 #[derive(Debug)]
@@ -45,13 +51,29 @@ struct Shared {
     init_error: Mutex<Option<String>>,
 }
 
-/// One function: its runtime API endpoint and the binary polling it.
+/// How to start one more instance of a function.
+struct Launch {
+    path: PathBuf,
+    env: Vec<(String, String)>,
+    runtime_api: SocketAddr,
+    memory_mb: u64,
+    echo: bool,
+}
+
+/// One function: its runtime API endpoint and the instances of its binary
+/// polling it.
 pub struct FunctionHost {
     pub name: String,
     pub timeout: Duration,
+    /// Instances at most.
+    pub max_instances: usize,
     tx: mpsc::Sender<Invocation>,
     shared: Arc<Shared>,
-    child: tokio::sync::Mutex<Child>,
+    launch: Launch,
+    instances: tokio::sync::Mutex<Vec<Child>>,
+    /// Invocations handed to the host and not answered yet.
+    in_flight: AtomicUsize,
+    next_instance_number: AtomicUsize,
     logs: Arc<Mutex<Vec<String>>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -69,22 +91,34 @@ pub fn binary_path(binary: &str) -> PathBuf {
     target.join("debug").join(binary)
 }
 
+/// Counts an invocation in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl FunctionHost {
-    /// Starts the runtime API on a free loopback port and the binary against
-    /// it. `echo` prints the function's log lines with its name in front.
+    /// Starts the runtime API on a free loopback port and one instance of
+    /// the binary against it; more start as invocations overlap, up to
+    /// `max_instances`. `echo` prints the function's log lines with its name
+    /// in front.
     pub async fn start(
         name: &str,
         binary: &str,
         env: &[(String, String)],
         timeout: Duration,
         memory_mb: u64,
+        max_instances: usize,
         echo: bool,
     ) -> Result<Self> {
         let path = binary_path(binary);
         if !path.exists() {
             bail!("{} is not built; run `cargo build --bins` first", path.display());
         }
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(4096);
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             queue: tokio::sync::Mutex::new(rx),
@@ -98,28 +132,46 @@ impl FunctionHost {
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr: SocketAddr = listener.local_addr()?;
+        let runtime_api: SocketAddr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        let host = Self {
+            name: name.to_owned(),
+            timeout,
+            max_instances: max_instances.max(1),
+            tx,
+            shared,
+            launch: Launch { path, env: env.to_vec(), runtime_api, memory_mb, echo },
+            instances: tokio::sync::Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            next_instance_number: AtomicUsize::new(1),
+            logs: Arc::new(Mutex::new(Vec::new())),
+            server,
+        };
+        host.instances.lock().await.push(host.spawn_instance(0)?);
+        Ok(host)
+    }
 
-        let mut cmd = Command::new(&path);
+    /// Starts instance number `n` of the binary.
+    fn spawn_instance(&self, n: usize) -> Result<Child> {
+        let l = &self.launch;
+        let mut cmd = Command::new(&l.path);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
+            .env("AWS_LAMBDA_RUNTIME_API", l.runtime_api.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", l.memory_mb.to_string())
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", self.name))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local-{n}"))
+            .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", path.display()))?;
-        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", l.path.display()))?;
         for stream in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
             child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
@@ -127,28 +179,63 @@ impl FunctionHost {
         .into_iter()
         .flatten()
         {
-            let logs = logs.clone();
-            let name = name.to_owned();
+            let logs = self.logs.clone();
+            let prefix = if self.max_instances > 1 { format!("{}#{n}", self.name) } else { self.name.clone() };
+            let echo = l.echo;
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if echo {
-                        eprintln!("[{name}] {line}");
+                        eprintln!("[{prefix}] {line}");
                     }
                     logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                 }
             });
         }
-        Ok(Self { name: name.to_owned(), timeout, tx, shared, child: tokio::sync::Mutex::new(child), logs, server })
+        Ok(child)
+    }
+
+    /// Instances running now.
+    pub async fn instances(&self) -> usize {
+        self.instances.lock().await.len()
+    }
+
+    /// Makes sure an instance is free for one more invocation: drops
+    /// instances that exited (an instance that failed its init fails the
+    /// invocation, as on Lambda), and starts a new one when every instance
+    /// is busy and the limit allows.
+    async fn scale_for(&self, in_flight: usize) -> Result<()> {
+        let mut instances = self.instances.lock().await;
+        let mut exited = None;
+        let mut i = 0;
+        while i < instances.len() {
+            match instances[i].try_wait()? {
+                Some(status) => {
+                    exited = Some(status);
+                    instances.swap_remove(i);
+                }
+                None => i += 1,
+            }
+        }
+        if let Some(status) = exited {
+            let init = self.shared.init_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if instances.is_empty() || init.is_some() {
+                bail!("{} exited with {status}{}", self.name, init.map(|e| format!(": {e}")).unwrap_or_default());
+            }
+        }
+        if (instances.is_empty() || in_flight > instances.len()) && instances.len() < self.max_instances {
+            let n = self.next_instance_number.fetch_add(1, Ordering::SeqCst);
+            instances.push(self.spawn_instance(n)?);
+        }
+        Ok(())
     }
 
     /// Invokes the function with `payload` and waits for its answer (at most
     /// its timeout plus a grace second).
     pub async fn invoke(&self, payload: &Value) -> Result<Outcome> {
-        if let Some(status) = self.child.lock().await.try_wait()? {
-            let init = self.shared.init_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            bail!("{} exited with {status}{}", self.name, init.map(|e| format!(": {e}")).unwrap_or_default());
-        }
+        let in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _counted = InFlight(&self.in_flight);
+        self.scale_for(in_flight).await?;
         let (reply, answer) = oneshot::channel();
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
         let invocation = Invocation {
@@ -165,7 +252,7 @@ impl FunctionHost {
         }
     }
 
-    /// Every line the binary has written so far.
+    /// Every line the binary's instances have written so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -3,7 +3,6 @@
 //! function gets there.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -24,13 +23,7 @@ use crate::gateway::Gateway;
 use crate::runtime::FunctionHost;
 use crate::template::{scalar, Function, Template};
 
-pub const REGION: &str = "us-east-1";
-pub const ACCOUNT: &str = "123456789012";
-
-/// The project's root folder (where `template.yaml` lives).
-pub fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
-}
+pub use crate::local::{project_root, ACCOUNT, REGION};
 
 /// The credentials and region every local client and function uses.
 pub fn local_env(endpoint: &str) -> Vec<(String, String)> {
@@ -76,8 +69,24 @@ pub struct Physical {
     pub arn: String,
 }
 
+impl Physical {
+    fn table(name: &str) -> Self {
+        Physical { reference: name.to_owned(), arn: format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}") }
+    }
+
+    fn bucket(name: &str) -> Self {
+        Physical { reference: name.to_owned(), arn: format!("arn:aws:s3:::{name}") }
+    }
+
+    fn queue(url: String, name: &str) -> Self {
+        Physical { reference: url, arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}") }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Stack {
+    /// What `AWS::StackName` resolves to: the prefix of every resource name.
+    pub name: String,
     pub endpoint: String,
     pub sdk: SdkConfig,
     pub template: Template,
@@ -102,7 +111,14 @@ impl Stack {
             }
         }
         let sdk = sdk_config(endpoint);
-        let mut stack = Stack { endpoint: endpoint.to_owned(), sdk, template, resources: BTreeMap::new(), parameters };
+        let mut stack = Stack {
+            name: prefix.to_owned(),
+            endpoint: endpoint.to_owned(),
+            sdk,
+            template,
+            resources: BTreeMap::new(),
+            parameters,
+        };
         let ids: Vec<(String, String)> =
             stack.template.resources.iter().map(|(id, r)| (id.clone(), r.kind.clone())).collect();
         for (id, kind) in &ids {
@@ -121,6 +137,33 @@ impl Stack {
             }
         }
         Ok(stack)
+    }
+
+    /// The stack as it would be named under `prefix`, with nothing created:
+    /// for resolving template values (IAM resources, say) offline. With
+    /// `prefix` `*`, every resolved name is a pattern matching any stack's.
+    pub fn unprovisioned(prefix: &str) -> Result<Self> {
+        let template = Template::load(&project_root().join("template.yaml"))?;
+        let mut resources = BTreeMap::new();
+        for (id, r) in &template.resources {
+            let name = format!("{prefix}-{}", id.to_ascii_lowercase());
+            let physical = match r.kind.as_str() {
+                "AWS::DynamoDB::Table" => Physical::table(&name),
+                "AWS::S3::Bucket" => Physical::bucket(&name),
+                "AWS::SQS::Queue" => Physical::queue(format!("http://localhost/{ACCOUNT}/{name}"), &name),
+                _ => continue,
+            };
+            resources.insert(id.clone(), physical);
+        }
+        let endpoint = "http://127.0.0.1:9".to_owned();
+        Ok(Stack {
+            name: prefix.to_owned(),
+            sdk: sdk_config(&endpoint),
+            endpoint,
+            template,
+            resources,
+            parameters: BTreeMap::new(),
+        })
     }
 
     fn properties(&self, id: &str) -> &Mapping {
@@ -164,6 +207,7 @@ impl Stack {
         match name {
             "AWS::Region" => return Ok(REGION.to_owned()),
             "AWS::AccountId" => return Ok(ACCOUNT.to_owned()),
+            "AWS::StackName" => return Ok(self.name.clone()),
             "AWS::URLSuffix" => return Ok("amazonaws.com".to_owned()),
             _ => {}
         }
@@ -243,10 +287,7 @@ impl Stack {
                 .await
                 .with_context(|| format!("enabling TTL on {name}"))?;
         }
-        self.resources.insert(
-            id.to_owned(),
-            Physical { reference: name.to_owned(), arn: format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}") },
-        );
+        self.resources.insert(id.to_owned(), Physical::table(name));
         Ok(())
     }
 
@@ -304,8 +345,7 @@ impl Stack {
                 .await
                 .with_context(|| format!("setting the lifecycle of {name}"))?;
         }
-        self.resources
-            .insert(id.to_owned(), Physical { reference: name.to_owned(), arn: format!("arn:aws:s3:::{name}") });
+        self.resources.insert(id.to_owned(), Physical::bucket(name));
         Ok(())
     }
 
@@ -324,8 +364,7 @@ impl Stack {
         }
         let out = req.send().await.with_context(|| format!("creating queue {name}"))?;
         let url = out.queue_url.ok_or_else(|| anyhow!("no URL for queue {name}"))?;
-        self.resources
-            .insert(id.to_owned(), Physical { reference: url, arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}") });
+        self.resources.insert(id.to_owned(), Physical::queue(url, name));
         Ok(())
     }
 
@@ -347,9 +386,17 @@ impl Stack {
     }
 
     /// The environment a function gets: the template's variables resolved
-    /// against the local resources, plus the local AWS environment.
+    /// against the local resources, plus the local AWS environment. Each
+    /// function signs its requests with an access key id of its own, its
+    /// logical id, so the emulator's call log says which function made each
+    /// call (see [`crate::iam`]).
     pub fn function_env(&self, function: &Function) -> Result<Vec<(String, String)>> {
         let mut env = local_env(&self.endpoint);
+        for (k, v) in env.iter_mut() {
+            if k == "AWS_ACCESS_KEY_ID" {
+                *v = function.logical_id.clone();
+            }
+        }
         for (k, v) in &function.environment {
             env.push((k.clone(), self.resolve(v)?));
         }
@@ -367,12 +414,26 @@ impl Stack {
     /// Starts `function`'s binary against a runtime API of its own, with the
     /// environment, timeout and memory the template gives it.
     pub async fn start_function(&self, function: &Function, echo: bool) -> Result<FunctionHost> {
+        self.start_function_with(function, echo, &[]).await
+    }
+
+    /// As [`Stack::start_function`], with `extra` variables set over the
+    /// template's (a log level, say).
+    pub async fn start_function_with(
+        &self,
+        function: &Function,
+        echo: bool,
+        extra: &[(&str, &str)],
+    ) -> Result<FunctionHost> {
+        let mut env = self.function_env(function)?;
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         FunctionHost::start(
             &function.logical_id,
             &function.binary,
-            &self.function_env(function)?,
+            &env,
             Duration::from_secs(function.timeout_seconds),
             function.memory_mb,
+            crate::local::max_instances()?,
             echo,
         )
         .await

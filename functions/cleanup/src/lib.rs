@@ -11,9 +11,13 @@
 //! A presigned URL handed out before the deletion stays valid until it
 //! expires, so a late `PUT` could land bytes after the first pass. Each task
 //! therefore carries `final_pass_at` (the deletion plus the URL lifetime and
-//! a margin): a pass before then removes the bytes, keeps the task and
-//! enqueues a delayed message for the final pass, which removes the bytes
-//! again and then the task.
+//! a margin): a pass before then removes the bytes and keeps the task for
+//! the final pass, which removes the bytes again and then the task. So a
+//! deletion takes exactly two passes (one when the task is already past its
+//! final pass time). The final pass comes from a delayed message when
+//! `final_pass_at` is within SQS's longest delay (900 s), and otherwise from
+//! the sweeper, which re-drives the deferred task once it falls due: never a
+//! chain of delayed messages.
 
 use std::collections::BTreeMap;
 
@@ -162,8 +166,12 @@ async fn finish(deps: &Deps, task: &CleanupTask) -> Result<(), Error> {
     if wait > 0 {
         deps.store.defer_cleanup_task(task).await?;
         let delay = (wait + 999) / 1000;
-        deps.queue.enqueue_after(&task.upload_id, delay.min(MAX_DELAY_SECONDS)).await?;
-        info!(final_pass_in_seconds = delay, "bytes removed; final pass scheduled");
+        if delay <= MAX_DELAY_SECONDS {
+            deps.queue.enqueue_after(&task.upload_id, delay).await?;
+            info!(final_pass_in_seconds = delay, "bytes removed; final pass scheduled");
+        } else {
+            info!(final_pass_in_seconds = delay, "bytes removed; the sweeper drives the final pass when due");
+        }
         return Ok(());
     }
     deps.store.delete_cleanup_task(&task.upload_id).await

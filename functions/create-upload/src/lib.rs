@@ -51,6 +51,7 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
             created_at: now,
             expires_at: now.plus_seconds(deps.policy.session_expiry_seconds),
             completed_at: None,
+            completing_since: None,
             version: 0,
         };
         if let Err(e) = deps.store.create_session(&session).await {

@@ -1,53 +1,86 @@
 //! The scheduled sweeper.
 //!
-//! 1. Expires abandoned sessions: pending sessions past `expires_at` are
+//! 1. Finishes completions: a pending session a confirm marked completing
+//!    (S3 was still completing its multipart upload when the confirm had to
+//!    answer) and no retry finished is completed here, as a confirm would.
+//! 2. Expires abandoned sessions: pending sessions past `expires_at` are
 //!    deleted through the same path as a client's delete (transaction with a
 //!    cleanup task, then the cleanup message), on condition that they are
 //!    still pending and expired when the transaction commits.
-//! 2. Re-drives stuck cleanups: tasks due more than `redrive_after` ago (their
-//!    message was lost, or the function died before enqueueing) are claimed
-//!    with a conditional write and enqueued again.
+//! 3. Re-drives stuck cleanups: tasks due more than `redrive_after` ago (their
+//!    message was lost, the function died before enqueueing, cleanup kept
+//!    failing, or a final pass is due that no delayed message covers) are
+//!    claimed with a conditional write, which counts the attempt and puts
+//!    the next re-drive further off (doubling, at most 6 h), and enqueued
+//!    again. A task past `CLEANUP_MAX_ATTEMPTS` is logged as an error and
+//!    counted in the `StuckCleanupTasks` metric (an alarm watches it); it
+//!    keeps being re-driven, since its bytes must still go.
 //!
-//! Work is read in pages of 100 from the `by_due` index and bounded per run.
-//! Two sweepers running at once do no double work: each deletion and each
-//! claim is a conditional write only one of them can win.
+//! Each run reads the `by_due` index page after page until close to its
+//! deadline (the Lambda's, less a margin) or until nothing is due. One bad
+//! item (unreadable, or failing) is logged and skipped; the others go on.
+//! Two sweepers running at once do no double work: each completion,
+//! deletion and claim is a conditional write only one of them can win.
 
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
+use shared::completion::{self, Confirmed};
 use shared::config::{number, ConfigError};
 use shared::deletion::Deleter;
-use shared::domain::Session;
-use shared::domain::Timestamp;
+use shared::domain::{Session, Timestamp};
 use shared::error::chain;
-use shared::store::{CleanupTask, DeleteScope, Item};
-use shared::{aws, Config, Error};
-use tracing::{info, warn};
+use shared::store::{CleanupTask, DeleteScope, DueItems, Item};
+use shared::uploads::Uploads;
+use shared::{aws, telemetry, Config, Error};
+use tracing::{error, info, warn};
 
 const PAGE: i32 = 100;
 /// Requests a sweeper makes at once.
 const CONCURRENCY: usize = 8;
+/// A completion still unfinished this long after it started is abandoned:
+/// once its session has expired, it is expired like any other.
+const COMPLETION_ABANDONED_AFTER_SECONDS: i64 = 3600;
+/// The longest wait between two re-drives of one task.
+const MAX_REDRIVE_BACKOFF_SECONDS: i64 = 6 * 3600;
+/// Time kept free before the Lambda's deadline.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+/// How long a run started without a deadline (tests) may work.
+const DEFAULT_RUN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub deleter: Deleter,
+    /// For finishing completions.
+    pub uploads: Uploads,
     /// A cleanup task due this long ago is stuck (`CLEANUP_REDRIVE_AFTER_SECONDS`, default 300).
     pub redrive_after_seconds: i64,
-    /// At most this many sessions and this many tasks a run (`SWEEP_MAX_ITEMS`, default 1000).
-    pub max_items: usize,
+    /// Re-drives of one task before it is reported stuck (`CLEANUP_MAX_ATTEMPTS`, default 8).
+    pub max_attempts: u32,
+    /// CloudWatch namespace of the sweeper's metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let sdk = aws::sdk_config().await;
+        let store = aws::store(&sdk, &config);
         Ok(Self {
-            deleter: Deleter::new(aws::store(&sdk, &config), aws::cleanup_queue(&sdk, &config), &config),
+            deleter: Deleter::new(store.clone(), aws::cleanup_queue(&sdk, &config), &config),
+            uploads: Uploads {
+                store,
+                objects: aws::objects(&sdk, &config),
+                bucket: config.bucket_name.clone(),
+                policy: config.uploads.clone(),
+            },
             redrive_after_seconds: number("CLEANUP_REDRIVE_AFTER_SECONDS", 300, 0, 86_400)? as i64,
-            max_items: number("SWEEP_MAX_ITEMS", 1000, 1, 100_000)? as usize,
+            max_attempts: number("CLEANUP_MAX_ATTEMPTS", 8, 1, 1000)? as u32,
+            metrics_namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "UploadSessions".to_owned()),
         })
     }
 }
@@ -55,86 +88,177 @@ impl Deps {
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// Completions this run finished.
+    pub completed: usize,
     /// Expired sessions this run deleted.
     pub expired: usize,
     /// Stuck cleanup tasks this run enqueued again.
     pub redriven: usize,
-    /// Items that failed (logged; the next run tries again).
+    /// Of those, tasks past the attempt bound.
+    pub stuck: usize,
+    /// Items that failed or could not be read (logged; the next run tries again).
     pub failed: usize,
+    /// Whether the run stopped at its deadline with work possibly left.
+    pub out_of_time: bool,
 }
 
-pub async fn handle(deps: &Deps, _event: LambdaEvent<Value>) -> Result<Report, lambda_runtime::Error> {
-    let report = sweep(deps, Timestamp::now()).await.map_err(|e| lambda_runtime::Error::from(chain(&e)))?;
-    info!(expired = report.expired, redriven = report.redriven, failed = report.failed, "sweep done");
+pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Report, lambda_runtime::Error> {
+    let now_ms = Timestamp::now().unix_millis().max(0) as u64;
+    let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
+    let stop_at = Instant::now() + left.saturating_sub(DEADLINE_MARGIN.min(left / 4));
+    let report =
+        sweep_until(deps, Timestamp::now(), stop_at).await.map_err(|e| lambda_runtime::Error::from(chain(&e)))?;
+    if report.stuck > 0 {
+        telemetry::metric(&deps.metrics_namespace, "StuckCleanupTasks", report.stuck as f64);
+    }
+    info!(
+        completed = report.completed,
+        expired = report.expired,
+        redriven = report.redriven,
+        stuck = report.stuck,
+        failed = report.failed,
+        out_of_time = report.out_of_time,
+        "sweep done"
+    );
     Ok(report)
 }
 
-/// One sweep as of `now`.
+/// One sweep as of `now`, for at most a minute.
 pub async fn sweep(deps: &Deps, now: Timestamp) -> Result<Report, Error> {
+    sweep_until(deps, now, Instant::now() + DEFAULT_RUN).await
+}
+
+/// What happened to one item.
+enum Done {
+    Nothing,
+    Completed,
+    Expired,
+    Redriven { stuck: bool },
+}
+
+/// One sweep as of `now`, starting no new page after `stop_at`.
+pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Result<Report, Error> {
     let store = &deps.deleter.store;
-    let (expired, failed_expiring) = work(
-        deps.max_items,
-        |start| store.expired_pending_sessions(now, PAGE, start),
+    let mut report = Report::default();
+    let sessions = work(
+        stop_at,
+        |start| store.due_pending_sessions(now, PAGE, start),
         |s: Session| async move {
-            let result = deps.deleter.delete(&s.owner, &s.id, DeleteScope::ExpiredPending(now)).await;
+            let result = settle(deps, &s, now, stop_at).await;
             if let Err(e) = &result {
-                warn!(upload_id = %s.id, error = %chain(e), "could not expire session");
+                warn!(upload_id = %s.id, error = %chain(e), "could not settle a due session");
             }
-            result.map(|task| task.is_some())
+            result
         },
+        &mut report,
     )
     .await?;
 
     let before = now.plus_seconds(-deps.redrive_after_seconds);
-    let (redriven, failed_redriving) = work(
-        deps.max_items,
+    let tasks = work(
+        stop_at,
         |start| store.due_cleanup_tasks(before, PAGE, start),
         |(task, due): (CleanupTask, String)| async move {
-            let result = async {
-                if !store.claim_cleanup_task(&task, &due, now).await? {
-                    return Ok(false);
-                }
-                deps.deleter.queue.enqueue(&task.upload_id).await?;
-                Ok(true)
-            }
-            .await;
+            let result = redrive(deps, &task, &due, now).await;
             if let Err(e) = &result {
                 warn!(upload_id = %task.upload_id, error = %chain(e), "could not re-drive cleanup task");
             }
             result
         },
+        &mut report,
     )
     .await?;
-    Ok(Report { expired, redriven, failed: failed_expiring + failed_redriving })
+    report.out_of_time = !(sessions && tasks);
+    Ok(report)
 }
 
-/// Pages through work with `page` (at most `max` items) and applies `act`
-/// to each item, `CONCURRENCY` at a time. Returns how many items `act` did
-/// something for, and how many failed (the next run tries those again).
-async fn work<T, Page, PageFut, Act, ActFut>(max: usize, page: Page, act: Act) -> Result<(usize, usize), Error>
+/// A due pending session: finish its completion, or expire it.
+async fn settle(deps: &Deps, s: &Session, now: Timestamp, stop_at: Instant) -> Result<Done, Error> {
+    if let Some(since) = s.completing_since {
+        let abandoned = since.plus_seconds(COMPLETION_ABANDONED_AFTER_SECONDS) <= now;
+        if !abandoned || s.expires_at > now {
+            let wait = stop_at.saturating_duration_since(Instant::now());
+            return Ok(match completion::confirm(&deps.uploads, &s.owner, &s.id, wait).await {
+                Ok(Confirmed::Completed(_)) => Done::Completed,
+                Ok(Confirmed::InProgress(_)) => Done::Nothing,
+                // Deleted meanwhile: nothing to finish.
+                Err(Error::NotFound) => Done::Nothing,
+                Err(e) => return Err(e),
+            });
+        }
+    }
+    let deleted = deps.deleter.delete(&s.owner, &s.id, DeleteScope::ExpiredPending(now)).await?;
+    Ok(if deleted.is_some() { Done::Expired } else { Done::Nothing })
+}
+
+/// Claims a stale task (counting the attempt, backing off the next one)
+/// and enqueues it again.
+async fn redrive(deps: &Deps, task: &CleanupTask, due: &str, now: Timestamp) -> Result<Done, Error> {
+    let attempt = task.attempts.saturating_add(1);
+    let backoff =
+        deps.redrive_after_seconds.max(1).saturating_mul(1 << attempt.min(20)).min(MAX_REDRIVE_BACKOFF_SECONDS);
+    // The sweeper acts on tasks due `redrive_after` ago; the next re-drive
+    // comes `backoff` from now.
+    let next = now.plus_seconds(backoff - deps.redrive_after_seconds);
+    let Some(attempts) = deps.deleter.store.claim_cleanup_task(task, due, next).await? else {
+        return Ok(Done::Nothing);
+    };
+    deps.deleter.queue.enqueue(&task.upload_id).await?;
+    let stuck = attempts > deps.max_attempts;
+    if stuck {
+        error!(upload_id = %task.upload_id, attempts, "cleanup task is stuck: its bytes are still not removed");
+    }
+    Ok(Done::Redriven { stuck })
+}
+
+/// Pages through work with `page` until nothing is left or `stop_at`
+/// passes, applying `act` to each item, `CONCURRENCY` at a time, and
+/// counting outcomes in `report`. `true` when every page was read.
+async fn work<T, Page, PageFut, Act, ActFut>(
+    stop_at: Instant,
+    page: Page,
+    act: Act,
+    report: &mut Report,
+) -> Result<bool, Error>
 where
     Page: Fn(Option<Item>) -> PageFut,
-    PageFut: Future<Output = Result<(Vec<T>, Option<Item>), Error>>,
+    PageFut: Future<Output = Result<(DueItems<T>, Option<Item>), Error>>,
     Act: Fn(T) -> ActFut,
-    ActFut: Future<Output = Result<bool, Error>>,
+    ActFut: Future<Output = Result<Done, Error>>,
 {
-    let (mut done, mut failed, mut seen) = (0, 0, 0);
     let mut start = None;
     loop {
+        if Instant::now() >= stop_at {
+            return Ok(false);
+        }
         let (items, next) = page(start).await?;
-        seen += items.len();
-        let outcomes: Vec<Result<bool, Error>> =
-            stream::iter(items).map(&act).buffer_unordered(CONCURRENCY).collect().await;
+        let mut readable = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Ok(t) => readable.push(t),
+                Err(bad) => {
+                    error!(pk = %bad.pk, error = %chain(&bad.error), "skipping an unreadable item");
+                    report.failed += 1;
+                }
+            }
+        }
+        let outcomes: Vec<Result<Done, Error>> =
+            stream::iter(readable).map(&act).buffer_unordered(CONCURRENCY).collect().await;
         for outcome in outcomes {
             match outcome {
-                Ok(true) => done += 1,
-                Ok(false) => {}
-                Err(_) => failed += 1,
+                Ok(Done::Nothing) => {}
+                Ok(Done::Completed) => report.completed += 1,
+                Ok(Done::Expired) => report.expired += 1,
+                Ok(Done::Redriven { stuck }) => {
+                    report.redriven += 1;
+                    report.stuck += usize::from(stuck);
+                }
+                Err(_) => report.failed += 1,
             }
         }
         match next {
-            Some(key) if seen < max => start = Some(key),
-            _ => return Ok((done, failed)),
+            Some(key) => start = Some(key),
+            None => return Ok(true),
         }
     }
 }

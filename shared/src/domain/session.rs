@@ -18,6 +18,10 @@ pub struct Session {
     /// When a pending session is abandoned and may be swept.
     pub expires_at: Timestamp,
     pub completed_at: Option<Timestamp>,
+    /// Set when a confirm started completing the multipart upload and has
+    /// not committed yet (S3 may take minutes over 10,000 parts): retries
+    /// and the sweeper finish it rather than report bytes missing.
+    pub completing_since: Option<Timestamp>,
     /// Bumped by every write, so a transaction can insist that the record
     /// has not changed since it was read.
     pub version: u64,

@@ -26,6 +26,11 @@ pub struct CleanupTask {
     /// (plus a margin). Until then a late `PUT` could still land bytes, so
     /// cleanup makes one more pass at this time before removing the task.
     pub final_pass_at: Timestamp,
+    /// How many times the sweeper has re-driven the task (its message was
+    /// lost, or cleanup kept failing). Each re-drive waits longer; past a
+    /// bound the sweeper reports the task as stuck (metric and alarm) and
+    /// keeps trying.
+    pub attempts: u32,
 }
 
 fn due_key(at: Timestamp, id: &UploadId) -> String {
@@ -46,6 +51,7 @@ impl CleanupTask {
             object_key: session.object_key.clone(),
             multipart_upload_id: session.multipart.as_ref().map(|m| m.s3_upload_id.clone()),
             created_at: now,
+            attempts: 0,
         }
     }
 
@@ -58,6 +64,7 @@ impl CleanupTask {
         item.insert("object_key".into(), s(self.object_key.as_str()));
         item.insert("created_at".into(), s(self.created_at.to_rfc3339()));
         item.insert("final_pass_at".into(), s(self.final_pass_at.to_rfc3339()));
+        item.insert("attempts".into(), super::item::n(self.attempts));
         item.insert(GSI2PK.into(), s(DUE_CLEANUP));
         item.insert(GSI2SK.into(), s(due_key(self.created_at, &self.upload_id)));
         if let Some(mp) = &self.multipart_upload_id {
@@ -76,6 +83,7 @@ impl CleanupTask {
             multipart_upload_id: r.opt_str("mp_upload_id")?.map(str::to_owned),
             created_at: r.parsed("created_at", Timestamp::parse)?,
             final_pass_at: r.parsed("final_pass_at", Timestamp::parse)?,
+            attempts: r.opt_num("attempts")?.unwrap_or(0),
         })
     }
 }
@@ -139,36 +147,45 @@ impl Store {
         before: Timestamp,
         limit: i32,
         start: Option<Item>,
-    ) -> Result<(Vec<(CleanupTask, String)>, Option<Item>), Error> {
+    ) -> Result<(super::DueItems<(CleanupTask, String)>, Option<Item>), Error> {
         let (items, next) = self.due_page(DUE_CLEANUP, before, limit, start, "list due cleanup tasks").await?;
-        let tasks = items
-            .iter()
-            .map(|item| {
-                let due = Reader::new(item, "list due cleanup tasks").str(GSI2SK)?.to_owned();
-                Ok((CleanupTask::from_item(item)?, due))
-            })
-            .collect::<Result<_, Error>>()?;
+        let tasks = super::each(&items, |item| {
+            let due = Reader::new(item, "list due cleanup tasks").str(GSI2SK)?.to_owned();
+            Ok((CleanupTask::from_item(item)?, due))
+        });
         Ok((tasks, next))
     }
 
-    /// Claims a stale task for re-driving: moves its due time to `now`, on
-    /// condition that it is still `due` as read, so of two concurrent
-    /// sweepers only one re-drives it. `false` when another got there first.
-    pub async fn claim_cleanup_task(&self, task: &CleanupTask, due: &str, now: Timestamp) -> Result<bool, Error> {
+    /// Claims a stale task for re-driving: counts the attempt and moves its
+    /// due time to `next` (later with every attempt), on condition that it
+    /// is still `due` as read, so of two concurrent sweepers only one
+    /// re-drives it. The attempt count after the claim, or `None` when
+    /// another sweeper got there first (or the task is gone).
+    pub async fn claim_cleanup_task(
+        &self,
+        task: &CleanupTask,
+        due: &str,
+        next: Timestamp,
+    ) -> Result<Option<u32>, Error> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&task.upload_id)))
-            .update_expression("SET gsi2sk = :new")
+            .update_expression("SET gsi2sk = :new ADD attempts :one")
             .condition_expression("gsi2sk = :old")
-            .expression_attribute_values(":new", s(due_key(now, &task.upload_id)))
+            .expression_attribute_values(":new", s(due_key(next, &task.upload_id)))
             .expression_attribute_values(":old", s(due))
+            .expression_attribute_values(":one", super::item::n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Ok(out) => {
+                let attrs = out.attributes.unwrap_or_default();
+                Ok(Some(Reader::new(&attrs, "claim cleanup task").opt_num("attempts")?.unwrap_or(1)))
+            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
             Err(e) => Err(Error::internal("claim cleanup task")(e)),
         }
     }

@@ -49,6 +49,30 @@ pub use cleanup::CleanupTask;
 pub use item::Item;
 pub use sessions::{CompleteError, DeleteScope, SessionPage};
 
+/// An item of a due page that could not be read: logged and skipped, so one
+/// bad item never blocks the others.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// The item's `pk`, to find it.
+    pub pk: String,
+    pub error: crate::Error,
+}
+
+/// Each item of a page read on its own.
+pub type DueItems<T> = Vec<Result<T, Unreadable>>;
+
+fn each<T>(items: &[item::Item], read: impl Fn(&item::Item) -> Result<T, crate::Error>) -> DueItems<T> {
+    items
+        .iter()
+        .map(|i| {
+            read(i).map_err(|error| Unreadable {
+                pk: i.get(layout::PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                error,
+            })
+        })
+        .collect()
+}
+
 use aws_sdk_dynamodb::Client;
 
 /// The table and the client that reaches it. Cheap to clone.

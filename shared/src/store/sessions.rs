@@ -64,6 +64,9 @@ fn to_item(session: &Session) -> Item {
             }
         }
     }
+    if let Some(at) = session.completing_since {
+        put("completing_at", s(at.to_rfc3339()));
+    }
     item
 }
 
@@ -89,6 +92,7 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
         created_at: r.parsed("created_at", Timestamp::parse)?,
         expires_at: r.parsed("expires_at", Timestamp::parse)?,
         completed_at: r.opt_parsed("completed_at", Timestamp::parse)?,
+        completing_since: r.opt_parsed("completing_at", Timestamp::parse)?,
         version: r.num("version")?,
     })
 }
@@ -116,8 +120,9 @@ pub struct SessionPage {
 pub enum CompleteError {
     /// No such session, or not the caller's.
     NotFound,
-    /// The session is already completed.
-    AlreadyCompleted,
+    /// The session is already completed (by a concurrent or earlier
+    /// confirm): here it is.
+    AlreadyCompleted(Box<Session>),
     /// Counting its size would take the owner past the quota.
     QuotaExceeded,
     Store(Error),
@@ -164,7 +169,7 @@ impl Store {
                 return Err(CompleteError::NotFound);
             };
             if session.status == Status::Completed {
-                return Err(CompleteError::AlreadyCompleted);
+                return Err(CompleteError::AlreadyCompleted(Box::new(session)));
             }
             let Some(max_before) = quota.checked_sub(session.size) else {
                 return Err(CompleteError::QuotaExceeded);
@@ -174,7 +179,7 @@ impl Store {
                 .table_name(&self.table)
                 .set_key(Some(key(id)))
                 .update_expression(
-                    "SET #status = :completed, completed_at = :now, #version = #version + :one REMOVE gsi2pk, gsi2sk, #ttl",
+                    "SET #status = :completed, completed_at = :now, #version = #version + :one REMOVE gsi2pk, gsi2sk, #ttl, completing_at",
                 )
                 .condition_expression("#owner = :owner AND #status = :pending AND #version = :version")
                 .expression_attribute_names("#status", "status")
@@ -212,6 +217,7 @@ impl Store {
                     return Ok(Session {
                         status: Status::Completed,
                         completed_at: Some(now),
+                        completing_since: None,
                         version: session.version + 1,
                         ..session
                     })
@@ -225,6 +231,38 @@ impl Store {
             }
         }
         Err(Error::invariant("complete session", "too many conflicting transactions").into())
+    }
+
+    /// Records that a confirm is completing `session`'s multipart upload
+    /// (see [`Session::completing_since`]) and makes the session due for the
+    /// sweeper at `sweep_at`, so that it is finished even if no client
+    /// retries. Conditioned on the session being pending and unchanged since
+    /// read; `None` when it changed (the caller reads it again).
+    pub async fn mark_completing(&self, session: &Session, sweep_at: Timestamp) -> Result<Option<Session>, Error> {
+        let now = Timestamp::now();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&session.id)))
+            .update_expression("SET completing_at = :now, gsi2sk = :due, #version = #version + :one")
+            .condition_expression("#owner = :owner AND #status = :pending AND #version = :version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":due", s(format!("{}#{}", sweep_at.to_rfc3339(), session.id.as_str())))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":owner", s(session.owner.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":version", n(session.version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(Session { completing_since: Some(now), version: session.version + 1, ..session.clone() })),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(Error::internal("mark session completing")(e)),
+        }
     }
 
     /// Deletes `owner`'s session `id`: the one write that ends an upload.
@@ -356,16 +394,16 @@ impl Store {
         Ok(SessionPage { sessions, last })
     }
 
-    /// One page of pending sessions whose `expires_at` is before `now`,
-    /// oldest first, for the sweeper.
-    pub async fn expired_pending_sessions(
+    /// One page of pending sessions due before `now` (past `expires_at`,
+    /// or marked completing a while ago), oldest first, for the sweeper.
+    pub async fn due_pending_sessions(
         &self,
         now: Timestamp,
         limit: i32,
         start: Option<Item>,
-    ) -> Result<(Vec<Session>, Option<Item>), Error> {
-        let (items, next) = self.due_page(DUE_PENDING, now, limit, start, "list expired sessions").await?;
-        Ok((items.iter().map(from_item).collect::<Result<_, _>>()?, next))
+    ) -> Result<(super::DueItems<Session>, Option<Item>), Error> {
+        let (items, next) = self.due_page(DUE_PENDING, now, limit, start, "list due sessions").await?;
+        Ok((super::each(&items, from_item), next))
     }
 }
 

@@ -1,0 +1,124 @@
+//! Confirming an upload: checking that S3 holds its bytes, completing its
+//! multipart upload, and committing it as completed. Shared by the confirm
+//! function and the sweeper (which finishes completions no client came back
+//! for).
+//!
+//! Written for many confirms of one upload at once, retries after lost
+//! responses, and failures at every step:
+//!
+//! - **Idempotent.** A completed session is the answer, not an error: any
+//!   number of confirms, concurrent or retried, end with the same completed
+//!   session, counted once in usage (the commit is conditioned on the
+//!   session still being pending at the version read).
+//! - **The object of a completed upload never carries the expiring tag.**
+//!   The tag is removed once the bytes are final and before the commit, and
+//!   nothing ever puts it back: presigned `PUT`s carry `If-None-Match: *`,
+//!   so once the object exists no URL can overwrite (and re-tag) it, and a
+//!   completed multipart upload takes no more parts. A confirm that untagged
+//!   and then failed to commit leaves a pending session whose object is
+//!   untagged; its record still exists, so the sweeper expires it through
+//!   the delete path, which removes the object (the tag is only the backstop
+//!   for bytes no record points to).
+//! - **Large multipart uploads.** S3 can take minutes to complete 10,000
+//!   parts, longer than API Gateway waits for an answer (29 s). Before
+//!   calling `CompleteMultipartUpload` the session is marked completing;
+//!   if S3 has not answered within the wait budget, the answer is
+//!   `InProgress` (202 with `Retry-After`). A retry, or the sweeper shortly
+//!   after, calls `CompleteMultipartUpload` again (S3 answers it for the
+//!   same parts) or finds the object, and commits. While a session is
+//!   completing, a confirm never answers "bytes missing".
+
+use std::time::Duration;
+
+use crate::domain::{OwnerId, Session, Status, Timestamp, UploadId};
+use crate::error::Error;
+use crate::progress::{self, Held};
+use crate::store::CompleteError;
+use crate::uploads::Uploads;
+use crate::views;
+
+/// How long after a confirm marked a session completing the sweeper
+/// finishes it, if no retry has.
+pub const SWEEP_COMPLETING_AFTER_SECONDS: i64 = 60;
+
+/// What a confirm achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The session is completed (now, or by an earlier or concurrent confirm).
+    Completed(Session),
+    /// S3 is still completing the multipart upload; confirm again later.
+    InProgress(Session),
+}
+
+/// Confirms `owner`'s upload `id`, waiting at most `wait` for S3 to
+/// complete a multipart upload.
+pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, wait: Duration) -> Result<Confirmed, Error> {
+    let mut session = deps.store.get_session(owner, id).await?.ok_or(Error::NotFound)?;
+    if session.status == Status::Completed {
+        return Ok(Confirmed::Completed(session));
+    }
+    if session.completing_since.is_none() && session.expires_at <= Timestamp::now() {
+        return Err(Error::Expired);
+    }
+    // Refuse early what the transaction would refuse, before S3 work.
+    if deps.store.bytes_used(owner).await?.saturating_add(session.size) > deps.policy.quota_bytes {
+        return Err(Error::QuotaExceeded);
+    }
+    let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
+    if let Held::Parts(parts) = &held {
+        check_parts(&session, &held, parts)?;
+        if session.completing_since.is_none() {
+            let sweep_at = Timestamp::now().plus_seconds(SWEEP_COMPLETING_AFTER_SECONDS);
+            session = match deps.store.mark_completing(&session, sweep_at).await? {
+                Some(marked) => marked,
+                // Changed since read: a concurrent confirm or delete. Start over
+                // from what the store holds now.
+                None => return Box::pin(confirm(deps, owner, id, wait)).await,
+            };
+        }
+        let mp = session
+            .multipart
+            .as_ref()
+            .ok_or_else(|| Error::invariant("confirm", "parts without a multipart upload"))?;
+        let completing = deps.objects.complete_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id, parts);
+        match tokio::time::timeout(wait, completing).await {
+            // `false`: S3 no longer knows the upload (completed by a
+            // concurrent confirm, say); the object check below decides.
+            Ok(result) => {
+                result?;
+            }
+            Err(_) => return Ok(Confirmed::InProgress(session)),
+        }
+    }
+    match deps.objects.object_size(&deps.bucket, &session.object_key).await? {
+        // The multipart upload is gone and its object not there yet: S3 is
+        // still completing it (a concurrent confirm's call).
+        None if session.completing_since.is_some() => return Ok(Confirmed::InProgress(session)),
+        None => return Err(Error::BytesMissing),
+        Some(size) if size != session.size => return Err(Error::SizeMismatch),
+        Some(_) => {}
+    }
+    // The bytes are final: untag before the commit, never re-tag.
+    deps.objects.mark_completed(&deps.bucket, &session.object_key).await?;
+    match deps.store.complete_session(owner, id, deps.policy.quota_bytes).await {
+        Ok(completed) => Ok(Confirmed::Completed(completed)),
+        Err(CompleteError::AlreadyCompleted(done)) => Ok(Confirmed::Completed(*done)),
+        Err(CompleteError::NotFound) => Err(Error::NotFound),
+        Err(CompleteError::QuotaExceeded) => Err(Error::QuotaExceeded),
+        Err(CompleteError::Store(e)) => Err(e),
+    }
+}
+
+/// Every part there with its expected size, and no part beyond the last.
+fn check_parts(s: &Session, held: &Held, parts: &[crate::objects::StoredPart]) -> Result<(), Error> {
+    let expected = views::parts(s).count();
+    let missing = held.missing(s);
+    let held_numbers: std::collections::HashSet<u32> = parts.iter().map(|p| p.part_number).collect();
+    if missing.iter().any(|n| held_numbers.contains(n)) || parts.iter().any(|p| p.part_number as usize > expected) {
+        return Err(Error::SizeMismatch);
+    }
+    if !missing.is_empty() {
+        return Err(Error::BytesMissing);
+    }
+    Ok(())
+}

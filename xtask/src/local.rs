@@ -1,0 +1,28 @@
+//! Facts every part of the local stack shares, with no dependence on any of
+//! them: the project's folder, the local region and account, and how many
+//! instances of one function may run at once.
+
+use std::path::PathBuf;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+
+/// Default of `UPLOADS_MAX_INSTANCES`: instances of one function the local
+/// stack runs at most at the same time.
+pub const DEFAULT_MAX_INSTANCES: usize = 4;
+
+/// The project's root folder (where `template.yaml` lives).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// `UPLOADS_MAX_INSTANCES` (1..=64), else [`DEFAULT_MAX_INSTANCES`].
+pub fn max_instances() -> anyhow::Result<usize> {
+    match std::env::var("UPLOADS_MAX_INSTANCES") {
+        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(n),
+            _ => anyhow::bail!("UPLOADS_MAX_INSTANCES must be a whole number from 1 to 64, not {v:?}"),
+        },
+        _ => Ok(DEFAULT_MAX_INSTANCES),
+    }
+}
