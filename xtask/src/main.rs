@@ -238,9 +238,14 @@ fn check_iam(call_log: &std::path::Path) -> Result<()> {
         if report.used.is_empty() {
             problems.push(format!("{function} made no AWS call through the local stack; its policy is unchecked"));
         }
+        let mut missing: std::collections::BTreeMap<&str, (&str, usize)> = Default::default();
         for need in &report.missing {
-            problems
-                .push(format!("{function} called {} on {}, which its policy does not allow", need.action, need.arn));
+            missing.entry(need.action.as_str()).or_insert((need.arn.as_str(), 0)).1 += 1;
+        }
+        for (action, (example, resources)) in missing {
+            problems.push(format!(
+                "{function} called {action} on {resources} resource(s) its policy does not allow, e.g. {example}"
+            ));
         }
     }
     if !problems.is_empty() {
