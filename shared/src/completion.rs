@@ -41,6 +41,10 @@ use crate::views;
 /// finishes it, if no retry has.
 pub const SWEEP_COMPLETING_AFTER_SECONDS: i64 = 60;
 
+/// A completion still unfinished this long after it started is abandoned:
+/// once its session has expired, the sweeper expires it like any other.
+pub const ABANDONED_AFTER_SECONDS: i64 = 3600;
+
 /// What a confirm achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
@@ -94,6 +98,14 @@ pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, wait: Durat
         // The multipart upload is gone and its object not there yet: S3 is
         // still completing it (a concurrent confirm's call).
         None if session.completing_since.is_some() => return Ok(Confirmed::InProgress(session)),
+        // Our read may predate a concurrent confirm's mark: ask the store again.
+        None if session.multipart.is_some() => {
+            return match deps.store.get_session(owner, id).await?.ok_or(Error::NotFound)? {
+                s if s.status == Status::Completed => Ok(Confirmed::Completed(s)),
+                s if s.completing_since.is_some() => Ok(Confirmed::InProgress(s)),
+                _ => Err(Error::BytesMissing),
+            };
+        }
         None => return Err(Error::BytesMissing),
         Some(size) if size != session.size => return Err(Error::SizeMismatch),
         Some(_) => {}

@@ -226,8 +226,11 @@ impl Objects {
         Ok(Some(parts))
     }
 
-    /// Completes a multipart upload from `parts`. `false` when S3 no longer
-    /// knows the upload (completed or aborted meanwhile).
+    /// Completes a multipart upload from `parts`, on condition that there is
+    /// no object at `key` yet (`If-None-Match: *`), so a late second call can
+    /// never put back a pending-tagged object over a confirmed one. `false`
+    /// when S3 no longer knows the upload (completed or aborted meanwhile)
+    /// or the object already exists (completed by a concurrent call).
     pub async fn complete_multipart(
         &self,
         bucket: &str,
@@ -246,11 +249,12 @@ impl Objects {
             .key(key.as_str())
             .upload_id(s3_upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .if_none_match("*")
             .send()
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("NoSuchUpload") => Ok(false),
+            Err(e) if matches!(e.code(), Some("NoSuchUpload") | Some("PreconditionFailed")) => Ok(false),
             Err(e) => Err(Error::internal("complete multipart upload")(e)),
         }
     }

@@ -42,9 +42,6 @@ use tracing::{error, info, warn};
 const PAGE: i32 = 100;
 /// Requests a sweeper makes at once.
 const CONCURRENCY: usize = 8;
-/// A completion still unfinished this long after it started is abandoned:
-/// once its session has expired, it is expired like any other.
-const COMPLETION_ABANDONED_AFTER_SECONDS: i64 = 3600;
 /// The longest wait between two re-drives of one task.
 const MAX_REDRIVE_BACKOFF_SECONDS: i64 = 6 * 3600;
 /// Time kept free before the Lambda's deadline.
@@ -175,9 +172,11 @@ pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Resul
 /// A due pending session: finish its completion, or expire it.
 async fn settle(deps: &Deps, s: &Session, now: Timestamp, stop_at: Instant) -> Result<Done, Error> {
     if let Some(since) = s.completing_since {
-        let abandoned = since.plus_seconds(COMPLETION_ABANDONED_AFTER_SECONDS) <= now;
+        let abandoned = since.plus_seconds(completion::ABANDONED_AFTER_SECONDS) <= now;
         if !abandoned || s.expires_at > now {
-            let wait = stop_at.saturating_duration_since(Instant::now());
+            let wait = stop_at
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(deps.uploads.policy.confirm_wait_seconds));
             return Ok(match completion::confirm(&deps.uploads, &s.owner, &s.id, wait).await {
                 Ok(Confirmed::Completed(_)) => Done::Completed,
                 Ok(Confirmed::InProgress(_)) => Done::Nothing,

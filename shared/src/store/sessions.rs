@@ -102,8 +102,9 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
 pub enum DeleteScope {
     /// Any of the owner's sessions (a client's delete).
     Any,
-    /// Only a session still pending and past `expires_at` at this instant
-    /// (the sweeper's); anything else is left alone and reported as `None`.
+    /// Only a session still pending and past `expires_at` at this instant,
+    /// and not being completed (the sweeper's); anything else is left alone
+    /// and reported as `None`.
     ExpiredPending(Timestamp),
 }
 
@@ -289,7 +290,10 @@ impl Store {
                 return Ok(None);
             };
             if let DeleteScope::ExpiredPending(now) = scope {
-                if session.status != Status::Pending || session.expires_at > now {
+                let completing = session
+                    .completing_since
+                    .is_some_and(|since| since.plus_seconds(crate::completion::ABANDONED_AFTER_SECONDS) > now);
+                if session.status != Status::Pending || session.expires_at > now || completing {
                     return Ok(None);
                 }
             }
