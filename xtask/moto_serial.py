@@ -99,7 +99,11 @@ def calls(environ, body):
     if path.startswith("/moto-api"):
         return []
     op, resource = s3_operation(method, path, query)
-    return [("s3", op, resource)]
+    out = [("s3", op, resource)]
+    if op in ("PutObject", "CreateMultipartUpload") and environ.get("HTTP_X_AMZ_TAGGING"):
+        # Tags set with the write need s3:PutObjectTagging too.
+        out.append(("s3", "PutObjectTagging", resource))
+    return out
 
 
 def main() -> None:

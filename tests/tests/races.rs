@@ -236,37 +236,44 @@ async fn the_sweeper_races_a_client_delete() {
 #[tokio::test]
 async fn a_confirm_retried_after_its_response_was_lost() {
     let (t, _local, api, owner) = setup("rl", SMALL_PARTS).await;
-    let created = api.uploaded(&bytes(6 * MIB + 1, 3)).await;
-    let id = id_of(&created);
-    // The first confirm is sent whole, but the client hangs up without
-    // reading its answer (as after a network cut or a client timeout); the
-    // API goes on with it, as API Gateway does.
-    {
-        use tokio::io::AsyncWriteExt;
-        let addr = api.base.trim_start_matches("http://");
-        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!(
-            "POST /uploads/{id}/confirm HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {}\r\ncontent-length: 0\r\n\r\n",
-            api.key.expose()
-        );
-        conn.write_all(request.as_bytes()).await.unwrap();
-        conn.shutdown().await.unwrap();
-    }
-    // The retry, while the first may still be running, and after.
-    let (status, body) = api.confirm(&id).await;
-    assert!(status == 200 || status == 202, "{status} {body}");
-    let mut answer = body;
-    for _ in 0..50 {
-        if answer["status"] == "completed" {
-            break;
+    let mut ids = Vec::new();
+    let mut expected_usage = 0;
+    for round in 0..ROUNDS {
+        let size = if round % 2 == 0 { 6 * MIB + 1 } else { 777 };
+        let created = api.uploaded(&bytes(size, 300 + round as u64)).await;
+        let id = id_of(&created);
+        // The first confirm is sent whole, but the client hangs up without
+        // reading its answer (as after a network cut or a client timeout);
+        // the API goes on with it, as API Gateway does.
+        {
+            use tokio::io::AsyncWriteExt;
+            let addr = api.base.trim_start_matches("http://");
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "POST /uploads/{id}/confirm HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {}\r\ncontent-length: 0\r\n\r\n",
+                api.key.expose()
+            );
+            conn.write_all(request.as_bytes()).await.unwrap();
+            conn.shutdown().await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        answer = api.confirm(&id).await.1;
+        // The retry, while the first may still be running, and after.
+        let (status, body) = api.confirm(&id).await;
+        assert!(status == 200 || status == 202, "round {round}: {status} {body}");
+        let mut answer = body;
+        for _ in 0..50 {
+            if answer["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer = api.confirm(&id).await.1;
+        }
+        assert_eq!(answer["status"], "completed", "round {round}: {answer}");
+        let upload = UploadId::parse(&id).unwrap();
+        let session = t.store.get_session(&owner, &upload).await.unwrap().unwrap();
+        assert_eq!(session.status, Status::Completed);
+        expected_usage += size as u64;
+        assert_eq!(t.store.bytes_used(&owner).await.unwrap(), expected_usage, "round {round}: counted once");
+        ids.push(upload);
     }
-    assert_eq!(answer["status"], "completed", "{answer}");
-    let upload = UploadId::parse(&id).unwrap();
-    let session = t.store.get_session(&owner, &upload).await.unwrap().unwrap();
-    assert_eq!(session.status, Status::Completed);
-    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 6 * MIB as u64 + 1, "counted once");
-    assert_legal(&t, &owner, &[upload]).await;
+    assert_legal(&t, &owner, &ids).await;
 }

@@ -127,6 +127,7 @@ async fn usage_and_objects_stay_exact_under_a_random_workload() {
     t.drain_cleanup().await;
 
     let mut live: HashMap<String, UploadId> = HashMap::new();
+    let mut completed = Vec::new();
     for (owner, _) in &owners {
         let mut completed_bytes = 0;
         let mut after: Option<String> = None;
@@ -135,6 +136,7 @@ async fn usage_and_objects_stay_exact_under_a_random_workload() {
             for s in &page.sessions {
                 if s.status == Status::Completed {
                     completed_bytes += s.size;
+                    completed.push(s.object_key.clone());
                 }
                 live.insert(s.object_key.as_str().to_owned(), s.id.clone());
             }
@@ -148,6 +150,12 @@ async fn usage_and_objects_stay_exact_under_a_random_workload() {
     }
     for key in t.all_keys().await {
         assert!(live.contains_key(&key), "object {key} belongs to no live session");
+    }
+    // Every completed upload keeps its object, free of the tag the lifecycle
+    // rule expires.
+    for key in &completed {
+        let tags = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(key.as_str()).send().await.unwrap();
+        assert!(tags.tag_set().is_empty(), "completed upload's object {} carries {:?}", key.as_str(), tags.tag_set());
     }
     // And no cleanup task is left behind.
     let far = shared::domain::Timestamp::now().plus_seconds(86_400);

@@ -20,6 +20,9 @@ use crate::local::{ACCOUNT, REGION};
 use crate::stack::Stack;
 use crate::template::scalar;
 
+/// The access key id of the tests' and the local tooling's own clients.
+pub const TOOLING_KEY: &str = "testing";
+
 /// One line of the emulator's call log.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Call {
@@ -156,7 +159,17 @@ pub fn check(log: &Path) -> Result<BTreeMap<String, Report>> {
     let text = std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let call: Call = serde_json::from_str(line).with_context(|| format!("call log line {line:?}"))?;
-        let Some(report) = reports.get_mut(&call.principal) else { continue };
+        let Some(report) = reports.get_mut(&call.principal) else {
+            // The tests' and the tooling's own clients sign as `testing`;
+            // anything else is a signer no policy accounts for.
+            if call.principal != TOOLING_KEY && !call.principal.is_empty() {
+                anyhow::bail!(
+                    "a call was signed by {:?}, which is no function of the template: {line}",
+                    call.principal
+                );
+            }
+            continue;
+        };
         let grants = &granted[&call.principal];
         for need in needs(&call) {
             if !grants.iter().any(|(a, r)| glob(a, &need.action) && glob(r, &need.arn)) {

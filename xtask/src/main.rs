@@ -51,9 +51,31 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
+/// `cargo` in the project folder, with the environment `cargo run` gave
+/// this process taken back out: build scripts (ring's among them) rerun when
+/// `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR` and the like change, so a build
+/// started from here with xtask's values would rebuild them, and everything
+/// above them, after every build started from a shell, and the other way round.
 fn cargo() -> std::process::Command {
     let mut cmd = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(project_root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo_run {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     cmd
 }
 

@@ -40,7 +40,11 @@ pub enum Outcome {
 struct Invocation {
     id: String,
     payload: Bytes,
-    deadline_ms: u64,
+    /// The function's timeout: its deadline runs from when an instance
+    /// takes the invocation, not from when it was queued.
+    timeout: Duration,
+    /// Told when an instance takes the invocation.
+    started: oneshot::Sender<()>,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -230,25 +234,32 @@ impl FunctionHost {
         Ok(())
     }
 
-    /// Invokes the function with `payload` and waits for its answer (at most
-    /// its timeout plus a grace second).
+    /// Invokes the function with `payload` and waits for its answer: until
+    /// an instance takes it, then at most its timeout plus a grace second.
     pub async fn invoke(&self, payload: &Value) -> Result<Outcome> {
         let in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let _counted = InFlight(&self.in_flight);
         self.scale_for(in_flight).await?;
         let (reply, answer) = oneshot::channel();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+        let (started, taken) = oneshot::channel();
+        let id = uuid_like();
         let invocation = Invocation {
-            id: uuid_like(),
+            id: id.clone(),
             payload: Bytes::from(serde_json::to_vec(payload)?),
-            deadline_ms: now + self.timeout.as_millis() as u64,
+            timeout: self.timeout,
+            started,
             reply,
         };
         self.tx.send(invocation).await.map_err(|_| anyhow!("{} is not accepting invocations", self.name))?;
+        taken.await.map_err(|_| anyhow!("{} dropped the invocation", self.name))?;
         match tokio::time::timeout(self.timeout + Duration::from_secs(1), answer).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => bail!("{} dropped the invocation", self.name),
-            Err(_) => bail!("{} timed out after {:?}", self.name, self.timeout),
+            Err(_) => {
+                // A late answer is refused, as Lambda refuses one past the deadline.
+                self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                bail!("{} timed out after {:?}", self.name, self.timeout)
+            }
         }
     }
 
@@ -279,7 +290,8 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         }
     };
     set(&mut headers, "lambda-runtime-aws-request-id", inv.id.clone());
-    set(&mut headers, "lambda-runtime-deadline-ms", inv.deadline_ms.to_string());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+    set(&mut headers, "lambda-runtime-deadline-ms", (now + inv.timeout.as_millis() as u64).to_string());
     set(
         &mut headers,
         "lambda-runtime-invoked-function-arn",
@@ -288,6 +300,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     set(&mut headers, "lambda-runtime-trace-id", format!("Root=1-{}", &inv.id[..8]));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(inv.id, inv.reply);
+    let _ = inv.started.send(());
     (StatusCode::OK, headers, inv.payload)
 }
 
