@@ -64,10 +64,6 @@ pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, wait: Durat
     if session.completing_since.is_none() && session.expires_at <= Timestamp::now() {
         return Err(Error::Expired);
     }
-    // Refuse early what the transaction would refuse, before S3 work.
-    if deps.store.bytes_used(owner).await?.saturating_add(session.size) > deps.policy.quota_bytes {
-        return Err(Error::QuotaExceeded);
-    }
     let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
     if let Held::Parts(parts) = &held {
         check_parts(&session, &held, parts)?;
@@ -112,11 +108,12 @@ pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, wait: Durat
     }
     // The bytes are final: untag before the commit, never re-tag.
     deps.objects.mark_completed(&deps.bucket, &session.object_key).await?;
-    match deps.store.complete_session(owner, id, deps.policy.quota_bytes).await {
+    // The size was reserved against the quota at creation: completing it
+    // cannot pass the quota.
+    match deps.store.complete_session(owner, id).await {
         Ok(completed) => Ok(Confirmed::Completed(completed)),
         Err(CompleteError::AlreadyCompleted(done)) => Ok(Confirmed::Completed(*done)),
         Err(CompleteError::NotFound) => Err(Error::NotFound),
-        Err(CompleteError::QuotaExceeded) => Err(Error::QuotaExceeded),
         Err(CompleteError::Store(e)) => Err(e),
     }
 }

@@ -59,6 +59,9 @@ pub struct UploadPolicy {
     /// (`CONFIRM_WAIT_SECONDS`, default 20, 0 to 25: API Gateway gives up
     /// on an integration after 29 s).
     pub confirm_wait_seconds: u64,
+    /// Pending sessions an owner may have at once (`MAX_PENDING_UPLOADS`,
+    /// default 100, 1 to 100,000).
+    pub max_pending_uploads: u64,
 }
 
 impl Default for UploadPolicy {
@@ -71,6 +74,7 @@ impl Default for UploadPolicy {
             session_expiry_seconds: 86_400,
             url_ttl_seconds: 900,
             confirm_wait_seconds: 20,
+            max_pending_uploads: 100,
         }
     }
 }
@@ -97,6 +101,7 @@ impl UploadPolicy {
                 as i64,
             url_ttl_seconds: number("PRESIGNED_URL_TTL_SECONDS", d.url_ttl_seconds as u64, 1, 3600)? as i64,
             confirm_wait_seconds: number("CONFIRM_WAIT_SECONDS", d.confirm_wait_seconds, 0, 25)?,
+            max_pending_uploads: number("MAX_PENDING_UPLOADS", d.max_pending_uploads, 1, 100_000)?,
         })
     }
 }

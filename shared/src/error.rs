@@ -24,6 +24,8 @@ pub enum Error {
     Invalid(&'static str),
     #[error("Quota exceeded")]
     QuotaExceeded,
+    #[error("Too many pending uploads")]
+    TooManyPending,
     #[error("Upload already completed")]
     AlreadyCompleted,
     #[error("Upload bytes missing")]
@@ -50,7 +52,7 @@ impl Error {
             Error::MissingUploadId | Error::InvalidUploadId | Error::InvalidBody | Error::Invalid(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Error::QuotaExceeded => StatusCode::FORBIDDEN,
+            Error::QuotaExceeded | Error::TooManyPending => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::AlreadyCompleted | Error::BytesMissing | Error::SizeMismatch | Error::Expired => {
                 StatusCode::CONFLICT

@@ -22,6 +22,8 @@ use xtask::stack::Stack;
 
 /// Generous enough for every test that does not test the quota.
 pub const QUOTA: u64 = 1 << 40;
+/// Likewise for the cap on pending sessions.
+pub const MAX_PENDING: u64 = 100_000;
 pub const MIB: usize = 1024 * 1024;
 
 pub fn endpoint() -> String {
@@ -129,15 +131,15 @@ impl TestStack {
 
     pub async fn completed_upload_with_id(&self, owner: &OwnerId, id: UploadId, bytes: &[u8]) -> Session {
         let session = Self::new_session(owner, id, bytes.len() as u64, None);
-        self.store.create_session(&session).await.unwrap();
+        self.store.create_session(&session, QUOTA, MAX_PENDING).await.unwrap();
         self.put_object(&session.object_key, bytes).await;
-        self.store.complete_session(owner, &session.id, QUOTA).await.unwrap()
+        self.store.complete_session(owner, &session.id).await.unwrap()
     }
 
     /// A pending single-`PUT` session `id` whose `bytes` are already in S3.
     pub async fn pending_single_with_id(&self, owner: &OwnerId, id: UploadId, bytes: &[u8]) -> Session {
         let session = Self::new_session(owner, id, bytes.len() as u64, None);
-        self.store.create_session(&session).await.unwrap();
+        self.store.create_session(&session, QUOTA, MAX_PENDING).await.unwrap();
         self.put_object(&session.object_key, bytes).await;
         session
     }
@@ -162,7 +164,7 @@ impl TestStack {
             expires_at,
             ..Self::new_session(owner, id, (5 * MIB) as u64 * u64::from(parts + 1), Some(multipart))
         };
-        self.store.create_session(&session).await.unwrap();
+        self.store.create_session(&session, QUOTA, MAX_PENDING).await.unwrap();
         session
     }
 

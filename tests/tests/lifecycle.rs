@@ -188,37 +188,50 @@ async fn resume_after_two_of_three_parts() {
 }
 
 #[tokio::test]
-async fn quota_is_enforced_at_confirm_and_released_by_delete() {
+async fn pending_sessions_reserve_their_size_against_the_quota() {
     let t = TestStack::new().await;
-    let deps = t.uploads(UploadPolicy { quota_bytes: 1000, ..policy() });
+    let deps = t.uploads(UploadPolicy { quota_bytes: 1000, max_pending_uploads: 3, ..policy() });
     let (owner, key) = t.owner("dave").await;
     let (s1, first) = create(&deps, &key, "a.bin", "application/octet-stream", 600).await;
-    let (s2, second) = create(&deps, &key, "b.bin", "application/octet-stream", 600).await;
-    assert_eq!((s1, s2), (201, 201), "pending sessions count nothing");
-    put_parts(&first["upload"], &bytes(600, 4), None).await;
-    put_parts(&second["upload"], &bytes(600, 5), None).await;
+    assert_eq!(s1, 201);
+    let usage = t.store.usage(&owner).await.unwrap();
+    assert_eq!((usage.used, usage.reserved, usage.pending), (0, 600, 1), "the pending session reserves its size");
 
-    assert_eq!(confirm(&deps, &key, id_of(&first).as_str()).await.0, 200);
-    let (status, body) = confirm(&deps, &key, id_of(&second).as_str()).await;
+    // A second that would not fit next to the first's reservation is refused.
+    let (status, body) = create(&deps, &key, "b.bin", "application/octet-stream", 600).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("Quota exceeded")));
-    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 600);
-    let second_session = t.store.get_session(&owner, &id_of(&second)).await.unwrap().unwrap();
-    assert_eq!(second_session.status, Status::Pending);
-    assert_eq!(tags(&t, &second_session.object_key).await.len(), 1, "a refused confirm leaves the object pending");
-
+    assert_eq!(t.store.usage(&owner).await.unwrap().reserved, 600);
     // The transaction itself refuses too, whatever the early check saw.
-    let refused = t.store.complete_session(&owner, &id_of(&second), 1000).await;
-    assert!(matches!(refused, Err(shared::store::CompleteError::QuotaExceeded)));
-    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 600);
+    let mut late = t.store.get_session(&owner, &id_of(&first)).await.unwrap().unwrap();
+    late.id = UploadId::generate();
+    late.object_key = ObjectKey::for_upload(&owner, &late.id);
+    assert!(matches!(t.store.create_session(&late, 1000, 3).await, Err(shared::Error::QuotaExceeded)));
+    assert!(t.store.get_session(&owner, &late.id).await.unwrap().is_none());
 
-    // Creating what could never fit is refused up front.
-    let (status, body) = create(&deps, &key, "c.bin", "application/octet-stream", 401).await;
-    assert_eq!((status, body["error"].as_str()), (403, Some("Quota exceeded")));
+    // Confirming moves the reservation to usage; the quota still counts it.
+    put_parts(&first["upload"], &bytes(600, 4), None).await;
+    assert_eq!(confirm(&deps, &key, id_of(&first).as_str()).await.0, 200);
+    let usage = t.store.usage(&owner).await.unwrap();
+    assert_eq!((usage.used, usage.reserved, usage.pending), (600, 0, 0));
+    assert_eq!(create(&deps, &key, "b.bin", "application/octet-stream", 401).await.0, 403);
 
+    // Deleting the first frees room for the second.
     assert_eq!(delete(&t, &key, id_of(&first).as_str()).await, 200);
-    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 0);
-    assert_eq!(confirm(&deps, &key, id_of(&second).as_str()).await.0, 200);
-    assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 600);
+    assert_eq!(t.store.usage(&owner).await.unwrap(), shared::store::Usage::default());
+    let (status, second) = create(&deps, &key, "b.bin", "application/octet-stream", 600).await;
+    assert_eq!(status, 201, "{second}");
+    // Deleting a pending session releases its reservation.
+    assert_eq!(delete(&t, &key, id_of(&second).as_str()).await, 200);
+    assert_eq!(t.store.usage(&owner).await.unwrap(), shared::store::Usage::default());
+
+    // The cap on pending sessions.
+    for _ in 0..3 {
+        assert_eq!(create(&deps, &key, "small.bin", "application/octet-stream", 10).await.0, 201);
+    }
+    let (status, body) = create(&deps, &key, "small.bin", "application/octet-stream", 10).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("Too many pending uploads")));
+    let usage = t.store.usage(&owner).await.unwrap();
+    assert_eq!((usage.reserved, usage.pending), (30, 3));
 }
 
 #[tokio::test]

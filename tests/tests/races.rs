@@ -84,7 +84,7 @@ async fn tags(t: &TestStack, key: &ObjectKey) -> Vec<(String, String)> {
 /// there and untagged, and no cleanup task or multipart upload is left.
 async fn assert_legal(t: &TestStack, owner: &OwnerId, sessions: &[UploadId]) {
     t.drain_cleanup().await;
-    let mut expected_usage = 0;
+    let (mut expected_usage, mut expected_reserved) = (0, 0);
     let mut live_keys = Vec::new();
     for id in sessions {
         if let Some(s) = t.store.get_session(owner, id).await.unwrap() {
@@ -96,6 +96,8 @@ async fn assert_legal(t: &TestStack, owner: &OwnerId, sessions: &[UploadId]) {
                     tags(t, &s.object_key).await.is_empty(),
                     "a completed upload's object carries the expiring tag"
                 );
+            } else {
+                expected_reserved += s.size;
             }
         } else {
             // A task may remain only while it waits for its final pass
@@ -108,7 +110,9 @@ async fn assert_legal(t: &TestStack, owner: &OwnerId, sessions: &[UploadId]) {
             assert_eq!(t.multipart_uploads_for(&key).await, 0, "parts of deleted upload {id} are still there");
         }
     }
-    assert_eq!(t.store.bytes_used(owner).await.unwrap(), expected_usage, "bytes_used drifted");
+    let usage = t.store.usage(owner).await.unwrap();
+    assert_eq!(usage.used, expected_usage, "bytes_used drifted");
+    assert_eq!(usage.reserved, expected_reserved, "bytes_reserved drifted");
     for key in t.all_keys().await {
         assert!(live_keys.contains(&key), "object {key} belongs to no session");
     }

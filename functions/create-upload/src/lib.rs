@@ -21,10 +21,15 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
         let key = http::credentials(&req)?;
         let new = NewUpload::parse(http::body(&req), &deps.policy)?;
         let owner = http::authenticate(&deps.store, &key).await?;
-        // Pending sessions count nothing; the confirm transaction enforces
-        // the quota for good. This refuses what could never be confirmed.
-        if deps.store.bytes_used(&owner).await?.saturating_add(new.size) > deps.policy.quota_bytes {
+        // A pending session reserves its declared size against the quota;
+        // the creation transaction enforces it for good. This refuses early,
+        // before any S3 work, what that transaction would refuse.
+        let usage = deps.store.usage(&owner).await?;
+        if usage.held().saturating_add(new.size) > deps.policy.quota_bytes {
             return Err(Error::QuotaExceeded);
+        }
+        if usage.pending >= deps.policy.max_pending_uploads {
+            return Err(Error::TooManyPending);
         }
 
         let id = UploadId::generate();
@@ -54,7 +59,9 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
             completing_since: None,
             version: 0,
         };
-        if let Err(e) = deps.store.create_session(&session).await {
+        if let Err(e) =
+            deps.store.create_session(&session, deps.policy.quota_bytes, deps.policy.max_pending_uploads).await
+        {
             // No record points at the multipart upload: abort it now (the
             // bucket's lifecycle rule is the backstop if this fails too).
             if let Some(mp) = &session.multipart {

@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | upload session | `UPLOAD#<upload_id>` | `SESSION` | `owner`, `status` (`pending`/`completed`), `filename`, `content_type`, `size`, `object_key`, `mp_upload_id`, `part_size`, `part_count` (multipart only), `created_at`, `expires_at`, `completed_at`, `version`, `ttl` (pending only) |
 //! | API key | `APIKEY#<sha256 hex of the key>` | `APIKEY` | `owner`, `created_at` (the plain key is never stored) |
-//! | owner usage | `OWNER#<owner>` | `USAGE` | `bytes_used`: the sum of the sizes of the owner's completed uploads |
+//! | owner usage | `OWNER#<owner>` | `USAGE` | `bytes_used`: the sum of the sizes of the owner's completed uploads; `bytes_reserved`: of its pending sessions' declared sizes; `bytes_held`: the two together, what the quota limits; `pending_count`: its pending sessions |
 //! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at`, `final_pass_at` |
 //! | cursor secret | `CONFIG` | `CURSOR_SECRET` | `secret`: 32 random bytes (hex) keying list cursors' HMAC, created on first use |
 //!
@@ -31,13 +31,20 @@
 //! # Writes
 //!
 //! - Session deletion is one `TransactWriteItems`: delete the session on
-//!   condition `owner = :caller AND version = :read_version`; for a completed
-//!   session, `ADD bytes_used -size` on the owner's usage (condition
-//!   `bytes_used >= size`); put the cleanup task (condition: it does not
-//!   exist). See [`Store::delete_session`].
+//!   condition `owner = :caller AND version = :read_version`; release its
+//!   size on the owner's usage (from `bytes_used` for a completed session,
+//!   from `bytes_reserved` and `pending_count` for a pending one, and from
+//!   `bytes_held` either way; condition: what is released is there); put the
+//!   cleanup task (condition: it does not exist). See [`Store::delete_session`].
+//! - Creation is one `TransactWriteItems`: put the session (condition: it
+//!   does not exist); on the owner's usage `ADD bytes_reserved size,
+//!   bytes_held size, pending_count 1` on condition that `bytes_held` stays
+//!   within the quota and `pending_count` below the cap. See
+//!   [`Store::create_session`].
 //! - Completion is one `TransactWriteItems`: update the session on condition
-//!   `owner`, `status = pending` and `version`; `ADD bytes_used size` on
-//!   condition that the quota still holds. See [`Store::complete_session`].
+//!   `owner`, `status = pending` and `version`; move its size from
+//!   `bytes_reserved` to `bytes_used` (`bytes_held` unchanged, so the quota
+//!   checked at creation holds). See [`Store::complete_session`].
 
 mod cleanup;
 mod item;
@@ -48,6 +55,7 @@ mod usage;
 pub use cleanup::CleanupTask;
 pub use item::Item;
 pub use sessions::{CompleteError, DeleteScope, SessionPage};
+pub use usage::Usage;
 
 /// An item of a due page that could not be read: logged and skipped, so one
 /// bad item never blocks the others.

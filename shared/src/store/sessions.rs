@@ -124,8 +124,6 @@ pub enum CompleteError {
     /// The session is already completed (by a concurrent or earlier
     /// confirm): here it is.
     AlreadyCompleted(Box<Session>),
-    /// Counting its size would take the owner past the quota.
-    QuotaExceeded,
     Store(Error),
 }
 
@@ -149,22 +147,66 @@ impl Store {
         }
     }
 
-    /// Writes a new session; fails if one with the same id exists.
-    pub async fn create_session(&self, session: &Session) -> Result<(), Error> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(session)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(Error::internal("create session"))?;
-        Ok(())
+    /// Writes a new pending session and reserves its declared size against
+    /// the owner's quota, in one transaction: refused with `QuotaExceeded`
+    /// when the owner's used and reserved bytes would pass `quota`, with
+    /// `TooManyPending` when the owner already has `max_pending` pending
+    /// sessions. Fails if a session with the same id exists.
+    pub async fn create_session(&self, session: &Session, quota: u64, max_pending: u64) -> Result<(), Error> {
+        let Some(max_before) = quota.checked_sub(session.size) else {
+            return Err(Error::QuotaExceeded);
+        };
+        for attempt in 0..ATTEMPTS {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(session)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(Error::internal("build creation"))?;
+            let reserve = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(usage::key(&session.owner)))
+                .update_expression("ADD bytes_reserved :size, bytes_held :size, pending_count :one SET #type = :usage")
+                .condition_expression(
+                    "(attribute_not_exists(bytes_held) OR bytes_held <= :max_before) \
+                     AND (attribute_not_exists(pending_count) OR pending_count < :max_pending)",
+                )
+                .expression_attribute_names("#type", "type")
+                .expression_attribute_values(":size", n(session.size))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":usage", s("usage"))
+                .expression_attribute_values(":max_before", n(max_before))
+                .expression_attribute_values(":max_pending", n(max_pending))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(Error::internal("build creation"))?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .transact_items(TransactWriteItem::builder().update(reserve).build())
+                .send()
+                .await;
+            let Err(err) = result else { return Ok(()) };
+            let Cancelled { reasons } = Cancelled::from(err, "create session")?;
+            if failed(&reasons, 0) {
+                return Err(Error::invariant("create session", "a session with this id exists"));
+            }
+            if failed(&reasons, 1) {
+                let old = reasons.get(1).and_then(|r| r.item()).cloned().unwrap_or_default();
+                let held: u64 = Reader::new(&old, "create session").opt_num("bytes_held")?.unwrap_or(0);
+                return Err(if held > max_before { Error::QuotaExceeded } else { Error::TooManyPending });
+            }
+            // A conflicting transaction on the owner's usage: try again.
+            backoff(attempt).await;
+        }
+        Err(Error::invariant("create session", "too many conflicting transactions"))
     }
 
-    /// Marks `owner`'s pending session completed and counts its size in the
-    /// owner's `bytes_used`, in one transaction that also enforces `quota`.
-    pub async fn complete_session(&self, owner: &OwnerId, id: &UploadId, quota: u64) -> Result<Session, CompleteError> {
+    /// Marks `owner`'s pending session completed and moves its size from the
+    /// owner's reserved bytes to `bytes_used`, in one transaction. The
+    /// quota was enforced when the size was reserved, at creation.
+    pub async fn complete_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Session, CompleteError> {
         for attempt in 0..ATTEMPTS {
             let Some(session) = self.get_session(owner, id).await? else {
                 return Err(CompleteError::NotFound);
@@ -172,9 +214,6 @@ impl Store {
             if session.status == Status::Completed {
                 return Err(CompleteError::AlreadyCompleted(Box::new(session)));
             }
-            let Some(max_before) = quota.checked_sub(session.size) else {
-                return Err(CompleteError::QuotaExceeded);
-            };
             let now = Timestamp::now();
             let mark = Update::builder()
                 .table_name(&self.table)
@@ -198,12 +237,11 @@ impl Store {
             let count = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(usage::key(owner)))
-                .update_expression("ADD bytes_used :size SET #type = :usage")
-                .condition_expression("attribute_not_exists(bytes_used) OR bytes_used <= :max_before")
-                .expression_attribute_names("#type", "type")
+                .update_expression("ADD bytes_used :size, bytes_reserved :minus, pending_count :minus_one")
+                .condition_expression("bytes_reserved >= :size")
                 .expression_attribute_values(":size", n(session.size))
-                .expression_attribute_values(":usage", s("usage"))
-                .expression_attribute_values(":max_before", n(max_before))
+                .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", session.size)))
+                .expression_attribute_values(":minus_one", n(-1))
                 .build()
                 .map_err(Error::internal("build completion"))?;
             let result = self
@@ -224,7 +262,13 @@ impl Store {
                     })
                 }
                 Err(err) => match Cancelled::from(err, "complete session")? {
-                    Cancelled { reasons } if failed(&reasons, 1) => return Err(CompleteError::QuotaExceeded),
+                    Cancelled { reasons } if failed(&reasons, 1) && !failed(&reasons, 0) => {
+                        return Err(Error::invariant(
+                            "complete session",
+                            format!("bytes_reserved of {owner} is below the size of {id}"),
+                        )
+                        .into())
+                    }
                     // The session changed or a concurrent transaction touched
                     // it: read it again and decide afresh.
                     _ => backoff(attempt).await,
@@ -312,18 +356,23 @@ impl Store {
                 .map_err(Error::internal("build deletion"))?;
             let mut tx =
                 self.client.transact_write_items().transact_items(TransactWriteItem::builder().delete(remove).build());
-            if session.status == Status::Completed {
-                let release = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(usage::key(owner)))
-                    .update_expression("ADD bytes_used :minus")
-                    .condition_expression("bytes_used >= :size")
-                    .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", session.size)))
-                    .expression_attribute_values(":size", n(session.size))
-                    .build()
-                    .map_err(Error::internal("build deletion"))?;
-                tx = tx.transact_items(TransactWriteItem::builder().update(release).build());
+            // Release what the session holds: its bytes, or its reservation.
+            let release = match session.status {
+                Status::Completed => Update::builder()
+                    .update_expression("ADD bytes_used :minus, bytes_held :minus")
+                    .condition_expression("bytes_used >= :size"),
+                Status::Pending => Update::builder()
+                    .update_expression("ADD bytes_reserved :minus, bytes_held :minus, pending_count :minus_one")
+                    .condition_expression("bytes_reserved >= :size")
+                    .expression_attribute_values(":minus_one", n(-1)),
             }
+            .table_name(&self.table)
+            .set_key(Some(usage::key(owner)))
+            .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", session.size)))
+            .expression_attribute_values(":size", n(session.size))
+            .build()
+            .map_err(Error::internal("build deletion"))?;
+            tx = tx.transact_items(TransactWriteItem::builder().update(release).build());
             let record = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(task.to_item()))
@@ -343,10 +392,10 @@ impl Store {
                         // Deleted by someone else between our read and write.
                         return Ok(None);
                     }
-                    if session.status == Status::Completed && failed(&reasons, 1) {
+                    if failed(&reasons, 1) && !failed(&reasons, 0) {
                         return Err(Error::invariant(
                             "delete session",
-                            format!("bytes_used of {owner} is below the size of {id}"),
+                            format!("the usage of {owner} is below what {id} holds"),
                         ));
                     }
                     // Changed since read (a confirm, say) or a conflicting
