@@ -210,7 +210,7 @@ async fn an_unreadable_item_is_skipped_and_the_rest_is_swept() {
         .table_name(&t.config.table_name)
         .item("pk", S("UPLOAD#broken".into()))
         .item("sk", S("SESSION".into()))
-        .item("gsi2pk", S("DUE#PENDING".into()))
+        .item("gsi2pk", S("DUE#PENDING#00".into()))
         .item("gsi2sk", S(format!("{past}#broken")))
         .send()
         .await
@@ -221,7 +221,7 @@ async fn an_unreadable_item_is_skipped_and_the_rest_is_swept() {
         .table_name(&t.config.table_name)
         .item("pk", S("CLEANUP#broken".into()))
         .item("sk", S("CLEANUP".into()))
-        .item("gsi2pk", S("DUE#CLEANUP".into()))
+        .item("gsi2pk", S("DUE#CLEANUP#00".into()))
         .item("gsi2sk", S(format!("{stuck_bad}#broken")))
         .send()
         .await

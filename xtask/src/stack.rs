@@ -256,18 +256,23 @@ impl Stack {
             );
         }
         for g in seq(field(&p, "GlobalSecondaryIndexes")) {
-            let projection = g
-                .as_mapping()
-                .and_then(|m| field(m, "Projection"))
-                .map(|pr| text(pr, "ProjectionType"))
-                .transpose()?
-                .unwrap_or_else(|| "ALL".to_owned());
+            let projection_field = g.as_mapping().and_then(|m| field(m, "Projection"));
+            let projection =
+                projection_field.map(|pr| text(pr, "ProjectionType")).transpose()?.unwrap_or_else(|| "ALL".to_owned());
+            let non_key: Vec<String> =
+                seq(projection_field.and_then(|pr| pr.as_mapping()).and_then(|m| field(m, "NonKeyAttributes")))
+                    .iter()
+                    .filter_map(scalar)
+                    .collect();
             req = req.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(text(&g, "IndexName")?)
                     .set_key_schema(Some(key_schema(g.as_mapping().and_then(|m| field(m, "KeySchema")))?))
                     .projection(
-                        Projection::builder().projection_type(ProjectionType::from(projection.as_str())).build(),
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(projection.as_str()))
+                            .set_non_key_attributes((!non_key.is_empty()).then_some(non_key))
+                            .build(),
                     )
                     .build()?,
             );

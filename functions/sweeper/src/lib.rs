@@ -32,16 +32,18 @@ use serde_json::Value;
 use shared::completion::{self, Confirmed};
 use shared::config::{number, ConfigError};
 use shared::deletion::Deleter;
-use shared::domain::{Session, Timestamp};
+use shared::domain::Timestamp;
 use shared::error::chain;
-use shared::store::{CleanupTask, DeleteScope, DueItems, Item};
+use shared::store::{DeleteScope, DueItems, DueSession, DueTask, Item, DUE_SHARDS};
 use shared::uploads::Uploads;
 use shared::{aws, telemetry, Config, Error};
 use tracing::{error, info, warn};
 
 const PAGE: i32 = 100;
-/// Requests a sweeper makes at once.
-const CONCURRENCY: usize = 8;
+/// Items of one shard handled at once.
+const CONCURRENCY: usize = 4;
+/// Shards of each kind read at once (two kinds go on together).
+const SHARDS_AT_ONCE: usize = 4;
 /// The longest wait between two re-drives of one task.
 const MAX_REDRIVE_BACKOFF_SECONDS: i64 = 6 * 3600;
 /// Time kept free before the Lambda's deadline.
@@ -133,44 +135,60 @@ enum Done {
     Redriven { stuck: bool },
 }
 
-/// One sweep as of `now`, starting no new page after `stop_at`.
+/// One sweep as of `now`, starting no new page after `stop_at`. Both kinds
+/// of due work go on at once, each over every shard of the `by_due` index,
+/// `SHARDS_AT_ONCE` shards at a time.
 pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Result<Report, Error> {
     let store = &deps.deleter.store;
-    let mut report = Report::default();
-    let sessions = work(
-        stop_at,
-        |start| store.due_pending_sessions(now, PAGE, start),
-        |s: Session| async move {
-            let result = settle(deps, &s, now, stop_at).await;
-            if let Err(e) = &result {
-                warn!(upload_id = %s.id, error = %chain(e), "could not settle a due session");
-            }
-            result
-        },
-        &mut report,
-    )
-    .await?;
-
     let before = now.plus_seconds(-deps.redrive_after_seconds);
-    let tasks = work(
-        stop_at,
-        |start| store.due_cleanup_tasks(before, PAGE, start),
-        |(task, due): (CleanupTask, String)| async move {
-            let result = redrive(deps, &task, &due, now).await;
-            if let Err(e) = &result {
-                warn!(upload_id = %task.upload_id, error = %chain(e), "could not re-drive cleanup task");
-            }
-            result
-        },
-        &mut report,
-    )
-    .await?;
-    report.out_of_time = !(sessions && tasks);
+    let sessions = stream::iter(0..DUE_SHARDS)
+        .map(|shard| {
+            work(
+                stop_at,
+                move |start| store.due_pending_sessions(shard, now, PAGE, start),
+                |s: DueSession| async move {
+                    let result = settle(deps, &s, now, stop_at).await;
+                    if let Err(e) = &result {
+                        warn!(upload_id = %s.id, error = %chain(e), "could not settle a due session");
+                    }
+                    result
+                },
+            )
+        })
+        .buffer_unordered(SHARDS_AT_ONCE)
+        .collect::<Vec<_>>();
+    let tasks = stream::iter(0..DUE_SHARDS)
+        .map(|shard| {
+            work(
+                stop_at,
+                move |start| store.due_cleanup_tasks(shard, before, PAGE, start),
+                |task: DueTask| async move {
+                    let result = redrive(deps, &task, now).await;
+                    if let Err(e) = &result {
+                        warn!(upload_id = %task.upload_id, error = %chain(e), "could not re-drive cleanup task");
+                    }
+                    result
+                },
+            )
+        })
+        .buffer_unordered(SHARDS_AT_ONCE)
+        .collect::<Vec<_>>();
+    let (sessions, tasks) = tokio::join!(sessions, tasks);
+    let mut report = Report::default();
+    for shard in sessions.into_iter().chain(tasks) {
+        let (part, finished) = shard?;
+        report.completed += part.completed;
+        report.expired += part.expired;
+        report.redriven += part.redriven;
+        report.stuck += part.stuck;
+        report.failed += part.failed;
+        report.out_of_time |= !finished;
+    }
     Ok(report)
 }
 
 /// A due pending session: finish its completion, or expire it.
-async fn settle(deps: &Deps, s: &Session, now: Timestamp, stop_at: Instant) -> Result<Done, Error> {
+async fn settle(deps: &Deps, s: &DueSession, now: Timestamp, stop_at: Instant) -> Result<Done, Error> {
     if let Some(since) = s.completing_since {
         let abandoned = since.plus_seconds(completion::ABANDONED_AFTER_SECONDS) <= now;
         if !abandoned || s.expires_at > now {
@@ -192,14 +210,14 @@ async fn settle(deps: &Deps, s: &Session, now: Timestamp, stop_at: Instant) -> R
 
 /// Claims a stale task (counting the attempt, backing off the next one)
 /// and enqueues it again.
-async fn redrive(deps: &Deps, task: &CleanupTask, due: &str, now: Timestamp) -> Result<Done, Error> {
+async fn redrive(deps: &Deps, task: &DueTask, now: Timestamp) -> Result<Done, Error> {
     let attempt = task.attempts.saturating_add(1);
     let backoff =
         deps.redrive_after_seconds.max(1).saturating_mul(1 << attempt.min(20)).min(MAX_REDRIVE_BACKOFF_SECONDS);
     // The sweeper acts on tasks due `redrive_after` ago; the next re-drive
     // comes `backoff` from now.
     let next = now.plus_seconds(backoff - deps.redrive_after_seconds);
-    let Some(attempts) = deps.deleter.store.claim_cleanup_task(task, due, next).await? else {
+    let Some(attempts) = deps.deleter.store.claim_cleanup_task(task, next).await? else {
         return Ok(Done::Nothing);
     };
     deps.deleter.queue.enqueue(&task.upload_id).await?;
@@ -211,24 +229,20 @@ async fn redrive(deps: &Deps, task: &CleanupTask, due: &str, now: Timestamp) -> 
 }
 
 /// Pages through work with `page` until nothing is left or `stop_at`
-/// passes, applying `act` to each item, `CONCURRENCY` at a time, and
-/// counting outcomes in `report`. `true` when every page was read.
-async fn work<T, Page, PageFut, Act, ActFut>(
-    stop_at: Instant,
-    page: Page,
-    act: Act,
-    report: &mut Report,
-) -> Result<bool, Error>
+/// passes, applying `act` to each item, `CONCURRENCY` at a time. Returns
+/// the outcomes counted, and `true` when every page was read.
+async fn work<T, Page, PageFut, Act, ActFut>(stop_at: Instant, page: Page, act: Act) -> Result<(Report, bool), Error>
 where
     Page: Fn(Option<Item>) -> PageFut,
     PageFut: Future<Output = Result<(DueItems<T>, Option<Item>), Error>>,
     Act: Fn(T) -> ActFut,
     ActFut: Future<Output = Result<Done, Error>>,
 {
+    let mut report = Report::default();
     let mut start = None;
     loop {
         if Instant::now() >= stop_at {
-            return Ok(false);
+            return Ok((report, false));
         }
         let (items, next) = page(start).await?;
         let mut readable = Vec::with_capacity(items.len());
@@ -257,7 +271,7 @@ where
         }
         match next {
             Some(key) => start = Some(key),
-            None => return Ok(true),
+            None => return Ok((report, true)),
         }
     }
 }

@@ -12,6 +12,15 @@ use super::Store;
 use crate::domain::{ObjectKey, OwnerId, Session, Timestamp, UploadId};
 use crate::error::Error;
 
+/// A cleanup task due for re-driving, as the `by_due` index holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTask {
+    pub upload_id: UploadId,
+    pub attempts: u32,
+    /// Its `gsi2sk` as read: a claim is conditioned on it.
+    pub due: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CleanupTask {
     pub upload_id: UploadId,
@@ -65,7 +74,7 @@ impl CleanupTask {
         item.insert("created_at".into(), s(self.created_at.to_rfc3339()));
         item.insert("final_pass_at".into(), s(self.final_pass_at.to_rfc3339()));
         item.insert("attempts".into(), super::item::n(self.attempts));
-        item.insert(GSI2PK.into(), s(DUE_CLEANUP));
+        item.insert(GSI2PK.into(), s(due_partition(DUE_CLEANUP, due_shard(&self.upload_id))));
         item.insert(GSI2SK.into(), s(due_key(self.created_at, &self.upload_id)));
         if let Some(mp) = &self.multipart_upload_id {
             item.insert("mp_upload_id".into(), s(mp));
@@ -141,17 +150,22 @@ impl Store {
             })
     }
 
-    /// Cleanup tasks due before `before`, oldest first, one page.
+    /// Shard `shard`'s cleanup tasks due before `before`, oldest first, one page.
     pub async fn due_cleanup_tasks(
         &self,
+        shard: u32,
         before: Timestamp,
         limit: i32,
         start: Option<Item>,
-    ) -> Result<(super::DueItems<(CleanupTask, String)>, Option<Item>), Error> {
-        let (items, next) = self.due_page(DUE_CLEANUP, before, limit, start, "list due cleanup tasks").await?;
+    ) -> Result<(super::DueItems<DueTask>, Option<Item>), Error> {
+        let (items, next) = self.due_page(DUE_CLEANUP, shard, before, limit, start, "list due cleanup tasks").await?;
         let tasks = super::each(&items, |item| {
-            let due = Reader::new(item, "list due cleanup tasks").str(GSI2SK)?.to_owned();
-            Ok((CleanupTask::from_item(item)?, due))
+            let r = Reader::new(item, "list due cleanup tasks");
+            Ok(DueTask {
+                upload_id: r.parsed("upload_id", UploadId::parse)?,
+                attempts: r.opt_num("attempts")?.unwrap_or(0),
+                due: r.str(GSI2SK)?.to_owned(),
+            })
         });
         Ok((tasks, next))
     }
@@ -161,12 +175,7 @@ impl Store {
     /// is still `due` as read, so of two concurrent sweepers only one
     /// re-drives it. The attempt count after the claim, or `None` when
     /// another sweeper got there first (or the task is gone).
-    pub async fn claim_cleanup_task(
-        &self,
-        task: &CleanupTask,
-        due: &str,
-        next: Timestamp,
-    ) -> Result<Option<u32>, Error> {
+    pub async fn claim_cleanup_task(&self, task: &DueTask, next: Timestamp) -> Result<Option<u32>, Error> {
         let result = self
             .client
             .update_item()
@@ -175,7 +184,7 @@ impl Store {
             .update_expression("SET gsi2sk = :new ADD attempts :one")
             .condition_expression("gsi2sk = :old")
             .expression_attribute_values(":new", s(due_key(next, &task.upload_id)))
-            .expression_attribute_values(":old", s(due))
+            .expression_attribute_values(":old", s(&task.due))
             .expression_attribute_values(":one", super::item::n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()

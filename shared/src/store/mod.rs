@@ -13,15 +13,20 @@
 //! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at`, `final_pass_at` |
 //! | cursor secret | `CONFIG` | `CURSOR_SECRET` | `secret`: 32 random bytes (hex) keying list cursors' HMAC, created on first use |
 //!
-//! Two sparse global secondary indexes, both projecting all attributes:
+//! Two sparse global secondary indexes:
 //!
 //! - `by_owner` (`gsi1pk` = `OWNER#<owner>`, `gsi1sk` = `<created_at>#<upload_id>`):
-//!   an owner's sessions, newest first. Only session items carry it.
+//!   an owner's sessions, newest first, projecting all attributes (a list
+//!   shows whole sessions). Only session items carry it.
 //! - `by_due` (`gsi2pk`, `gsi2sk` = `<due time>#<upload_id>`): work that
-//!   falls due. `gsi2pk` = `DUE#PENDING` on pending sessions (due at
-//!   `expires_at`, for the sweeper), `DUE#CLEANUP` on cleanup tasks (due when
-//!   written or re-driven, or at `final_pass_at` while waiting for the final
-//!   pass; for re-driving). Completing a session removes its `gsi2pk`.
+//!   falls due, in [`layout::DUE_SHARDS`] shards by upload id.
+//!   `gsi2pk` = `DUE#PENDING#<shard>` on pending sessions (due at
+//!   `expires_at`, or shortly after a confirm marked them completing; for
+//!   the sweeper), `DUE#CLEANUP#<shard>` on cleanup tasks (due when written
+//!   or re-driven, or at `final_pass_at` while waiting for the final pass;
+//!   for re-driving). Completing a session removes its `gsi2pk`. It projects
+//!   only what the sweeper reads: `upload_id`, `owner`, `expires_at`,
+//!   `completing_at`, `attempts`.
 //!
 //! `ttl` (epoch seconds) is the table's TTL attribute. Only pending sessions
 //! carry it, set a grace period past `expires_at`, so the sweeper, which
@@ -53,8 +58,10 @@ mod sessions;
 mod usage;
 
 pub use cleanup::CleanupTask;
+pub use cleanup::DueTask;
 pub use item::Item;
-pub use sessions::{CompleteError, DeleteScope, SessionPage};
+pub use layout::{due_shard, DUE_SHARDS};
+pub use sessions::{CompleteError, DeleteScope, DueSession, SessionPage};
 pub use usage::Usage;
 
 /// An item of a due page that could not be read: logged and skipped, so one
@@ -113,11 +120,12 @@ impl Store {
         Ok(out.item)
     }
 
-    /// One page of the `by_due` index: items of `kind` due before `before`,
-    /// oldest first.
+    /// One page of shard `shard` of the `by_due` index: items of `kind` due
+    /// before `before`, oldest first.
     async fn due_page(
         &self,
         kind: &str,
+        shard: u32,
         before: crate::domain::Timestamp,
         limit: i32,
         start: Option<item::Item>,
@@ -129,7 +137,7 @@ impl Store {
             .table_name(&self.table)
             .index_name(layout::BY_DUE)
             .key_condition_expression("gsi2pk = :kind AND gsi2sk < :before")
-            .expression_attribute_values(":kind", item::s(kind))
+            .expression_attribute_values(":kind", item::s(layout::due_partition(kind, shard)))
             .expression_attribute_values(":before", item::s(before.to_rfc3339()))
             .limit(limit)
             .set_exclusive_start_key(start)
@@ -140,7 +148,7 @@ impl Store {
     }
 }
 
-pub(crate) mod layout {
+pub mod layout {
     pub const PK: &str = "pk";
     pub const SK: &str = "sk";
     pub const GSI1PK: &str = "gsi1pk";
@@ -151,4 +159,38 @@ pub(crate) mod layout {
     pub const BY_DUE: &str = "by_due";
     pub const DUE_PENDING: &str = "DUE#PENDING";
     pub const DUE_CLEANUP: &str = "DUE#CLEANUP";
+
+    /// Shards of each kind of due work in the `by_due` index. Writes spread
+    /// over them by upload id, so no index partition takes every owner's
+    /// writes: at DynamoDB's 1,000 writes per second per partition, 32
+    /// shards take 32,000 due-index writes per second per kind.
+    pub const DUE_SHARDS: u32 = 32;
+
+    /// The shard of upload `id`: from its first random byte.
+    pub fn due_shard(id: &crate::domain::UploadId) -> u32 {
+        let hex = &id.as_str()[4..6];
+        u32::from_str_radix(hex, 16).unwrap_or(0) % DUE_SHARDS
+    }
+
+    /// The `by_due` partition key of `kind` in shard `shard`.
+    pub fn due_partition(kind: &str, shard: u32) -> String {
+        format!("{kind}#{shard:02}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout::*;
+    use crate::domain::UploadId;
+
+    #[test]
+    fn due_work_spreads_over_every_shard() {
+        let mut counts = [0u32; DUE_SHARDS as usize];
+        for _ in 0..32_000 {
+            counts[due_shard(&UploadId::generate()) as usize] += 1;
+        }
+        // 1,000 expected per shard; random ids stay well within ±25 %.
+        assert!(counts.iter().all(|&c| (750..=1250).contains(&c)), "{counts:?}");
+        assert_eq!(due_partition(DUE_PENDING, 7), "DUE#PENDING#07");
+    }
 }

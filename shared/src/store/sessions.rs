@@ -54,7 +54,7 @@ fn to_item(session: &Session) -> Item {
     }
     match session.status {
         Status::Pending => {
-            put(GSI2PK, s(DUE_PENDING));
+            put(GSI2PK, s(due_partition(DUE_PENDING, due_shard(&session.id))));
             put(GSI2SK, s(format!("{}#{}", session.expires_at.to_rfc3339(), session.id.as_str())));
             put("ttl", n(session.expires_at.unix_seconds() + TTL_GRACE_SECONDS));
         }
@@ -95,6 +95,15 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
         completing_since: r.opt_parsed("completing_at", Timestamp::parse)?,
         version: r.num("version")?,
     })
+}
+
+/// A pending session due for the sweeper, as the `by_due` index holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSession {
+    pub id: UploadId,
+    pub owner: OwnerId,
+    pub expires_at: Timestamp,
+    pub completing_since: Option<Timestamp>,
 }
 
 /// Which sessions a deletion may remove.
@@ -447,16 +456,27 @@ impl Store {
         Ok(SessionPage { sessions, last })
     }
 
-    /// One page of pending sessions due before `now` (past `expires_at`,
-    /// or marked completing a while ago), oldest first, for the sweeper.
+    /// One page of shard `shard`'s pending sessions due before `now` (past
+    /// `expires_at`, or marked completing a while ago), oldest first, for
+    /// the sweeper.
     pub async fn due_pending_sessions(
         &self,
+        shard: u32,
         now: Timestamp,
         limit: i32,
         start: Option<Item>,
-    ) -> Result<(super::DueItems<Session>, Option<Item>), Error> {
-        let (items, next) = self.due_page(DUE_PENDING, now, limit, start, "list due sessions").await?;
-        Ok((super::each(&items, from_item), next))
+    ) -> Result<(super::DueItems<DueSession>, Option<Item>), Error> {
+        let (items, next) = self.due_page(DUE_PENDING, shard, now, limit, start, "list due sessions").await?;
+        let read = |item: &Item| {
+            let r = Reader::new(item, "list due sessions");
+            Ok(DueSession {
+                id: r.parsed("upload_id", UploadId::parse)?,
+                owner: r.parsed("owner", OwnerId::parse)?,
+                expires_at: r.parsed("expires_at", Timestamp::parse)?,
+                completing_since: r.opt_parsed("completing_at", Timestamp::parse)?,
+            })
+        };
+        Ok((super::each(&items, read), next))
     }
 }
 
