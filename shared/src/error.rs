@@ -34,6 +34,13 @@ pub enum Error {
     SizeMismatch,
     #[error("Upload expired")]
     Expired,
+    /// One owner's writes keep conflicting (its usage item is in every
+    /// create, confirm and delete): the owner is throttled.
+    #[error("Too many requests")]
+    TooManyRequests,
+    /// AWS throttled us or is briefly unavailable, past the retries.
+    #[error("Service busy")]
+    Busy,
     /// A dependency (DynamoDB, S3, SQS) failed or broke an invariant.
     /// `what` names the step for the log; the client sees only the
     /// operation's failure message.
@@ -57,8 +64,29 @@ impl Error {
             Error::AlreadyCompleted | Error::BytesMissing | Error::SizeMismatch | Error::Expired => {
                 StatusCode::CONFLICT
             }
+            Error::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Seconds a client should wait before trying again, for the errors
+    /// that say so (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::TooManyRequests | Error::Busy => Some(1),
+            _ => None,
+        }
+    }
+
+    /// A closure for `map_err` on an AWS call: throttling and brief
+    /// unavailability that outlasted the SDK's own retries become `Busy`
+    /// (503 with `Retry-After`), anything else an internal failure of `what`.
+    pub fn aws<E>(what: &'static str) -> impl FnOnce(E) -> Error
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + Into<BoxError>,
+    {
+        move |e| if is_throttling(e.code()) { Error::Busy } else { Error::Internal { what, source: e.into() } }
     }
 
     /// A closure for `map_err` that files any error under step `what`.
@@ -84,6 +112,26 @@ impl Error {
     }
 }
 
+/// AWS error codes that mean "slow down" or "briefly unavailable".
+pub fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "Throttling"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "TransactionConflictException"
+                | "TransactionInProgressException"
+                | "InternalServerError"
+                | "ServiceUnavailable"
+                | "SlowDown"
+                | "RequestThrottled"
+                | "RequestThrottledException"
+        )
+    )
+}
+
 /// Renders an error with its whole `source()` chain, for logs only.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
@@ -94,4 +142,29 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_is_busy_not_internal() {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "SlowDown",
+            "TransactionConflictException",
+        ] {
+            assert!(is_throttling(Some(code)), "{code}");
+        }
+        for code in [None, Some("ConditionalCheckFailedException"), Some("ValidationException"), Some("NoSuchKey")] {
+            assert!(!is_throttling(code), "{code:?}");
+        }
+        assert_eq!(Error::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Error::TooManyRequests.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(Error::Busy.retry_after(), Some(1));
+        assert_eq!(Error::Busy.public_message("Failed to delete upload record"), "Service busy");
+        assert_eq!(Error::NotFound.retry_after(), None);
+    }
 }

@@ -100,7 +100,7 @@ where
                 if let Error::Internal { .. } = err {
                     error!(error = %chain(&err), "internal failure");
                 }
-                (err.status(), json!({ "error": err.public_message(op.failure) }), None)
+                (err.status(), json!({ "error": err.public_message(op.failure) }), err.retry_after())
             }
         };
         if let Value::Object(map) = &mut body {

@@ -107,7 +107,7 @@ impl Objects {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(Error::internal("delete objects"))?;
+                .map_err(Error::aws("delete objects"))?;
             failures.extend(out.errors().iter().filter(|e| e.code() != Some("NoSuchKey")).map(|e| KeyFailure {
                 key: e.key().unwrap_or_default().to_owned(),
                 code: e.code().unwrap_or("Unknown").to_owned(),
@@ -144,7 +144,7 @@ impl Objects {
             .if_none_match("*")
             .presigned(Self::presigning(ttl_seconds)?)
             .await
-            .map_err(Error::internal("presign put"))?;
+            .map_err(Error::aws("presign put"))?;
         Ok(PresignedPut::from_request(1, size, req))
     }
 
@@ -159,7 +159,7 @@ impl Objects {
             .tagging(pending_tagging())
             .send()
             .await
-            .map_err(Error::internal("create multipart upload"))?;
+            .map_err(Error::aws("create multipart upload"))?;
         out.upload_id.ok_or_else(|| Error::invariant("create multipart upload", "S3 returned no upload id"))
     }
 
@@ -183,7 +183,7 @@ impl Objects {
             .content_length(size as i64)
             .presigned(Self::presigning(ttl_seconds)?)
             .await
-            .map_err(Error::internal("presign part"))?;
+            .map_err(Error::aws("presign part"))?;
         Ok(PresignedPut::from_request(n, size, req))
     }
 
@@ -268,7 +268,7 @@ impl Objects {
             .key(key.as_str())
             .send()
             .await
-            .map_err(Error::internal("untag object"))?;
+            .map_err(Error::aws("untag object"))?;
         Ok(())
     }
 
@@ -299,7 +299,7 @@ impl Objects {
                 .set_upload_id_marker(upload_marker)
                 .send()
                 .await
-                .map_err(Error::internal("list multipart uploads"))?;
+                .map_err(Error::aws("list multipart uploads"))?;
             for upload in out.uploads() {
                 if let (Some(k), Some(id)) = (upload.key(), upload.upload_id()) {
                     if k == key.as_str() {

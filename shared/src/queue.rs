@@ -64,7 +64,7 @@ impl CleanupQueue {
             .delay_seconds(delay_seconds as i32)
             .send()
             .await
-            .map_err(Error::internal("enqueue cleanup"))?;
+            .map_err(Error::aws("enqueue cleanup"))?;
         Ok(())
     }
 }

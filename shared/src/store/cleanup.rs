@@ -111,7 +111,7 @@ impl Store {
             .set_item(Some(task.to_item()))
             .send()
             .await
-            .map_err(Error::internal("write cleanup task"))?;
+            .map_err(Error::aws("write cleanup task"))?;
         Ok(())
     }
 
@@ -124,7 +124,7 @@ impl Store {
             .set_key(Some(key(id)))
             .send()
             .await
-            .map_err(Error::internal("delete cleanup task"))?;
+            .map_err(Error::aws("delete cleanup task"))?;
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ impl Store {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
-            .map_err(Error::internal("put api key"))?;
+            .map_err(Error::aws("put api key"))?;
         Ok(())
     }
 
@@ -49,7 +49,7 @@ impl Store {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(Error::internal("revoke api key"))?;
+            .map_err(Error::aws("revoke api key"))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

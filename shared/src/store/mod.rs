@@ -116,7 +116,7 @@ impl Store {
             .consistent_read(true)
             .send()
             .await
-            .map_err(crate::Error::internal(what))?;
+            .map_err(crate::Error::aws(what))?;
         Ok(out.item)
     }
 
@@ -143,7 +143,7 @@ impl Store {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(crate::Error::internal(what))?;
+            .map_err(crate::Error::aws(what))?;
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 }

@@ -209,7 +209,7 @@ impl Store {
             // A conflicting transaction on the owner's usage: try again.
             backoff(attempt).await;
         }
-        Err(Error::invariant("create session", "too many conflicting transactions"))
+        Err(Error::TooManyRequests)
     }
 
     /// Marks `owner`'s pending session completed and moves its size from the
@@ -284,7 +284,7 @@ impl Store {
                 },
             }
         }
-        Err(Error::invariant("complete session", "too many conflicting transactions").into())
+        Err(Error::TooManyRequests.into())
     }
 
     /// Records that a confirm is completing `session`'s multipart upload
@@ -413,7 +413,7 @@ impl Store {
                 }
             }
         }
-        Err(Error::invariant("delete session", "too many conflicting transactions"))
+        Err(Error::TooManyRequests)
     }
 }
 
@@ -447,7 +447,7 @@ impl Store {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(Error::internal("list sessions"))?;
+            .map_err(Error::aws("list sessions"))?;
         let sessions = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         let last = match out.last_evaluated_key() {
             Some(k) => Some(Reader::new(k, "list sessions").str(GSI1SK)?.to_owned()),
@@ -493,9 +493,9 @@ impl Cancelled {
                 TransactWriteItemsError::TransactionCanceledException(e) => {
                     Ok(Cancelled { reasons: e.cancellation_reasons.unwrap_or_default() })
                 }
-                other => Err(Error::internal(what)(other)),
+                other => Err(Error::aws(what)(other)),
             },
-            other => Err(Error::internal(what)(other)),
+            other => Err(Error::aws(what)(other)),
         }
     }
 }
