@@ -7,6 +7,7 @@
 //! `runtime`, `moto` ← `gateway`, `feeder` ← `stack`.
 
 pub mod apigw;
+pub mod capacity;
 pub mod feeder;
 pub mod gateway;
 pub mod iam;

@@ -5,6 +5,8 @@
 //!   `http://127.0.0.1:3000`, the cleanup queue fed to its function).
 //! - `test`: the template checks, then every test against a moto server of its own.
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
+//! - `capacity [--seconds N]`: the capacity model (`xtask/src/capacity.rs`)
+//!   over N seconds of modeled peak (default 60); see `docs/capacity.md`.
 //! - `check-iam CALL_LOG`: holds the calls logged by a test run's emulator
 //!   against every function's policy (`cargo xtask test` does it itself).
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
@@ -21,7 +23,7 @@ use xtask::feeder::Feeder;
 use xtask::moto::{self, Moto};
 use xtask::stack::{project_root, Stack};
 
-const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
+const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,6 +32,7 @@ async fn main() -> ExitCode {
         Some("dev") => dev().await,
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
+        Some("capacity") => capacity(&args[1..]),
         Some("check-iam") => match args.get(1) {
             Some(log) => check_iam(std::path::Path::new(log)).map(|()| ExitCode::SUCCESS),
             None => Err(anyhow!(USAGE)),
@@ -275,6 +278,16 @@ fn check_iam(call_log: &std::path::Path) -> Result<()> {
     }
     eprintln!("IAM check: every call was allowed by its function's policy");
     Ok(())
+}
+
+fn capacity(args: &[String]) -> Result<ExitCode> {
+    let mut load = xtask::capacity::Load::default();
+    if let Some(seconds) = flag(args, "--seconds") {
+        load.seconds = seconds.parse().context("--seconds takes a whole number")?;
+    }
+    let report = xtask::capacity::simulate(&load);
+    print!("{}", report.render(&load));
+    Ok(if report.within_limits() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {

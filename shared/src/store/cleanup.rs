@@ -47,7 +47,7 @@ fn due_key(at: Timestamp, id: &UploadId) -> String {
 }
 
 fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
-    HashMap::from([(PK.into(), s(format!("CLEANUP#{}", id.as_str()))), (SK.into(), s("CLEANUP"))])
+    HashMap::from([(PK.into(), s(cleanup_pk(id))), (SK.into(), s("CLEANUP"))])
 }
 
 impl CleanupTask {

@@ -9,7 +9,7 @@ use crate::domain::{ApiKey, KeyDigest, OwnerId, Timestamp};
 use crate::error::Error;
 
 fn key(digest: &KeyDigest) -> [(String, AttributeValue); 2] {
-    [(PK.into(), s(format!("APIKEY#{}", digest.as_str()))), (SK.into(), s("APIKEY"))]
+    [(PK.into(), s(super::layout::api_key_pk(digest.as_str()))), (SK.into(), s("APIKEY"))]
 }
 
 impl Store {

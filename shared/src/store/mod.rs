@@ -172,6 +172,27 @@ pub mod layout {
         u32::from_str_radix(hex, 16).unwrap_or(0) % DUE_SHARDS
     }
 
+    /// The partition key of upload `id`'s session item.
+    pub fn session_pk(id: &crate::domain::UploadId) -> String {
+        format!("UPLOAD#{}", id.as_str())
+    }
+
+    /// The partition key of the owner's usage item, and of the owner's
+    /// sessions in the `by_owner` index.
+    pub fn owner_pk(owner: &crate::domain::OwnerId) -> String {
+        format!("OWNER#{}", owner.as_str())
+    }
+
+    /// The partition key of upload `id`'s cleanup task.
+    pub fn cleanup_pk(id: &crate::domain::UploadId) -> String {
+        format!("CLEANUP#{}", id.as_str())
+    }
+
+    /// The partition key of an API key's item, from the key's digest.
+    pub fn api_key_pk(digest_hex: &str) -> String {
+        format!("APIKEY#{digest_hex}")
+    }
+
     /// The `by_due` partition key of `kind` in shard `shard`.
     pub fn due_partition(kind: &str, shard: u32) -> String {
         format!("{kind}#{shard:02}")

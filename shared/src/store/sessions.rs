@@ -26,7 +26,7 @@ pub const TTL_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 const ATTEMPTS: u32 = 6;
 
 fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
-    HashMap::from([(PK.into(), s(format!("UPLOAD#{}", id.as_str()))), (SK.into(), s("SESSION"))])
+    HashMap::from([(PK.into(), s(session_pk(id))), (SK.into(), s("SESSION"))])
 }
 
 fn to_item(session: &Session) -> Item {
@@ -45,7 +45,7 @@ fn to_item(session: &Session) -> Item {
     put("created_at", s(session.created_at.to_rfc3339()));
     put("expires_at", s(session.expires_at.to_rfc3339()));
     put("version", n(session.version));
-    put(GSI1PK, s(format!("OWNER#{}", session.owner.as_str())));
+    put(GSI1PK, s(owner_pk(&session.owner)));
     put(GSI1SK, s(format!("{}#{}", session.created_at.to_rfc3339(), session.id.as_str())));
     if let Some(mp) = &session.multipart {
         put("mp_upload_id", s(&mp.s3_upload_id));
@@ -421,7 +421,7 @@ impl Store {
     /// One page of `owner`'s sessions, newest first, starting after the
     /// session whose `by_owner` sort key is `after`.
     pub async fn list_sessions(&self, owner: &OwnerId, limit: i32, after: Option<&str>) -> Result<SessionPage, Error> {
-        let owner_key = format!("OWNER#{}", owner.as_str());
+        let owner_key = owner_pk(owner);
         let start = match after {
             None => None,
             Some(sort) => {

@@ -11,7 +11,7 @@ use crate::domain::OwnerId;
 use crate::error::Error;
 
 pub(super) fn key(owner: &OwnerId) -> HashMap<String, AttributeValue> {
-    HashMap::from([(PK.into(), s(format!("OWNER#{}", owner.as_str()))), (SK.into(), s("USAGE"))])
+    HashMap::from([(PK.into(), s(super::layout::owner_pk(owner))), (SK.into(), s("USAGE"))])
 }
 
 /// An owner's usage item.
