@@ -14,21 +14,11 @@ use shared::objects::Objects;
 use shared::queue::CleanupQueue;
 use shared::uploads::Uploads;
 use tests::{api_request, bytes, confirm_request, create_request, parts, put_parts, TestStack};
+use xtask::rng::Rng;
 
 const QUOTA: u64 = 10_000;
 const MAX_PENDING: u64 = 4;
 const STEPS: usize = 60;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Clients of a service that is down: every call fails to connect (at once:
 /// no retries).

@@ -11,27 +11,13 @@ use futures::future::join_all;
 use shared::config::UploadPolicy;
 use shared::domain::{ApiKey, Status, UploadId};
 use tests::{api_request, bytes, confirm_request, create_request, parts, put_parts, TestStack};
+use xtask::rng::Rng;
 
 const WORKERS: u64 = 8;
 /// Tight enough that creates are refused now and then, with abandoned
 /// sessions holding their reservations.
 const QUOTA: u64 = 60_000;
 const LIFECYCLES_PER_WORKER: u64 = 16;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 #[derive(Default, Debug)]
 struct Tally {

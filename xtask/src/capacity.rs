@@ -19,6 +19,8 @@ use std::fmt::Write as _;
 use shared::domain::{ApiKey, OwnerId, UploadId};
 use shared::store::layout::{self, DUE_CLEANUP, DUE_PENDING};
 
+use crate::rng::Rng;
+
 /// DynamoDB's per-partition limits (per second).
 pub const PARTITION_WRITE_UNITS: f64 = 1000.0;
 pub const PARTITION_READ_UNITS: f64 = 3000.0;
@@ -157,25 +159,9 @@ impl Report {
     }
 }
 
-/// A deterministic xorshift generator: the same run every time.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn upload_id(&mut self) -> UploadId {
-        let hex = format!("upl_{:016x}{:016x}", self.next(), self.next());
-        UploadId::parse(&hex).expect("generated ids are well-formed")
-    }
+/// A random upload id from the model's generator (the same run every time).
+fn upload_id(rng: &mut Rng) -> UploadId {
+    UploadId::parse(&format!("upl_{:016x}{:016x}", rng.next(), rng.next())).expect("generated ids are well-formed")
 }
 
 /// One second's counts.
@@ -184,6 +170,29 @@ struct Second {
     writes: HashMap<(Place, String), f64>,
     reads: HashMap<(Place, String), f64>,
     transactions: HashMap<String, f64>,
+}
+
+impl Second {
+    fn write(&mut self, place: Place, key: String, units: f64) {
+        *self.writes.entry((place, key)).or_default() += units;
+    }
+
+    fn read(&mut self, place: Place, key: String, units: f64) {
+        *self.reads.entry((place, key)).or_default() += units;
+    }
+}
+
+/// Keeps, per place, the key with the most units in one second.
+fn keep_busiest(second: HashMap<(Place, String), f64>, best: &mut HashMap<Place, Busiest>) -> f64 {
+    let mut total = 0.0;
+    for ((place, key), units) in second {
+        total += units;
+        let b = best.entry(place).or_default();
+        if units > b.per_second {
+            *b = Busiest { key, per_second: units };
+        }
+    }
+    total
 }
 
 /// A session the model remembers, to confirm or delete later.
@@ -225,8 +234,7 @@ impl Model {
         self.report.requests += 1;
         let (owner_id, key_pk) = self.owner(owner);
         // Every request resolves its key: one consistent read.
-        *s.reads.entry((Place::Table, key_pk)).or_default() += 1.0;
-        self.report.read_units += 1.0;
+        s.read(Place::Table, key_pk, 1.0);
         let owner_pk = layout::owner_pk(&owner_id);
         let roll = self.rng.next() % 100;
         // The owner's most recent session, if any.
@@ -235,20 +243,13 @@ impl Model {
             // create: usage read; transaction: put session (+ by_owner and
             // by_due entries), reserve on the owner's usage item.
             (0..=29, _) | (_, None) => {
-                let id = self.rng.upload_id();
+                let id = upload_id(&mut self.rng);
                 self.report.uploads += 1;
-                *s.reads.entry((Place::Table, owner_pk.clone())).or_default() += 1.0;
-                self.report.read_units += 1.0;
-                add_write(s, &mut self.report.write_units, Place::Table, layout::session_pk(&id), 2.0);
-                add_write(s, &mut self.report.write_units, Place::Table, owner_pk.clone(), 2.0);
-                add_write(s, &mut self.report.write_units, Place::ByOwner, owner_pk.clone(), 1.0);
-                add_write(
-                    s,
-                    &mut self.report.write_units,
-                    Place::ByDue,
-                    layout::due_partition(DUE_PENDING, layout::due_shard(&id)),
-                    1.0,
-                );
+                s.read(Place::Table, owner_pk.clone(), 1.0);
+                s.write(Place::Table, layout::session_pk(&id), 2.0);
+                s.write(Place::Table, owner_pk.clone(), 2.0);
+                s.write(Place::ByOwner, owner_pk.clone(), 1.0);
+                s.write(Place::ByDue, layout::due_partition(DUE_PENDING, layout::due_shard(&id)), 1.0);
                 *s.transactions.entry(owner_pk).or_default() += 1.0;
                 let mine = self.open.entry(owner).or_default();
                 mine.push(Open { id, completed: false });
@@ -261,18 +262,11 @@ impl Model {
             // by_owner entry changes) and moves the reservation.
             (30..=54, Some(i)) if !self.open[&owner][i].completed => {
                 let id = self.open[&owner][i].id.clone();
-                self.report.read_units += 2.0;
-                *s.reads.entry((Place::Table, layout::session_pk(&id))).or_default() += 2.0;
-                add_write(s, &mut self.report.write_units, Place::Table, layout::session_pk(&id), 2.0);
-                add_write(s, &mut self.report.write_units, Place::Table, owner_pk.clone(), 2.0);
-                add_write(s, &mut self.report.write_units, Place::ByOwner, owner_pk.clone(), 1.0);
-                add_write(
-                    s,
-                    &mut self.report.write_units,
-                    Place::ByDue,
-                    layout::due_partition(DUE_PENDING, layout::due_shard(&id)),
-                    1.0,
-                );
+                s.read(Place::Table, layout::session_pk(&id), 2.0);
+                s.write(Place::Table, layout::session_pk(&id), 2.0);
+                s.write(Place::Table, owner_pk.clone(), 2.0);
+                s.write(Place::ByOwner, owner_pk.clone(), 1.0);
+                s.write(Place::ByDue, layout::due_partition(DUE_PENDING, layout::due_shard(&id)), 1.0);
                 *s.transactions.entry(owner_pk).or_default() += 1.0;
                 if let Some(o) = self.open.get_mut(&owner) {
                     o[i].completed = true;
@@ -282,8 +276,7 @@ impl Model {
             // 50 items of ~1 KB: about 13 read units, eventually consistent
             // halves that; counted as 7).
             (55..=69, _) => {
-                *s.reads.entry((Place::ByOwner, owner_pk)).or_default() += 7.0;
-                self.report.read_units += 7.0;
+                s.read(Place::ByOwner, owner_pk, 7.0);
             }
             // delete: session read; transaction: delete session (its index
             // entries go), release on usage, put the cleanup task (a by_due
@@ -295,44 +288,30 @@ impl Model {
                 let session = layout::session_pk(&id);
                 let task = layout::cleanup_pk(&id);
                 let due_cleanup = layout::due_partition(DUE_CLEANUP, layout::due_shard(&id));
-                *s.reads.entry((Place::Table, session.clone())).or_default() += 1.0;
-                self.report.read_units += 1.0;
-                add_write(s, &mut self.report.write_units, Place::Table, session, 2.0);
-                add_write(s, &mut self.report.write_units, Place::Table, owner_pk.clone(), 2.0);
-                add_write(s, &mut self.report.write_units, Place::Table, task.clone(), 2.0);
-                add_write(s, &mut self.report.write_units, Place::ByOwner, owner_pk.clone(), 1.0);
+                s.read(Place::Table, session.clone(), 1.0);
+                s.write(Place::Table, session, 2.0);
+                s.write(Place::Table, owner_pk.clone(), 2.0);
+                s.write(Place::Table, task.clone(), 2.0);
+                s.write(Place::ByOwner, owner_pk.clone(), 1.0);
                 if !gone.completed {
-                    add_write(
-                        s,
-                        &mut self.report.write_units,
-                        Place::ByDue,
-                        layout::due_partition(DUE_PENDING, layout::due_shard(&id)),
-                        1.0,
-                    );
+                    s.write(Place::ByDue, layout::due_partition(DUE_PENDING, layout::due_shard(&id)), 1.0);
                 }
-                add_write(s, &mut self.report.write_units, Place::ByDue, due_cleanup.clone(), 1.0);
+                s.write(Place::ByDue, due_cleanup.clone(), 1.0);
                 *s.transactions.entry(owner_pk).or_default() += 1.0;
                 // Cleanup's two passes, counted in the same second (the
                 // steady state has as many final passes as deletions).
-                *s.reads.entry((Place::Table, task.clone())).or_default() += 2.0;
-                self.report.read_units += 2.0;
-                add_write(s, &mut self.report.write_units, Place::Table, task.clone(), 1.0);
-                add_write(s, &mut self.report.write_units, Place::ByDue, due_cleanup.clone(), 2.0);
-                add_write(s, &mut self.report.write_units, Place::Table, task, 1.0);
+                s.read(Place::Table, task.clone(), 2.0);
+                s.write(Place::Table, task.clone(), 1.0);
+                s.write(Place::ByDue, due_cleanup.clone(), 2.0);
+                s.write(Place::Table, task, 1.0);
             }
             // get (and confirms of completed uploads): one session read.
             (_, Some(i)) => {
                 let id = self.open[&owner][i].id.clone();
-                *s.reads.entry((Place::Table, layout::session_pk(&id))).or_default() += 1.0;
-                self.report.read_units += 1.0;
+                s.read(Place::Table, layout::session_pk(&id), 1.0);
             }
         }
     }
-}
-
-fn add_write(s: &mut Second, total: &mut f64, place: Place, key: String, units: f64) {
-    *total += units;
-    *s.writes.entry((place, key)).or_default() += units;
 }
 
 /// Runs the model over `load`.
@@ -370,18 +349,8 @@ pub fn simulate(load: &Load) -> Report {
         }
         let due_total: f64 = second.writes.iter().filter(|((p, _), _)| *p == Place::ByDue).map(|(_, u)| u).sum();
         model.report.due_writes_unsharded = model.report.due_writes_unsharded.max(due_total);
-        for ((place, key), units) in second.writes {
-            let b = best_w.entry(place).or_default();
-            if units > b.per_second {
-                *b = Busiest { key, per_second: units };
-            }
-        }
-        for ((place, key), units) in second.reads {
-            let b = best_r.entry(place).or_default();
-            if units > b.per_second {
-                *b = Busiest { key, per_second: units };
-            }
-        }
+        model.report.write_units += keep_busiest(second.writes, &mut best_w);
+        model.report.read_units += keep_busiest(second.reads, &mut best_r);
         for (key, count) in second.transactions {
             if count > model.report.busiest_item.per_second {
                 model.report.busiest_item = Busiest { key, per_second: count };

@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod iam;
 pub mod local;
 pub mod moto;
+pub mod rng;
 pub mod runtime;
 pub mod stack;
 pub mod template;
