@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::config::UploadPolicy;
-use crate::domain::{part_len, Session, Status, Timestamp};
+use crate::domain::{part_len, Listed, Session, Status, Timestamp};
 use crate::error::Error;
 use crate::objects::Objects;
 
@@ -14,6 +14,11 @@ pub const MAX_URLS_PER_RESPONSE: usize = 1000;
 
 /// A session as clients see it.
 pub fn session(s: &Session) -> Value {
+    listed(&Listed::from(s))
+}
+
+/// A session as clients see it, from what a list reads.
+pub fn listed(s: &Listed) -> Value {
     json!({
         "upload_id": s.id.as_str(),
         "status": s.status.as_str(),

@@ -9,7 +9,7 @@
 use serde_json::Value;
 use shared::config::UploadPolicy;
 use shared::deletion::Deleter;
-use shared::domain::{OwnerId, Status, Timestamp, UploadId};
+use shared::domain::{ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::objects::Objects;
 use shared::queue::CleanupQueue;
 use shared::uploads::Uploads;
@@ -35,8 +35,9 @@ async fn check(t: &TestStack, owner: &OwnerId, step: &str) {
         for s in &page.sessions {
             if s.status == Status::Completed {
                 used += s.size;
-                assert!(t.object_exists(&s.object_key).await, "after {step}: a completed upload lost its object");
-                let tags = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(s.object_key.as_str()).send();
+                let object_key = ObjectKey::for_upload(owner, &s.id);
+                assert!(t.object_exists(&object_key).await, "after {step}: a completed upload lost its object");
+                let tags = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(object_key.as_str()).send();
                 assert!(tags.await.unwrap().tag_set().is_empty(), "after {step}: a completed object is tagged");
             } else {
                 reserved += s.size;
@@ -176,7 +177,7 @@ async fn walk(seed: u64) {
     assert_eq!((usage.reserved, usage.pending), (0, 0));
     let completed_keys: Vec<String> = {
         let page = t.store.list_sessions(&owner, 100, None).await.unwrap();
-        page.sessions.iter().map(|s| s.object_key.as_str().to_owned()).collect()
+        page.sessions.iter().map(|s| ObjectKey::for_upload(&owner, &s.id).as_str().to_owned()).collect()
     };
     for key in t.all_keys().await {
         assert!(completed_keys.contains(&key), "object {key} belongs to no session");

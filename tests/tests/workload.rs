@@ -125,12 +125,12 @@ async fn usage_and_objects_stay_exact_under_a_random_workload() {
             for s in &page.sessions {
                 if s.status == Status::Completed {
                     completed_bytes += s.size;
-                    completed.push(s.object_key.clone());
+                    completed.push(shared::domain::ObjectKey::for_upload(owner, &s.id));
                 } else {
                     reserved_bytes += s.size;
                     pending += 1;
                 }
-                live.insert(s.object_key.as_str().to_owned(), s.id.clone());
+                live.insert(shared::domain::ObjectKey::for_upload(owner, &s.id).as_str().to_owned(), s.id.clone());
             }
             match page.last {
                 Some(last) => after = Some(last),

@@ -61,7 +61,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
             Some(last) => Some(cursor::encode(deps.secret().await?, &owner, &last)),
             None => None,
         };
-        let uploads: Vec<_> = page.sessions.iter().map(views::session).collect();
+        let uploads: Vec<_> = page.sessions.iter().map(views::listed).collect();
         Ok(Reply::ok(json!({ "uploads": uploads, "next_cursor": next })))
     })
     .await

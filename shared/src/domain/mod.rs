@@ -9,7 +9,7 @@ mod upload;
 
 pub use api_key::{ApiKey, KeyDigest};
 pub use ids::{ObjectKey, OwnerId, UploadId};
-pub use session::{Multipart, Session};
+pub use session::{Listed, Multipart, Session};
 pub use time::Timestamp;
 pub use upload::{part_len, valid_content_type, valid_filename, NewUpload, Plan};
 

@@ -35,3 +35,32 @@ pub struct Multipart {
     pub part_size: u64,
     pub part_count: u32,
 }
+
+/// What a list shows of a session: exactly what clients see of it, as the
+/// `by_owner` index projects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: UploadId,
+    pub status: Status,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl From<&Session> for Listed {
+    fn from(s: &Session) -> Self {
+        Listed {
+            id: s.id.clone(),
+            status: s.status,
+            filename: s.filename.clone(),
+            content_type: s.content_type.clone(),
+            size: s.size,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            completed_at: s.completed_at,
+        }
+    }
+}

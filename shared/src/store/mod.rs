@@ -16,8 +16,9 @@
 //! Two sparse global secondary indexes:
 //!
 //! - `by_owner` (`gsi1pk` = `OWNER#<owner>`, `gsi1sk` = `<created_at>#<upload_id>`):
-//!   an owner's sessions, newest first, projecting all attributes (a list
-//!   shows whole sessions). Only session items carry it.
+//!   an owner's sessions, newest first, projecting only what a list shows
+//!   (`upload_id`, `status`, `filename`, `content_type`, `size`,
+//!   `created_at`, `expires_at`, `completed_at`). Only session items carry it.
 //! - `by_due` (`gsi2pk`, `gsi2sk` = `<due time>#<upload_id>`): work that
 //!   falls due, in [`layout::DUE_SHARDS`] shards by upload id.
 //!   `gsi2pk` = `DUE#PENDING#<shard>` on pending sessions (due at

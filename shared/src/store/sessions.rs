@@ -14,7 +14,7 @@ use super::cleanup::CleanupTask;
 use super::item::{n, s, Item, Reader};
 use super::layout::*;
 use super::{usage, Store};
-use crate::domain::{Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
+use crate::domain::{Listed, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
 use crate::error::Error;
 
 /// How long after `expires_at` DynamoDB TTL may drop a pending record. The
@@ -106,6 +106,21 @@ pub struct DueSession {
     pub completing_since: Option<Timestamp>,
 }
 
+/// A session as the `by_owner` index projects it.
+fn listed_from_item(item: &Item) -> Result<Listed, Error> {
+    let r = Reader::new(item, "list sessions");
+    Ok(Listed {
+        id: r.parsed("upload_id", UploadId::parse)?,
+        status: r.parsed("status", Status::parse)?,
+        filename: r.str("filename")?.to_owned(),
+        content_type: r.str("content_type")?.to_owned(),
+        size: r.num("size")?,
+        created_at: r.parsed("created_at", Timestamp::parse)?,
+        expires_at: r.parsed("expires_at", Timestamp::parse)?,
+        completed_at: r.opt_parsed("completed_at", Timestamp::parse)?,
+    })
+}
+
 /// Which sessions a deletion may remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteScope {
@@ -120,7 +135,7 @@ pub enum DeleteScope {
 /// One page of an owner's sessions, newest first.
 #[derive(Debug, Clone)]
 pub struct SessionPage {
-    pub sessions: Vec<Session>,
+    pub sessions: Vec<Listed>,
     /// The `by_owner` sort key of the last session, when more may follow.
     pub last: Option<String>,
 }
@@ -448,7 +463,7 @@ impl Store {
             .send()
             .await
             .map_err(Error::aws("list sessions"))?;
-        let sessions = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let sessions = out.items().iter().map(listed_from_item).collect::<Result<Vec<_>, _>>()?;
         let last = match out.last_evaluated_key() {
             Some(k) => Some(Reader::new(k, "list sessions").str(GSI1SK)?.to_owned()),
             None => None,
