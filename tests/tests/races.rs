@@ -281,3 +281,21 @@ async fn a_confirm_retried_after_its_response_was_lost() {
     }
     assert_legal(&t, &owner, &ids).await;
 }
+
+#[tokio::test]
+async fn concurrent_creates_never_pass_the_quota_together() {
+    let (t, local, api, owner) = setup("cq", &[("QuotaBytes", "1000"), ("MaxPendingUploads", "5")]).await;
+    for round in 0..ROUNDS {
+        let body = json!({ "filename": "q.bin", "content_type": "application/octet-stream", "size": 600 });
+        let answers = join_all((0..AT_ONCE).map(|_| api.call("POST", "/uploads", Some(body.clone())))).await;
+        let created: Vec<&Value> = answers.iter().filter(|(s, _)| *s == 201).map(|(_, b)| b).collect();
+        let refused = answers.iter().filter(|(s, b)| *s == 403 && b["error"] == "Quota exceeded").count();
+        assert_eq!((created.len(), refused), (1, AT_ONCE - 1), "round {round}: {answers:?}");
+        let usage = t.store.usage(&owner).await.unwrap();
+        assert_eq!((usage.reserved, usage.pending), (600, 1), "round {round}: reserved once");
+        let id = id_of(created[0]);
+        assert_eq!(api.delete(&id).await.0, 200);
+        assert_eq!(t.store.usage(&owner).await.unwrap(), shared::store::Usage::default(), "round {round}");
+    }
+    assert!(local.hosts["CreateUpload"].1.instances().await > 1, "the creates ran on several instances");
+}
