@@ -86,7 +86,13 @@ impl Error {
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + Into<BoxError>,
     {
-        move |e| if is_throttling(e.code()) { Error::Busy } else { Error::Internal { what, source: e.into() } }
+        move |e| match e.code() {
+            // An item this call touches is in another transaction: the
+            // owner's writes collide.
+            Some("TransactionConflictException") => Error::TooManyRequests,
+            code if is_throttling(code) => Error::Busy,
+            _ => Error::Internal { what, source: e.into() },
+        }
     }
 
     /// A closure for `map_err` that files any error under step `what`.
@@ -121,9 +127,9 @@ pub fn is_throttling(code: Option<&str>) -> bool {
                 | "Throttling"
                 | "ProvisionedThroughputExceededException"
                 | "RequestLimitExceeded"
-                | "TransactionConflictException"
                 | "TransactionInProgressException"
                 | "InternalServerError"
+                | "InternalError"
                 | "ServiceUnavailable"
                 | "SlowDown"
                 | "RequestThrottled"
@@ -150,15 +156,16 @@ mod tests {
 
     #[test]
     fn throttling_is_busy_not_internal() {
-        for code in [
-            "ThrottlingException",
-            "ProvisionedThroughputExceededException",
-            "SlowDown",
-            "TransactionConflictException",
-        ] {
+        for code in ["ThrottlingException", "ProvisionedThroughputExceededException", "SlowDown", "InternalError"] {
             assert!(is_throttling(Some(code)), "{code}");
         }
-        for code in [None, Some("ConditionalCheckFailedException"), Some("ValidationException"), Some("NoSuchKey")] {
+        for code in [
+            None,
+            Some("ConditionalCheckFailedException"),
+            Some("ValidationException"),
+            Some("NoSuchKey"),
+            Some("TransactionConflictException"),
+        ] {
             assert!(!is_throttling(code), "{code:?}");
         }
         assert_eq!(Error::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -210,7 +210,7 @@ impl Objects {
             {
                 Ok(out) => out,
                 Err(e) if e.code() == Some("NoSuchUpload") => return Ok(None),
-                Err(e) => return Err(Error::internal("list parts")(e)),
+                Err(e) => return Err(Error::aws("list parts")(e)),
             };
             for p in out.parts() {
                 if let (Some(n), Some(size), Some(tag)) = (p.part_number(), p.size(), p.e_tag()) {
@@ -255,7 +255,7 @@ impl Objects {
         {
             Ok(_) => Ok(true),
             Err(e) if matches!(e.code(), Some("NoSuchUpload") | Some("PreconditionFailed")) => Ok(false),
-            Err(e) => Err(Error::internal("complete multipart upload")(e)),
+            Err(e) => Err(Error::aws("complete multipart upload")(e)),
         }
     }
 
@@ -277,7 +277,7 @@ impl Objects {
         match self.client.head_object().bucket(bucket).key(key.as_str()).send().await {
             Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(Error::internal("head object")(e)),
+            Err(e) => Err(Error::aws("head object")(e)),
         }
     }
 
@@ -319,7 +319,7 @@ impl Objects {
         match self.client.abort_multipart_upload().bucket(bucket).key(key.as_str()).upload_id(upload_id).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
-            Err(e) => Err(Error::internal("abort multipart upload")(e)),
+            Err(e) => Err(Error::aws("abort multipart upload")(e)),
         }
     }
 }

@@ -176,7 +176,16 @@ pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Resul
     let (sessions, tasks) = tokio::join!(sessions, tasks);
     let mut report = Report::default();
     for shard in sessions.into_iter().chain(tasks) {
-        let (part, finished) = shard?;
+        // A shard whose page could not be read is counted and left for the
+        // next run; the other shards' work stands.
+        let (part, finished) = match shard {
+            Ok(done) => done,
+            Err(e) => {
+                warn!(error = %chain(&e), "could not read a shard of due work");
+                report.failed += 1;
+                continue;
+            }
+        };
         report.completed += part.completed;
         report.expired += part.expired;
         report.redriven += part.redriven;

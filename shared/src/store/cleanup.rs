@@ -146,7 +146,7 @@ impl Store {
             .or_else(|e| match e.as_service_error() {
                 // Removed meanwhile by another pass: nothing left to defer.
                 Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
-                _ => Err(Error::internal("defer cleanup task")(e)),
+                _ => Err(Error::aws("defer cleanup task")(e)),
             })
     }
 
@@ -195,7 +195,7 @@ impl Store {
                 Ok(Some(Reader::new(&attrs, "claim cleanup task").opt_num("attempts")?.unwrap_or(1)))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
-            Err(e) => Err(Error::internal("claim cleanup task")(e)),
+            Err(e) => Err(Error::aws("claim cleanup task")(e)),
         }
     }
 }

@@ -81,7 +81,7 @@ impl Store {
             match put {
                 Ok(_) => {}
                 Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(Error::internal("create cursor secret")(e)),
+                Err(e) => return Err(Error::aws("create cursor secret")(e)),
             }
         }
         Err(Error::invariant("read cursor secret", "secret vanished after creation"))

@@ -180,6 +180,7 @@ impl Store {
         let Some(max_before) = quota.checked_sub(session.size) else {
             return Err(Error::QuotaExceeded);
         };
+        let mut throttled = false;
         for attempt in 0..ATTEMPTS {
             let put = Put::builder()
                 .table_name(&self.table)
@@ -212,7 +213,9 @@ impl Store {
                 .send()
                 .await;
             let Err(err) = result else { return Ok(()) };
-            let Cancelled { reasons } = Cancelled::from(err, "create session")?;
+            let cancelled = Cancelled::from(err, "create session")?.check("create session")?;
+            throttled = cancelled.throttled();
+            let Cancelled { reasons } = cancelled;
             if failed(&reasons, 0) {
                 return Err(Error::invariant("create session", "a session with this id exists"));
             }
@@ -224,13 +227,14 @@ impl Store {
             // A conflicting transaction on the owner's usage: try again.
             backoff(attempt).await;
         }
-        Err(Error::TooManyRequests)
+        Err(exhausted(throttled))
     }
 
     /// Marks `owner`'s pending session completed and moves its size from the
     /// owner's reserved bytes to `bytes_used`, in one transaction. The
     /// quota was enforced when the size was reserved, at creation.
     pub async fn complete_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Session, CompleteError> {
+        let mut throttled = false;
         for attempt in 0..ATTEMPTS {
             let Some(session) = self.get_session(owner, id).await? else {
                 return Err(CompleteError::NotFound);
@@ -285,7 +289,7 @@ impl Store {
                         ..session
                     })
                 }
-                Err(err) => match Cancelled::from(err, "complete session")? {
+                Err(err) => match Cancelled::from(err, "complete session")?.check("complete session")? {
                     Cancelled { reasons } if failed(&reasons, 1) && !failed(&reasons, 0) => {
                         return Err(Error::invariant(
                             "complete session",
@@ -293,13 +297,16 @@ impl Store {
                         )
                         .into())
                     }
-                    // The session changed or a concurrent transaction touched
-                    // it: read it again and decide afresh.
-                    _ => backoff(attempt).await,
+                    // The session changed, a concurrent transaction touched
+                    // it, or DynamoDB throttled: read it again and decide afresh.
+                    cancelled => {
+                        throttled = cancelled.throttled();
+                        backoff(attempt).await
+                    }
                 },
             }
         }
-        Err(Error::TooManyRequests.into())
+        Err(exhausted(throttled).into())
     }
 
     /// Records that a confirm is completing `session`'s multipart upload
@@ -330,7 +337,7 @@ impl Store {
         match result {
             Ok(_) => Ok(Some(Session { completing_since: Some(now), version: session.version + 1, ..session.clone() })),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
-            Err(e) => Err(Error::internal("mark session completing")(e)),
+            Err(e) => Err(Error::aws("mark session completing")(e)),
         }
     }
 
@@ -353,6 +360,7 @@ impl Store {
         final_pass_delay_seconds: i64,
         scope: DeleteScope,
     ) -> Result<Option<CleanupTask>, Error> {
+        let mut throttled = false;
         for attempt in 0..ATTEMPTS {
             let Some(session) = self.get_session(owner, id).await? else {
                 return Ok(None);
@@ -408,7 +416,9 @@ impl Store {
             match tx.send().await {
                 Ok(_) => return Ok(Some(task)),
                 Err(err) => {
-                    let Cancelled { reasons } = Cancelled::from(err, "delete session")?;
+                    let cancelled = Cancelled::from(err, "delete session")?.check("delete session")?;
+                    throttled = cancelled.throttled();
+                    let Cancelled { reasons } = cancelled;
                     let session_check = reasons.first();
                     let gone =
                         session_check.is_some_and(|r| r.code() == Some("ConditionalCheckFailed") && r.item().is_none());
@@ -428,7 +438,7 @@ impl Store {
                 }
             }
         }
-        Err(Error::TooManyRequests)
+        Err(exhausted(throttled))
     }
 }
 
@@ -512,6 +522,37 @@ impl Cancelled {
             },
             other => Err(Error::aws(what)(other)),
         }
+    }
+}
+
+impl Cancelled {
+    /// A reason that retrying cannot fix (a malformed request) is an
+    /// internal error; conditions, conflicts and throttling are handled by
+    /// the transaction loops.
+    fn check(self, what: &'static str) -> Result<Self, Error> {
+        match self.reasons.iter().filter_map(|r| r.code()).find(|c| !HANDLED_REASONS.contains(c)) {
+            Some(code) => Err(Error::invariant(what, format!("transaction cancelled: {code}"))),
+            None => Ok(self),
+        }
+    }
+
+    /// Whether DynamoDB throttled the transaction (rather than a conflict).
+    fn throttled(&self) -> bool {
+        self.reasons.iter().any(|r| matches!(r.code(), Some("ThrottlingError") | Some("ProvisionedThroughputExceeded")))
+    }
+}
+
+/// Cancellation reason codes the transaction loops handle themselves.
+const HANDLED_REASONS: &[&str] =
+    &["None", "ConditionalCheckFailed", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"];
+
+/// What a transaction that kept losing answers: 503 if DynamoDB throttled
+/// it the last time, 429 if it kept conflicting with the owner's other writes.
+fn exhausted(throttled: bool) -> Error {
+    if throttled {
+        Error::Busy
+    } else {
+        Error::TooManyRequests
     }
 }
 
