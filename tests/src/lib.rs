@@ -83,6 +83,23 @@ impl TestStack {
         delete_upload::Deps { deleter: self.deleter() }
     }
 
+    /// The sweeper over `uploads`, re-driving tasks stuck 5 minutes.
+    pub fn sweeper_deps(&self, uploads: Uploads) -> sweeper::Deps {
+        sweeper::Deps {
+            deleter: self.deleter(),
+            uploads,
+            redrive_after_seconds: 300,
+            max_attempts: 8,
+            metrics_namespace: "test".into(),
+        }
+    }
+
+    /// The tags S3 holds for the object at `key`.
+    pub async fn object_tags(&self, key: &ObjectKey) -> Vec<(String, String)> {
+        let out = self.s3.get_object_tagging().bucket(&self.config.bucket_name).key(key.as_str()).send().await.unwrap();
+        out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+    }
+
     pub fn cleanup_deps(&self) -> cleanup::Deps {
         cleanup::Deps { store: self.store.clone(), objects: self.objects.clone(), queue: self.queue.clone() }
     }
@@ -420,6 +437,14 @@ pub async fn put_parts(upload: &Value, data: &[u8], only: Option<&[u64]>) -> Vec
         statuses.push(req.send().await.unwrap().status().as_u16());
     }
     statuses
+}
+
+/// A response body without its `request_id`, to compare two answers.
+pub fn without_request_id(mut v: Value) -> Value {
+    if let Some(map) = v.as_object_mut() {
+        map.remove("request_id");
+    }
+    v
 }
 
 /// Deterministic pseudo-random bytes.

@@ -37,8 +37,7 @@ async fn check(t: &TestStack, owner: &OwnerId, step: &str) {
                 used += s.size;
                 let object_key = ObjectKey::for_upload(owner, &s.id);
                 assert!(t.object_exists(&object_key).await, "after {step}: a completed upload lost its object");
-                let tags = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(object_key.as_str()).send();
-                assert!(tags.await.unwrap().tag_set().is_empty(), "after {step}: a completed object is tagged");
+                assert!(t.object_tags(&object_key).await.is_empty(), "after {step}: a completed object is tagged");
             } else {
                 reserved += s.size;
                 pending += 1;
@@ -162,13 +161,7 @@ async fn walk(seed: u64) {
 
     // Everything left pending expires; the sweeper re-drives the tasks whose
     // message was lost; cleanup removes every byte.
-    let sweeper = sweeper::Deps {
-        deleter: deleter.clone(),
-        uploads: deps.clone(),
-        redrive_after_seconds: 0,
-        max_attempts: 8,
-        metrics_namespace: "test".into(),
-    };
+    let sweeper = sweeper::Deps { redrive_after_seconds: 0, ..t.sweeper_deps(deps.clone()) };
     let later = Timestamp::now().plus_seconds(2 * 86_400);
     sweeper::sweep(&sweeper, later).await.unwrap();
     check(&t, &owner, "expiry").await;

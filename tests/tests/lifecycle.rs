@@ -5,7 +5,10 @@ use serde_json::Value;
 use shared::config::{UploadPolicy, MIB};
 use shared::domain::{ApiKey, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::uploads::Uploads;
-use tests::{api_request, api_request_with_body, bytes, confirm_request, create_request, parts, put_parts, TestStack};
+use tests::{
+    api_request, api_request_with_body, bytes, confirm_request, create_request, parts, put_parts, without_request_id,
+    TestStack,
+};
 
 /// Small sizes so a multipart upload fits in a test: multipart from 6 MiB,
 /// 5 MiB parts.
@@ -45,11 +48,6 @@ async fn resume(deps: &Uploads, key: &ApiKey, id: &str) -> (u16, Value) {
 async fn delete(t: &TestStack, key: &ApiKey, id: &str) -> u16 {
     let req = api_request("DELETE", &format!("/uploads/{id}"), "/uploads/{upload_id}", &[("x-api-key", key.expose())]);
     parts(&delete_upload::handle(&t.delete_deps(), req).await).0
-}
-
-async fn tags(t: &TestStack, key: &ObjectKey) -> Vec<(String, String)> {
-    let out = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(key.as_str()).send().await.unwrap();
-    out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
 }
 
 fn id_of(body: &Value) -> UploadId {
@@ -96,7 +94,7 @@ async fn single_put_full_flow() {
     assert!(stored.multipart.is_none());
 
     assert_eq!(put_parts(upload, &data, None).await, vec![200]);
-    assert_eq!(tags(&t, &stored.object_key).await, vec![("upload-state".to_owned(), "pending".to_owned())]);
+    assert_eq!(t.object_tags(&stored.object_key).await, vec![("upload-state".to_owned(), "pending".to_owned())]);
     let (_, progress) = get(&deps, &key, id.as_str()).await;
     assert_eq!(progress["upload"]["parts_received"], serde_json::json!([1]));
     assert_eq!(progress["upload"]["parts_missing"], serde_json::json!([]));
@@ -107,7 +105,7 @@ async fn single_put_full_flow() {
     assert!(body["expires_at"].is_null());
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 1000);
     assert_eq!(t.object_bytes(&stored.object_key).await, data);
-    assert!(tags(&t, &stored.object_key).await.is_empty(), "a completed upload's object is untagged");
+    assert!(t.object_tags(&stored.object_key).await.is_empty(), "a completed upload's object is untagged");
 
     let (status, body) = get(&deps, &key, id.as_str()).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("completed")));
@@ -144,7 +142,7 @@ async fn multipart_full_flow_parts_in_any_order() {
     let (status, body) = confirm(&deps, &key, id.as_str()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(t.object_bytes(&stored.object_key).await, data);
-    assert!(tags(&t, &stored.object_key).await.is_empty(), "a completed upload's object is untagged");
+    assert!(t.object_tags(&stored.object_key).await.is_empty(), "a completed upload's object is untagged");
     assert_eq!(t.multipart_uploads_for(&stored.object_key).await, 0);
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 12 * MIB);
 
@@ -265,10 +263,6 @@ async fn confirm_refusals() {
     assert_eq!(status, 200);
     let (status, again) = confirm(&deps, &key, id_of(&good).as_str()).await;
     assert_eq!(status, 200, "{again}");
-    let without_request_id = |mut v: Value| {
-        v.as_object_mut().unwrap().remove("request_id");
-        v
-    };
     assert_eq!(without_request_id(again), without_request_id(first), "the same view");
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 10, "counted once");
 
@@ -393,18 +387,12 @@ async fn a_slow_completion_answers_202_and_finishes() {
     let (status, body) = confirm(&patient, &key, id.as_str()).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("completed")), "{body}");
     assert_eq!(t.object_bytes(&stored.object_key).await, data);
-    assert!(tags(&t, &stored.object_key).await.is_empty());
+    assert!(t.object_tags(&stored.object_key).await.is_empty());
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), data.len() as u64);
 
     // The sweeper finishes the second once it is due (60 s after it was marked).
     let (id, stored) = &ids[1];
-    let d = sweeper::Deps {
-        deleter: t.deleter(),
-        uploads: patient.clone(),
-        redrive_after_seconds: 300,
-        max_attempts: 8,
-        metrics_namespace: "test".into(),
-    };
+    let d = t.sweeper_deps(patient.clone());
     let early = sweeper::sweep(&d, Timestamp::now()).await.unwrap();
     assert_eq!(early.completed, 0, "not due yet");
     let report = sweeper::sweep(&d, Timestamp::now().plus_seconds(61)).await.unwrap();
@@ -412,7 +400,7 @@ async fn a_slow_completion_answers_202_and_finishes() {
     let done = t.store.get_session(&owner, id).await.unwrap().unwrap();
     assert_eq!(done.status, Status::Completed);
     assert!(done.completing_since.is_none());
-    assert!(tags(&t, &stored.object_key).await.is_empty());
+    assert!(t.object_tags(&stored.object_key).await.is_empty());
     assert_eq!(t.store.bytes_used(&owner).await.unwrap(), 2 * data.len() as u64, "each counted once");
     // And a confirm afterwards answers the completed upload.
     let (status, body) = confirm(&impatient, &key, id.as_str()).await;

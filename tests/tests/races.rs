@@ -10,7 +10,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::queue::CleanupMessage;
-use tests::{bytes, put_parts, LocalApi, TestStack, MIB};
+use tests::{bytes, put_parts, without_request_id, LocalApi, TestStack, MIB};
 
 /// Rounds of each race.
 const ROUNDS: usize = 6;
@@ -68,16 +68,6 @@ fn id_of(v: &Value) -> String {
     v["upload_id"].as_str().unwrap().to_owned()
 }
 
-fn without_request_id(mut v: Value) -> Value {
-    v.as_object_mut().unwrap().remove("request_id");
-    v
-}
-
-async fn tags(t: &TestStack, key: &ObjectKey) -> Vec<(String, String)> {
-    let out = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(key.as_str()).send().await.unwrap();
-    out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
-}
-
 /// The legal state of an owner after every deletion was cleaned up:
 /// `bytes_used` is the sum of the completed sessions' sizes, every object
 /// in the bucket belongs to a session, every completed session's object is
@@ -93,7 +83,7 @@ async fn assert_legal(t: &TestStack, owner: &OwnerId, sessions: &[UploadId]) {
                 expected_usage += s.size;
                 assert!(t.object_exists(&s.object_key).await, "a completed upload lost its object");
                 assert!(
-                    tags(t, &s.object_key).await.is_empty(),
+                    t.object_tags(&s.object_key).await.is_empty(),
                     "a completed upload's object carries the expiring tag"
                 );
             } else {
@@ -137,7 +127,7 @@ async fn concurrent_confirms_of_one_upload_all_answer_the_completed_upload() {
         assert_eq!(first["status"], "completed");
         let session = t.store.get_session(&owner, &UploadId::parse(&id).unwrap()).await.unwrap().unwrap();
         assert_eq!(t.object_bytes(&session.object_key).await, data);
-        assert!(tags(&t, &session.object_key).await.is_empty(), "round {round}: object still tagged pending");
+        assert!(t.object_tags(&session.object_key).await.is_empty(), "round {round}: object still tagged pending");
         ids.push(session.id);
     }
     let expected: u64 = (0..ROUNDS).map(|r| if r % 2 == 0 { 4096 } else { 6 * MIB as u64 + 17 }).sum();
@@ -158,7 +148,7 @@ async fn a_put_after_the_confirm_is_refused_by_s3() {
     assert_eq!(statuses, vec![412], "S3 refuses the overwrite");
     let session = t.store.get_session(&owner, &UploadId::parse(&id).unwrap()).await.unwrap().unwrap();
     assert_eq!(t.object_bytes(&session.object_key).await, data, "the bytes are the confirmed ones");
-    assert!(tags(&t, &session.object_key).await.is_empty());
+    assert!(t.object_tags(&session.object_key).await.is_empty());
     // A second PUT before any confirm is refused too: the first bytes stay.
     let other = api.uploaded(&bytes(100, 9)).await;
     assert_eq!(put_parts(&other["upload"], &bytes(100, 10), None).await, vec![412]);

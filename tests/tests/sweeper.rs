@@ -11,13 +11,7 @@ use sweeper::{sweep, Deps, Report};
 use tests::TestStack;
 
 fn deps(t: &TestStack) -> Deps {
-    Deps {
-        deleter: t.deleter(),
-        uploads: t.uploads(shared::config::UploadPolicy { quota_bytes: tests::QUOTA, ..Default::default() }),
-        redrive_after_seconds: 300,
-        max_attempts: 8,
-        metrics_namespace: "test".into(),
-    }
+    t.sweeper_deps(t.uploads(shared::config::UploadPolicy { quota_bytes: tests::QUOTA, ..Default::default() }))
 }
 
 #[tokio::test]

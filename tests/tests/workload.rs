@@ -148,8 +148,8 @@ async fn usage_and_objects_stay_exact_under_a_random_workload() {
     // Every completed upload keeps its object, free of the tag the lifecycle
     // rule expires.
     for key in &completed {
-        let tags = t.s3.get_object_tagging().bucket(&t.config.bucket_name).key(key.as_str()).send().await.unwrap();
-        assert!(tags.tag_set().is_empty(), "completed upload's object {} carries {:?}", key.as_str(), tags.tag_set());
+        let tags = t.object_tags(key).await;
+        assert!(tags.is_empty(), "completed upload's object {} carries {tags:?}", key.as_str());
     }
     // And no cleanup task is left behind.
     let far = shared::domain::Timestamp::now().plus_seconds(86_400);

@@ -50,9 +50,6 @@ impl Store {
 
     /// The sum of the sizes of the owner's completed uploads (0 if none).
     pub async fn bytes_used(&self, owner: &OwnerId) -> Result<u64, Error> {
-        match self.get(key(owner), "read usage").await? {
-            None => Ok(0),
-            Some(item) => Ok(Reader::new(&item, "read usage").opt_num("bytes_used")?.unwrap_or(0)),
-        }
+        Ok(self.usage(owner).await?.used)
     }
 }
