@@ -42,10 +42,6 @@ pub struct CleanupTask {
     pub attempts: u32,
 }
 
-fn due_key(at: Timestamp, id: &UploadId) -> String {
-    format!("{}#{}", at.to_rfc3339(), id.as_str())
-}
-
 fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
     HashMap::from([(PK.into(), s(cleanup_pk(id))), (SK.into(), s("CLEANUP"))])
 }
@@ -75,7 +71,7 @@ impl CleanupTask {
         item.insert("final_pass_at".into(), s(self.final_pass_at.to_rfc3339()));
         item.insert("attempts".into(), super::item::n(self.attempts));
         item.insert(GSI2PK.into(), s(due_partition(DUE_CLEANUP, due_shard(&self.upload_id))));
-        item.insert(GSI2SK.into(), s(due_key(self.created_at, &self.upload_id)));
+        item.insert(GSI2SK.into(), s(time_sort_key(self.created_at, &self.upload_id)));
         if let Some(mp) = &self.multipart_upload_id {
             item.insert("mp_upload_id".into(), s(mp));
         }
@@ -139,7 +135,7 @@ impl Store {
             .set_key(Some(key(&task.upload_id)))
             .update_expression("SET gsi2sk = :due")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":due", s(due_key(task.final_pass_at, &task.upload_id)))
+            .expression_attribute_values(":due", s(time_sort_key(task.final_pass_at, &task.upload_id)))
             .send()
             .await
             .map(|_| ())
@@ -183,7 +179,7 @@ impl Store {
             .set_key(Some(key(&task.upload_id)))
             .update_expression("SET gsi2sk = :new ADD attempts :one")
             .condition_expression("gsi2sk = :old")
-            .expression_attribute_values(":new", s(due_key(next, &task.upload_id)))
+            .expression_attribute_values(":new", s(time_sort_key(next, &task.upload_id)))
             .expression_attribute_values(":old", s(&task.due))
             .expression_attribute_values(":one", super::item::n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)

@@ -194,6 +194,12 @@ pub mod layout {
         format!("APIKEY#{digest_hex}")
     }
 
+    /// A sort key ordering upload `id`'s item by time `at` (`<time>#<id>`): the `by_due`
+    /// due time, the `by_owner` creation time.
+    pub fn time_sort_key(at: crate::domain::Timestamp, id: &crate::domain::UploadId) -> String {
+        format!("{}#{}", at.to_rfc3339(), id.as_str())
+    }
+
     /// The `by_due` partition key of `kind` in shard `shard`.
     pub fn due_partition(kind: &str, shard: u32) -> String {
         format!("{kind}#{shard:02}")

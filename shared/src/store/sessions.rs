@@ -46,7 +46,7 @@ fn to_item(session: &Session) -> Item {
     put("expires_at", s(session.expires_at.to_rfc3339()));
     put("version", n(session.version));
     put(GSI1PK, s(owner_pk(&session.owner)));
-    put(GSI1SK, s(format!("{}#{}", session.created_at.to_rfc3339(), session.id.as_str())));
+    put(GSI1SK, s(time_sort_key(session.created_at, &session.id)));
     if let Some(mp) = &session.multipart {
         put("mp_upload_id", s(&mp.s3_upload_id));
         put("part_size", n(mp.part_size));
@@ -55,7 +55,7 @@ fn to_item(session: &Session) -> Item {
     match session.status {
         Status::Pending => {
             put(GSI2PK, s(due_partition(DUE_PENDING, due_shard(&session.id))));
-            put(GSI2SK, s(format!("{}#{}", session.expires_at.to_rfc3339(), session.id.as_str())));
+            put(GSI2SK, s(time_sort_key(session.expires_at, &session.id)));
             put("ttl", n(session.expires_at.unix_seconds() + TTL_GRACE_SECONDS));
         }
         Status::Completed => {
@@ -327,7 +327,7 @@ impl Store {
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":now", s(now.to_rfc3339()))
-            .expression_attribute_values(":due", s(format!("{}#{}", sweep_at.to_rfc3339(), session.id.as_str())))
+            .expression_attribute_values(":due", s(time_sort_key(sweep_at, &session.id)))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":owner", s(session.owner.as_str()))
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
