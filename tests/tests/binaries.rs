@@ -247,3 +247,41 @@ async fn the_most_verbose_level_logs_no_key_and_no_signature() {
         assert!(!line.contains("x-api-key"), "request headers reached a log line: {line}");
     }
 }
+
+/// The stage's web ACL as the local gateway applies it from the template:
+/// a key past `KeyRateLimit` requests in 60 s is answered 429 with
+/// `Retry-After` before any function runs; other keys keep their own count.
+#[tokio::test]
+async fn a_key_over_its_rate_limit_gets_429_before_any_function_runs() {
+    let t = TestStack::with_parameters(&[("KeyRateLimit", "10")]).await;
+    let (busy_owner, busy) = t.owner("busy").await;
+    let (quiet_owner, quiet) = t.owner("quiet").await;
+    let api = LocalApi::start(&t).await;
+    let http = reqwest::Client::new();
+    let list = |key: &ApiKey| http.get(format!("{}/uploads", api.base)).header("x-api-key", key.expose());
+    let create = |key: &ApiKey| {
+        http.post(format!("{}/uploads", api.base))
+            .header("x-api-key", key.expose())
+            .json(&serde_json::json!({ "filename": "a.txt", "content_type": "text/plain", "size": 10 }))
+    };
+
+    for n in 0..10 {
+        assert_eq!(list(&busy).send().await.unwrap().status(), 200, "request {n} is within the limit");
+    }
+    for _ in 0..3 {
+        let r = create(&busy).send().await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "10");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "Too many requests");
+        assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    }
+    // The blocked creates never reached the function: nothing reserved.
+    assert_eq!(t.store.usage(&busy_owner).await.unwrap(), Default::default());
+
+    let r = create(&quiet).send().await.unwrap();
+    assert_eq!(r.status(), 201, "another key has its own count");
+    assert_eq!(t.store.usage(&quiet_owner).await.unwrap().pending, 1);
+}

@@ -254,7 +254,7 @@ fn every_function_logs_to_its_own_group_with_retention() {
 }
 
 #[test]
-fn api_stage_is_throttled_and_has_a_usage_plan() {
+fn api_stage_is_throttled_and_each_key_is_rate_limited() {
     let doc = raw();
     assert_eq!(parameter_default(&doc, "ApiThrottleRateLimit"), 1000);
     assert_eq!(parameter_default(&doc, "ApiThrottleBurstLimit"), 2000);
@@ -267,18 +267,52 @@ fn api_stage_is_throttled_and_has_a_usage_plan() {
     assert_eq!(ref_of(&stage_wide["ThrottlingRateLimit"]), Some("ApiThrottleRateLimit"));
     assert_eq!(ref_of(&stage_wide["ThrottlingBurstLimit"]), Some("ApiThrottleBurstLimit"));
 
-    let plans: Vec<&Value> =
-        doc["Resources"].as_mapping().unwrap().values().filter(|r| r["Type"] == "AWS::ApiGateway::UsagePlan").collect();
-    assert_eq!(plans.len(), 1, "one usage plan");
-    let plan = &plans[0]["Properties"];
-    let stage = &plan["ApiStages"][0];
-    assert_eq!(ref_of(&stage["ApiId"]), Some("UploadsApi"));
-    assert_eq!(ref_of(&stage["Stage"]), Some("UploadsApi.Stage"));
-    assert_eq!(ref_of(&plan["Throttle"]["RateLimit"]), Some("ApiThrottleRateLimit"));
-    assert_eq!(ref_of(&plan["Throttle"]["BurstLimit"]), Some("ApiThrottleBurstLimit"));
+    // Per key: a WAF rate-based rule on each header a key can come in,
+    // blocking, limited by KeyRateLimit over 60 s, on the API's stage.
+    assert_eq!(parameter_default(&doc, "KeyRateLimit"), 30000);
+    let acl = &doc["Resources"]["KeyRateLimitAcl"];
+    assert_eq!(acl["Type"], "AWS::WAFv2::WebACL");
+    assert_eq!(acl["Condition"], "KeyRateLimitOn");
+    assert_eq!(acl["Properties"]["Scope"], "REGIONAL");
+    assert!(acl["Properties"]["DefaultAction"].get("Allow").is_some(), "the ACL blocks only over the rate");
+    let mut headers = Vec::new();
+    for rule in acl["Properties"]["Rules"].as_sequence().expect("rules") {
+        assert!(rule["Action"].get("Block").is_some(), "{rule:?}");
+        let rate = &rule["Statement"]["RateBasedStatement"];
+        assert_eq!(ref_of(&rate["Limit"]), Some("KeyRateLimit"));
+        assert_eq!(rate["EvaluationWindowSec"].as_u64(), Some(60));
+        assert_eq!(rate["AggregateKeyType"], "CUSTOM_KEYS");
+        let keys = rate["CustomKeys"].as_sequence().unwrap();
+        assert_eq!(keys.len(), 1, "one key per rule: WAF skips requests missing any of its keys");
+        headers.push(keys[0]["Header"]["Name"].as_str().unwrap().to_owned());
+    }
+    headers.sort();
+    assert_eq!(headers, ["authorization", "x-api-key"], "every header a key is accepted in");
+    let association = &doc["Resources"]["KeyRateLimitAssociation"];
+    assert_eq!(association["Condition"], "KeyRateLimitOn");
+    assert_eq!(
+        tagged(&association["Properties"]["WebACLArn"], "!GetAtt").and_then(Value::as_str),
+        Some("KeyRateLimitAcl.Arn")
+    );
+    assert_eq!(
+        tagged(&association["Properties"]["ResourceArn"], "!Sub").and_then(Value::as_str),
+        Some("arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${UploadsApi}/stages/${UploadsApi.Stage}")
+    );
 
-    // The functions authenticate the service's own x-api-key; API Gateway
-    // keys required on a method would reject every one of them.
+    // Both 429s API Gateway gives itself have the API's error shape and a
+    // Retry-After, as the functions' own 429s do.
+    let responses = Template::load(&project_root().join("template.yaml")).unwrap().gateway_responses().unwrap();
+    for kind in ["THROTTLED", "WAF_FILTERED"] {
+        let r = &responses[kind];
+        assert_eq!(r.status, 429, "{kind}");
+        let retry: u64 = r.headers.iter().find(|(k, _)| k == "Retry-After").expect("Retry-After").1.parse().unwrap();
+        assert!(retry >= 1, "{kind}");
+        let body: serde_json::Value = serde_json::from_str(&r.render("req-1")).expect("JSON body");
+        assert_eq!(body, serde_json::json!({ "error": "Too many requests", "request_id": "req-1" }), "{kind}");
+    }
+
+    // The functions authenticate the service's own keys; API Gateway keys
+    // (and so usage plans) would reject every one of them.
     assert_ne!(api["Auth"]["ApiKeyRequired"], true, "the API requires API Gateway keys");
     assert!(api["Auth"]["UsagePlan"].is_null(), "SAM's usage plan would create API Gateway keys");
     for f in function_ids(&doc) {
@@ -287,8 +321,12 @@ fn api_stage_is_throttled_and_has_a_usage_plan() {
         }
     }
     assert!(
-        doc["Resources"].as_mapping().unwrap().values().all(|r| r["Type"] != "AWS::ApiGateway::ApiKey"),
-        "no API Gateway key"
+        doc["Resources"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .all(|r| r["Type"] != "AWS::ApiGateway::ApiKey" && r["Type"] != "AWS::ApiGateway::UsagePlan"),
+        "no API Gateway key or usage plan"
     );
 }
 

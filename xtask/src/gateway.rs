@@ -2,7 +2,9 @@
 //! the proxy event API Gateway would, and invokes the function's binary.
 //!
 //! Like an API Gateway REST API, a path or method no route declares gets
-//! `403 {"message":"Missing Authentication Token"}`.
+//! `403 {"message":"Missing Authentication Token"}`, and the stage's web ACL
+//! (its rate-based rules on the API key's header) is applied before any
+//! route: a blocked request gets the template's `WAF_FILTERED` response.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -17,7 +19,8 @@ use serde_json::json;
 
 use crate::apigw::{parse_response, rest_event, ProxyRequest};
 use crate::runtime::{uuid_like, FunctionHost, Outcome};
-use crate::template::Route;
+use crate::template::{GatewayResponse, Route};
+use crate::waf::RateLimiter;
 
 /// Limit on request bodies, as API Gateway's 10 MB payload limit.
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -25,6 +28,9 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 pub struct Gateway {
     pub routes: Vec<Route>,
     pub functions: HashMap<String, Arc<FunctionHost>>,
+    pub rate_limiter: RateLimiter,
+    /// The API's own answers by type, from the template.
+    pub responses: BTreeMap<String, GatewayResponse>,
 }
 
 /// Matches `path` against a route template; returns the path parameters.
@@ -73,6 +79,23 @@ fn plain(status: StatusCode, body: serde_json::Value) -> Response<Body> {
     r
 }
 
+/// The template's response of type `kind`, or API Gateway's default one
+/// (403 `Forbidden`, as WAF_FILTERED is by default) when it declares none.
+fn gateway_response(gw: &Gateway, kind: &str, request_id: &str) -> Response<Body> {
+    let Some(declared) = gw.responses.get(kind) else {
+        return plain(StatusCode::FORBIDDEN, json!({ "message": "Forbidden" }));
+    };
+    let mut r = Response::new(Body::from(declared.render(request_id)));
+    *r.status_mut() = StatusCode::from_u16(declared.status).unwrap_or(StatusCode::FORBIDDEN);
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    for (k, v) in &declared.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
 impl Gateway {
     pub async fn serve(self, addr: SocketAddr) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -88,6 +111,10 @@ async fn handle(
     req: Request<Body>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let request_id = uuid_like();
+    if gw.rate_limiter.check(|name| parts.headers.get(name).and_then(|v| v.to_str().ok())).is_some() {
+        return gateway_response(&gw, "WAF_FILTERED", &request_id);
+    }
     let path = parts.uri.path().to_owned();
     let method = parts.method.as_str().to_owned();
     let matched = gw
@@ -128,7 +155,7 @@ async fn handle(
         query,
         body: (!body.is_empty()).then(|| body.to_vec()),
         source_ip: peer.ip().to_string(),
-        request_id: uuid_like(),
+        request_id,
     };
     // Like API Gateway, the invocation goes on when the client hangs up.
     let event = rest_event(&proxy);

@@ -4,7 +4,7 @@
 //! the SQS feeder.
 //!
 //! Dependence runs one way: `local` (constants) ← `template`, `apigw`,
-//! `runtime`, `moto` ← `gateway`, `feeder` ← `stack`.
+//! `runtime`, `moto`, `waf` ← `gateway`, `feeder` ← `stack`.
 
 pub mod apigw;
 pub mod capacity;
@@ -17,3 +17,4 @@ pub mod rng;
 pub mod runtime;
 pub mod stack;
 pub mod template;
+pub mod waf;

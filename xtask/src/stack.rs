@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use crate::gateway::Gateway;
 use crate::runtime::FunctionHost;
-use crate::template::{scalar, Function, Template};
+use crate::template::{referenced_id, scalar, Function, Template};
+use crate::waf::{RateLimiter, RateRule};
 
 pub use crate::local::{project_root, ACCOUNT, REGION};
 
@@ -207,6 +208,7 @@ impl Stack {
         match name {
             "AWS::Region" => return Ok(REGION.to_owned()),
             "AWS::AccountId" => return Ok(ACCOUNT.to_owned()),
+            "AWS::Partition" => return Ok("aws".to_owned()),
             "AWS::StackName" => return Ok(self.name.clone()),
             "AWS::URLSuffix" => return Ok("amazonaws.com".to_owned()),
             _ => {}
@@ -454,12 +456,50 @@ impl Stack {
         Ok(hosts)
     }
 
-    /// The local API Gateway over `hosts`, serving the template's routes.
+    /// The local API Gateway over `hosts`, serving the template's routes
+    /// behind its web ACL's rate rules, answering with its gateway responses.
     pub fn gateway(&self, hosts: &BTreeMap<String, (Function, Arc<FunctionHost>)>) -> Result<Gateway> {
         Ok(Gateway {
             routes: self.template.routes()?,
             functions: hosts.iter().map(|(id, (_, h))| (id.clone(), h.clone())).collect(),
+            rate_limiter: RateLimiter::new(self.rate_rules()?),
+            responses: self.template.gateway_responses()?,
         })
+    }
+
+    /// The rate-based rules of every web ACL associated with something, with
+    /// their limits resolved; a limit of 0 is the template's switch for
+    /// "no web ACL" (its condition), so those rules are left out.
+    pub fn rate_rules(&self) -> Result<Vec<RateRule>> {
+        let associated: Vec<String> = self
+            .template
+            .of_kind("AWS::WAFv2::WebACLAssociation")
+            .filter_map(|(_, a)| a.properties.get("WebACLArn").and_then(referenced_id))
+            .collect();
+        let mut rules = Vec::new();
+        for (id, acl) in
+            self.template.of_kind("AWS::WAFv2::WebACL").filter(|(id, _)| associated.iter().any(|a| a == id))
+        {
+            for rule in acl.properties.get("Rules").and_then(Value::as_sequence).into_iter().flatten() {
+                let name = rule["Name"].as_str().unwrap_or_default().to_owned();
+                let statement = &rule["Statement"]["RateBasedStatement"];
+                if statement.is_null() || rule["Action"].get("Block").is_none() {
+                    bail!("{id} rule {name}: the local gateway applies only blocking rate-based rules");
+                }
+                let keys = statement["CustomKeys"].as_sequence().map(Vec::as_slice).unwrap_or_default();
+                let [key] = keys else { bail!("{id} rule {name}: expected one custom key") };
+                let header = key["Header"]["Name"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{id} rule {name}: the local gateway aggregates on a header only"))?
+                    .to_ascii_lowercase();
+                let limit: u64 = self.resolve(&statement["Limit"])?.parse().context("rate rule limit")?;
+                let window = statement["EvaluationWindowSec"].as_u64().unwrap_or(300);
+                if limit > 0 {
+                    rules.push(RateRule { name, header, limit, window: Duration::from_secs(window) });
+                }
+            }
+        }
+        Ok(rules)
     }
 
     pub fn s3_client(&self) -> aws_sdk_s3::Client {

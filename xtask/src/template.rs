@@ -30,6 +30,22 @@ pub struct Route {
     pub function: String,
 }
 
+/// An answer API Gateway gives itself (`GatewayResponses` of the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayResponse {
+    pub status: u16,
+    /// Static header values, without the quotes the template gives them.
+    pub headers: Vec<(String, String)>,
+    /// The `application/json` template; `$context.requestId` is filled in.
+    pub body: String,
+}
+
+impl GatewayResponse {
+    pub fn render(&self, request_id: &str) -> String {
+        self.body.replace("$context.requestId", request_id)
+    }
+}
+
 /// A function as the local stack runs it.
 #[derive(Debug, Clone)]
 pub struct Function {
@@ -153,6 +169,37 @@ impl Template {
                 }
             }
             out.push(function);
+        }
+        Ok(out)
+    }
+
+    /// The API's gateway responses by type (`THROTTLED`, `WAF_FILTERED`…).
+    pub fn gateway_responses(&self) -> Result<BTreeMap<String, GatewayResponse>> {
+        let mut out = BTreeMap::new();
+        for (id, api) in self.of_kind("AWS::Serverless::Api") {
+            for (kind, response) in mapping(get(&api.properties, "GatewayResponses")) {
+                let kind = kind.as_str().ok_or_else(|| anyhow!("{id}: gateway response type is not a string"))?;
+                let response = response.as_mapping().cloned().unwrap_or_default();
+                let status = get(&response, "StatusCode")
+                    .and_then(scalar)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| anyhow!("{id}: gateway response {kind} has no StatusCode"))?;
+                let headers = mapping(get(&mapping(get(&response, "ResponseParameters")), "Headers"))
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let value =
+                            scalar(&v).and_then(|v| v.strip_prefix('\'')?.strip_suffix('\'').map(str::to_owned));
+                        match (k.as_str(), value) {
+                            (Some(k), Some(v)) => Ok((k.to_owned(), v)),
+                            _ => bail!("{id}: gateway response {kind} has a header that is not a quoted static value"),
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+                let body = get(&mapping(get(&response, "ResponseTemplates")), "application/json")
+                    .and_then(scalar)
+                    .ok_or_else(|| anyhow!("{id}: gateway response {kind} has no application/json template"))?;
+                out.insert(kind.to_owned(), GatewayResponse { status, headers, body });
+            }
         }
         Ok(out)
     }
