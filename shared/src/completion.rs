@@ -57,46 +57,68 @@ pub enum Confirmed {
 /// Confirms `owner`'s upload `id`, waiting at most `wait` for S3 to
 /// complete a multipart upload.
 pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, wait: Duration) -> Result<Confirmed, Error> {
-    let mut session = deps.store.get_session(owner, id).await?.ok_or(Error::NotFound)?;
+    let session = deps.store.get_session(owner, id).await?.ok_or(Error::NotFound)?;
+    confirm_read(deps, session, wait).await
+}
+
+/// Confirms the upload `session`, as the caller just read it (strongly
+/// consistent; every write below is conditioned on its version, so a stale
+/// read costs a retry, never a wrong answer). A single `PUT` takes one
+/// `HeadObject`, the untagging and the commit.
+pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) -> Result<Confirmed, Error> {
     if session.status == Status::Completed {
         return Ok(Confirmed::Completed(session));
     }
     if session.completing_since.is_none() && session.expires_at <= Timestamp::now() {
         return Err(Error::Expired);
     }
-    let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
-    if let Held::Parts(parts) = &held {
-        check_parts(&session, &held, parts)?;
-        if session.completing_since.is_none() {
-            let sweep_at = Timestamp::now().plus_seconds(SWEEP_COMPLETING_AFTER_SECONDS);
-            session = match deps.store.mark_completing(&session, sweep_at).await? {
-                Some(marked) => marked,
-                // Changed since read: a concurrent confirm or delete. Start over
-                // from what the store holds now.
-                None => return Box::pin(confirm(deps, owner, id, wait)).await,
-            };
-        }
-        let mp = session
-            .multipart
-            .as_ref()
-            .ok_or_else(|| Error::invariant("confirm", "parts without a multipart upload"))?;
-        let completing = deps.objects.complete_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id, parts);
-        match tokio::time::timeout(wait, completing).await {
-            // `false`: S3 no longer knows the upload (completed by a
-            // concurrent confirm, say); the object check below decides.
-            Ok(result) => {
-                result?;
+    // The object's size, once something has told us.
+    let mut object = None;
+    if session.multipart.is_some() {
+        let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
+        match &held {
+            Held::Object(size) => object = Some(*size),
+            Held::Parts(parts) => {
+                check_parts(&session, &held, parts)?;
+                if session.completing_since.is_none() {
+                    let sweep_at = Timestamp::now().plus_seconds(SWEEP_COMPLETING_AFTER_SECONDS);
+                    session = match deps.store.mark_completing(&session, sweep_at).await? {
+                        Some(marked) => marked,
+                        // Changed since read: a concurrent confirm or delete.
+                        // Start over from what the store holds now.
+                        None => return Box::pin(confirm(deps, &session.owner, &session.id, wait)).await,
+                    };
+                }
+                let mp = session
+                    .multipart
+                    .as_ref()
+                    .ok_or_else(|| Error::invariant("confirm", "parts without a multipart upload"))?;
+                let completing =
+                    deps.objects.complete_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id, parts);
+                match tokio::time::timeout(wait, completing).await {
+                    // Completed from exactly the parts checked above: the
+                    // object has the session's size.
+                    Ok(Ok(true)) => object = Some(Some(session.size)),
+                    // S3 no longer knows the upload (completed by a
+                    // concurrent confirm, say): the object check decides.
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Ok(Confirmed::InProgress(session)),
+                }
             }
-            Err(_) => return Ok(Confirmed::InProgress(session)),
         }
     }
-    match deps.objects.object_size(&deps.bucket, &session.object_key).await? {
+    let size = match object {
+        Some(size) => size,
+        None => deps.objects.object_size(&deps.bucket, &session.object_key).await?,
+    };
+    match size {
         // The multipart upload is gone and its object not there yet: S3 is
         // still completing it (a concurrent confirm's call).
         None if session.completing_since.is_some() => return Ok(Confirmed::InProgress(session)),
         // Our read may predate a concurrent confirm's mark: ask the store again.
         None if session.multipart.is_some() => {
-            return match deps.store.get_session(owner, id).await?.ok_or(Error::NotFound)? {
+            return match deps.store.get_session(&session.owner, &session.id).await?.ok_or(Error::NotFound)? {
                 s if s.status == Status::Completed => Ok(Confirmed::Completed(s)),
                 s if s.completing_since.is_some() => Ok(Confirmed::InProgress(s)),
                 _ => Err(Error::BytesMissing),
@@ -110,7 +132,7 @@ pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, wait: Durat
     deps.objects.mark_completed(&deps.bucket, &session.object_key).await?;
     // The size was reserved against the quota at creation: completing it
     // cannot pass the quota.
-    match deps.store.complete_session(owner, id).await {
+    match deps.store.complete_read_session(session).await {
         Ok(completed) => Ok(Confirmed::Completed(completed)),
         Err(CompleteError::AlreadyCompleted(done)) => Ok(Confirmed::Completed(*done)),
         Err(CompleteError::NotFound) => Err(Error::NotFound),

@@ -3,7 +3,7 @@
 use tracing::warn;
 
 use crate::config::Config;
-use crate::domain::{OwnerId, UploadId};
+use crate::domain::{OwnerId, Session, UploadId};
 use crate::error::{chain, Error};
 use crate::queue::CleanupQueue;
 use crate::store::{CleanupTask, DeleteScope, Store};
@@ -44,11 +44,24 @@ impl Deleter {
         id: &UploadId,
         scope: DeleteScope,
     ) -> Result<Option<CleanupTask>, Error> {
-        let Some(task) =
-            self.store.delete_session(owner, id, &self.bucket, self.final_pass_delay_seconds, scope).await?
-        else {
+        let deleted = self.store.delete_session(owner, id, &self.bucket, self.final_pass_delay_seconds, scope).await?;
+        self.after_commit(deleted).await
+    }
+
+    /// As [`Deleter::delete`], starting from `read`, the session as the
+    /// caller just read it (see [`Store::delete_read_session`]).
+    pub async fn delete_read(&self, read: Session, scope: DeleteScope) -> Result<Option<CleanupTask>, Error> {
+        let deleted = self.store.delete_read_session(read, &self.bucket, self.final_pass_delay_seconds, scope).await?;
+        self.after_commit(deleted).await
+    }
+
+    /// Once the deletion committed: asks the cleanup function to remove the
+    /// bytes now.
+    async fn after_commit(&self, deleted: Option<CleanupTask>) -> Result<Option<CleanupTask>, Error> {
+        let Some(task) = deleted else {
             return Ok(None);
         };
+        let id = &task.upload_id;
         if let Err(e) = self.queue.enqueue(id).await {
             warn!(error = %chain(&e), upload_id = %id, "cleanup enqueue failed; the durable task stays for the sweeper");
         }

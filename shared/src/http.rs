@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tracing::field::Empty;
 use tracing::{error, info, info_span, Instrument, Span};
 
-use crate::domain::{ApiKey, OwnerId, UploadId};
+use crate::domain::{ApiKey, OwnerId, Session, UploadId};
 use crate::error::{chain, Error};
 use crate::store::Store;
 
@@ -176,13 +176,24 @@ pub async fn authenticate(store: &Store, key: &ApiKey) -> Result<OwnerId, Error>
     Ok(owner)
 }
 
+/// Resolves a key to its owner (unknown or revoked: `Unauthorized`) and
+/// reads that owner's session `id` in the same store call (`None` when it
+/// is missing or another owner's); records the owner on the request's span.
+pub async fn authenticate_for(store: &Store, key: &ApiKey, id: &UploadId) -> Result<(OwnerId, Option<Session>), Error> {
+    let (owner, session) = store.caller_and_session(key, id).await?;
+    let owner = owner.ok_or(Error::Unauthorized)?;
+    Span::current().record("owner", owner.as_str());
+    Ok((owner, session))
+}
+
 /// The usual opening of a route on `/uploads/{upload_id}`: credentials
-/// (401), the path's id (400), then the key's owner (401).
-pub async fn caller_and_path_id(store: &Store, req: &Request) -> Result<(OwnerId, UploadId), Error> {
+/// (401), the path's id (400), then, in one store call, the key's owner
+/// (401) and that owner's session (`NotFound` when missing or another's).
+pub async fn caller_and_path_session(store: &Store, req: &Request) -> Result<(OwnerId, Session), Error> {
     let key = credentials(req)?;
     let id = path_upload_id(req).unwrap_or(Err(Error::InvalidUploadId))?;
-    let owner = authenticate(store, &key).await?;
-    Ok((owner, id))
+    let (owner, session) = authenticate_for(store, &key, &id).await?;
+    Ok((owner, session.ok_or(Error::NotFound)?))
 }
 
 /// The upload id in the path (`/uploads/{upload_id}`), if the route has one.

@@ -1,5 +1,6 @@
 //! The SQS adapter: the cleanup queue and its message.
 
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use serde::{Deserialize, Serialize};
 
@@ -45,16 +46,48 @@ impl CleanupQueue {
         self.enqueue_after(id, 0).await
     }
 
+    /// Enqueues one cleanup message per `(id, delay_seconds)`, ten to a
+    /// `SendMessageBatch` call. Returns the ids SQS did not take (a refused
+    /// entry, or every entry of a call that failed), for the caller to retry.
+    pub async fn enqueue_many_after(&self, messages: &[(UploadId, i64)]) -> Result<Vec<UploadId>, Error> {
+        let mut refused = Vec::new();
+        for chunk in messages.chunks(10) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, (id, delay_seconds)) in chunk.iter().enumerate() {
+                check_delay(*delay_seconds)?;
+                let body = serde_json::to_string(&CleanupMessage::new(id))
+                    .map_err(Error::internal("encode cleanup message"))?;
+                entries.push(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .delay_seconds(*delay_seconds as i32)
+                        .build()
+                        .map_err(Error::internal("build cleanup message"))?,
+                );
+            }
+            match self.client.send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await {
+                Ok(out) => refused.extend(
+                    out.failed
+                        .iter()
+                        .filter_map(|f| f.id.parse::<usize>().ok())
+                        .filter_map(|i| chunk.get(i))
+                        .map(|(id, _)| id.clone()),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&Error::aws("enqueue cleanup")(e)), "SendMessageBatch failed");
+                    refused.extend(chunk.iter().map(|(id, _)| id.clone()));
+                }
+            }
+        }
+        Ok(refused)
+    }
+
     /// Enqueues a cleanup message that becomes visible after `delay_seconds`
     /// (SQS allows at most 900; a longer delay is an error, not a shorter
     /// wait).
     pub async fn enqueue_after(&self, id: &UploadId, delay_seconds: i64) -> Result<(), Error> {
-        if !(0..=MAX_DELAY_SECONDS).contains(&delay_seconds) {
-            return Err(Error::invariant(
-                "enqueue cleanup",
-                format!("delay of {delay_seconds} s is outside SQS's 0..=900"),
-            ));
-        }
+        check_delay(delay_seconds)?;
         let body =
             serde_json::to_string(&CleanupMessage::new(id)).map_err(Error::internal("encode cleanup message"))?;
         self.client
@@ -67,4 +100,14 @@ impl CleanupQueue {
             .map_err(Error::aws("enqueue cleanup"))?;
         Ok(())
     }
+}
+
+fn check_delay(delay_seconds: i64) -> Result<(), Error> {
+    if !(0..=MAX_DELAY_SECONDS).contains(&delay_seconds) {
+        return Err(Error::invariant(
+            "enqueue cleanup",
+            format!("delay of {delay_seconds} s is outside SQS's 0..=900"),
+        ));
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! What the functions that open, inspect and confirm sessions work with.
 
 use crate::config::{ConfigError, UploadPolicy};
-use crate::domain::{OwnerId, Session, Status, Timestamp, UploadId};
+use crate::domain::{Session, Status, Timestamp};
 use crate::error::Error;
 use crate::objects::Objects;
 use crate::store::Store;
@@ -30,11 +30,9 @@ impl Uploads {
 }
 
 impl Uploads {
-    /// `owner`'s session `id`, if it can still receive bytes or be confirmed:
-    /// missing or another owner's is `NotFound`, completed is
-    /// `AlreadyCompleted`, past `expires_at` is `Expired`.
-    pub async fn open_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Session, Error> {
-        let session = self.store.get_session(owner, id).await?.ok_or(Error::NotFound)?;
+    /// `session`, if it can still receive bytes or be confirmed: completed
+    /// is `AlreadyCompleted`, past `expires_at` is `Expired`.
+    pub fn open(session: Session) -> Result<Session, Error> {
         if session.status == Status::Completed {
             return Err(Error::AlreadyCompleted);
         }

@@ -24,9 +24,9 @@ pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
-        let (owner, id) = http::caller_and_path_id(&deps.store, &req).await?;
+        let (_, session) = http::caller_and_path_session(&deps.store, &req).await?;
         let wait = Duration::from_secs(deps.policy.confirm_wait_seconds);
-        Ok(match completion::confirm(deps, &owner, &id, wait).await? {
+        Ok(match completion::confirm_read(deps, session, wait).await? {
             Confirmed::Completed(session) => Reply::ok(views::session(&session)),
             Confirmed::InProgress(session) => {
                 let mut body = views::session(&session);

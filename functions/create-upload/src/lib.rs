@@ -4,7 +4,11 @@
 //! the answer carries one presigned `PUT` (content type and length signed);
 //! at or above it, an S3 multipart upload is started and the answer carries a
 //! presigned `PUT` per part (at most 1,000; the resume route gives the rest).
-//! The session is written on condition that it does not exist yet.
+//! The session is written on condition that it does not exist yet, in one
+//! transaction with its reservation against the owner's quota: two AWS calls
+//! for a single `PUT` (the key's read, the transaction), four for multipart
+//! (plus the usage read that refuses before any S3 work, and
+//! `CreateMultipartUpload`).
 
 use lambda_http::{Body, Request, Response};
 use shared::domain::{Multipart, NewUpload, ObjectKey, Plan, Session, Status, Timestamp, UploadId};
@@ -21,27 +25,32 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
         let key = http::credentials(&req)?;
         let new = NewUpload::parse(http::body(&req), &deps.policy)?;
         let owner = http::authenticate(&deps.store, &key).await?;
-        // A pending session reserves its declared size against the quota;
-        // the creation transaction enforces it for good. This refuses early,
-        // before any S3 work, what that transaction would refuse.
-        let usage = deps.store.usage(&owner).await?;
-        if usage.held().saturating_add(new.size) > deps.policy.quota_bytes {
-            return Err(Error::QuotaExceeded);
-        }
-        if usage.pending >= deps.policy.max_pending_uploads {
-            return Err(Error::TooManyPending);
-        }
 
         let id = UploadId::generate();
         Span::current().record("upload_id", id.as_str());
         let object_key = ObjectKey::for_upload(&owner, &id);
         let multipart = match Plan::for_size(new.size, &deps.policy) {
             Plan::Single => None,
-            Plan::Multipart { part_size, part_count } => Some(Multipart {
-                s3_upload_id: deps.objects.create_multipart(&deps.bucket, &object_key, &new.content_type).await?,
-                part_size,
-                part_count,
-            }),
+            Plan::Multipart { part_size, part_count } => {
+                // A pending session reserves its declared size against the
+                // quota; the creation transaction enforces it for good. Before
+                // starting an S3 multipart upload (a billed call, and one to
+                // abort if the transaction refuses), refuse early what that
+                // transaction would refuse. A single PUT starts nothing in S3,
+                // so it goes straight to the transaction.
+                let usage = deps.store.usage(&owner).await?;
+                if usage.held().saturating_add(new.size) > deps.policy.quota_bytes {
+                    return Err(Error::QuotaExceeded);
+                }
+                if usage.pending >= deps.policy.max_pending_uploads {
+                    return Err(Error::TooManyPending);
+                }
+                Some(Multipart {
+                    s3_upload_id: deps.objects.create_multipart(&deps.bucket, &object_key, &new.content_type).await?,
+                    part_size,
+                    part_count,
+                })
+            }
         };
         let now = Timestamp::now();
         let session = Session {

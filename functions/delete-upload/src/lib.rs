@@ -1,10 +1,11 @@
 //! `DELETE /uploads/{upload_id}` and `DELETE /uploads` with `x-upload-id`.
 //!
 //! Cheap checks first, with no I/O: a missing or malformed key is a 401, a
-//! missing or malformed id a 400. Then the key is resolved to its owner and
-//! the owner-conditioned delete transaction runs (see
-//! [`shared::store::Store::delete_session`]); the cleanup message follows
-//! the commit.
+//! missing or malformed id a 400. Then one read resolves the key to its
+//! owner and fetches the session (a consistent `BatchGetItem`), the
+//! owner-conditioned delete transaction runs (see
+//! [`shared::store::Store::delete_session`]), and the cleanup message
+//! follows the commit: three AWS calls.
 
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -38,8 +39,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
             Some(id) => id?,
             None => http::header_upload_id(&req)?,
         };
-        let owner = http::authenticate(&deps.deleter.store, &key).await?;
-        deps.deleter.delete(&owner, &id, DeleteScope::Any).await?.ok_or(Error::NotFound)?;
+        let (_, session) = http::authenticate_for(&deps.deleter.store, &key, &id).await?;
+        deps.deleter.delete_read(session.ok_or(Error::NotFound)?, DeleteScope::Any).await?.ok_or(Error::NotFound)?;
         Ok(Reply::ok(json!({ "message": format!("Upload {id} deleted successfully") })))
     })
     .await

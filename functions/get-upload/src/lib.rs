@@ -7,14 +7,13 @@ use serde_json::json;
 use shared::domain::Status;
 use shared::http::{self, Operation, Reply};
 use shared::uploads::Uploads;
-use shared::{progress, views, Error};
+use shared::{progress, views};
 
 pub const OPERATION: Operation = Operation { name: "get-upload", failure: "Failed to read upload" };
 
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
-        let (owner, id) = http::caller_and_path_id(&deps.store, &req).await?;
-        let session = deps.store.get_session(&owner, &id).await?.ok_or(Error::NotFound)?;
+        let (_, session) = http::caller_and_path_session(&deps.store, &req).await?;
         let mut body = views::session(&session);
         if session.status == Status::Pending {
             let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;

@@ -12,8 +12,8 @@ pub const OPERATION: Operation = Operation { name: "resume-upload", failure: "Fa
 
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
-        let (owner, id) = http::caller_and_path_id(&deps.store, &req).await?;
-        let session = deps.open_session(&owner, &id).await?;
+        let (_, session) = http::caller_and_path_session(&deps.store, &req).await?;
+        let session = Uploads::open(session)?;
         let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
         let missing = held.missing(&session);
         let mut upload = views::instructions(&deps.objects, &deps.bucket, &session, &missing, &deps.policy).await?;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 use super::item::{s, Item, Reader};
 use super::layout::*;
@@ -71,7 +71,9 @@ impl CleanupTask {
         item.insert("final_pass_at".into(), s(self.final_pass_at.to_rfc3339()));
         item.insert("attempts".into(), super::item::n(self.attempts));
         item.insert(GSI2PK.into(), s(due_partition(DUE_CLEANUP, due_shard(&self.upload_id))));
-        item.insert(GSI2SK.into(), s(time_sort_key(self.created_at, &self.upload_id)));
+        // Due for the sweeper at its final pass: the cleanup message makes
+        // the first pass; if it is lost, the final pass does the whole job.
+        item.insert(GSI2SK.into(), s(time_sort_key(self.final_pass_at, &self.upload_id)));
         if let Some(mp) = &self.multipart_upload_id {
             item.insert("mp_upload_id".into(), s(mp));
         }
@@ -96,6 +98,59 @@ impl CleanupTask {
 impl Store {
     pub async fn get_cleanup_task(&self, id: &UploadId) -> Result<Option<CleanupTask>, Error> {
         self.get(key(id), "read cleanup task").await?.as_ref().map(CleanupTask::from_item).transpose()
+    }
+
+    /// The tasks of `ids` that exist, read together (consistent
+    /// `BatchGetItem`), each on its own: a task that cannot be read is an
+    /// error for its id only.
+    pub async fn get_cleanup_tasks(
+        &self,
+        ids: &[UploadId],
+    ) -> Result<HashMap<UploadId, Result<CleanupTask, Error>>, Error> {
+        let items = self.get_many(ids.iter().map(key).collect(), "read cleanup tasks").await?;
+        let mut tasks = HashMap::new();
+        for item in &items {
+            let Some(id) = item.get("upload_id").and_then(|v| v.as_s().ok()).and_then(|v| UploadId::parse(v)) else {
+                continue;
+            };
+            tasks.insert(id, CleanupTask::from_item(item));
+        }
+        Ok(tasks)
+    }
+
+    /// Removes finished tasks, 25 to a `BatchWriteItem` call (removing one
+    /// already gone is not an error). Deletes DynamoDB leaves unprocessed
+    /// are sent again with backoff; still unprocessed after that, `Busy`.
+    pub async fn delete_cleanup_tasks(&self, ids: &[UploadId]) -> Result<(), Error> {
+        for chunk in ids.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|id| {
+                    let delete = DeleteRequest::builder().set_key(Some(key(id))).build();
+                    delete.map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<_, _>>()
+                .map_err(Error::internal("build task deletions"))?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt == super::sessions::ATTEMPTS {
+                    return Err(Error::Busy);
+                }
+                if attempt > 0 {
+                    super::sessions::backoff(attempt - 1).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(Error::aws("delete cleanup tasks"))?;
+                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Writes a task outside a deletion: for re-driving and for tests that
@@ -126,26 +181,6 @@ impl Store {
 }
 
 impl Store {
-    /// Marks a task as waiting for its final pass: the sweeper leaves it
-    /// alone until `final_pass_at` (plus its re-drive delay).
-    pub async fn defer_cleanup_task(&self, task: &CleanupTask) -> Result<(), Error> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&task.upload_id)))
-            .update_expression("SET gsi2sk = :due")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":due", s(time_sort_key(task.final_pass_at, &task.upload_id)))
-            .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| match e.as_service_error() {
-                // Removed meanwhile by another pass: nothing left to defer.
-                Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
-                _ => Err(Error::aws("defer cleanup task")(e)),
-            })
-    }
-
     /// Shard `shard`'s cleanup tasks due before `before`, oldest first, one page.
     pub async fn due_cleanup_tasks(
         &self,

@@ -8,7 +8,7 @@ use super::Store;
 use crate::domain::{ApiKey, KeyDigest, OwnerId, Timestamp};
 use crate::error::Error;
 
-fn key(digest: &KeyDigest) -> [(String, AttributeValue); 2] {
+pub(super) fn key(digest: &KeyDigest) -> [(String, AttributeValue); 2] {
     [(PK.into(), s(super::layout::api_key_pk(digest.as_str()))), (SK.into(), s("APIKEY"))]
 }
 

@@ -23,9 +23,8 @@
 //!   falls due, in [`layout::DUE_SHARDS`] shards by upload id.
 //!   `gsi2pk` = `DUE#PENDING#<shard>` on pending sessions (due at
 //!   `expires_at`, or shortly after a confirm marked them completing; for
-//!   the sweeper), `DUE#CLEANUP#<shard>` on cleanup tasks (due when written
-//!   or re-driven, or at `final_pass_at` while waiting for the final pass;
-//!   for re-driving). Completing a session removes its `gsi2pk`. It projects
+//!   the sweeper), `DUE#CLEANUP#<shard>` on cleanup tasks (due at their
+//!   `final_pass_at`, later once re-driven; for re-driving). Completing a session removes its `gsi2pk`. It projects
 //!   only what the sweeper reads: `upload_id`, `owner`, `expires_at`,
 //!   `completing_at`, `attempts`.
 //!
@@ -89,6 +88,7 @@ fn each<T>(items: &[item::Item], read: impl Fn(&item::Item) -> Result<T, crate::
         .collect()
 }
 
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use aws_sdk_dynamodb::Client;
 
 /// The table and the client that reaches it. Cheap to clone.
@@ -119,6 +119,52 @@ impl Store {
             .await
             .map_err(crate::Error::aws(what))?;
         Ok(out.item)
+    }
+
+    /// Strongly consistent reads of several items at once (`BatchGetItem`,
+    /// 100 keys a call), in no particular order; a missing item is simply
+    /// absent and a key asked twice is read once. Keys DynamoDB leaves
+    /// unprocessed (it throttled them) are asked again with backoff; still
+    /// unprocessed after that, the read is `Busy`.
+    async fn get_many(&self, keys: Vec<item::Key>, what: &'static str) -> Result<Vec<item::Item>, crate::Error> {
+        let mut seen = std::collections::HashSet::new();
+        let keys: Vec<item::Key> = keys
+            .into_iter()
+            .filter(|k| {
+                let text = |a: &str| k.get(a).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                seen.insert((text(layout::PK), text(layout::SK)))
+            })
+            .collect();
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt == sessions::ATTEMPTS {
+                    return Err(crate::Error::Busy);
+                }
+                if attempt > 0 {
+                    sessions::backoff(attempt - 1).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(crate::Error::internal(what))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(crate::Error::aws(what))?;
+                found.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+                pending =
+                    out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(found)
     }
 
     /// One page of shard `shard` of the `by_due` index: items of `kind` due

@@ -14,7 +14,7 @@ use super::cleanup::CleanupTask;
 use super::item::{n, s, Item, Reader};
 use super::layout::*;
 use super::{usage, Store};
-use crate::domain::{Listed, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
+use crate::domain::{ApiKey, Listed, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
 use crate::error::Error;
 
 /// How long after `expires_at` DynamoDB TTL may drop a pending record. The
@@ -23,7 +23,7 @@ pub const TTL_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 
 /// Attempts at a transaction that lost a race (record changed since read,
 /// or DynamoDB reported a conflicting transaction) before giving up.
-const ATTEMPTS: u32 = 6;
+pub(super) const ATTEMPTS: u32 = 6;
 
 fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
     HashMap::from([(PK.into(), s(session_pk(id))), (SK.into(), s("SESSION"))])
@@ -158,6 +158,31 @@ impl From<Error> for CompleteError {
 }
 
 impl Store {
+    /// The owner of `api_key` and the session `id`, read together in one
+    /// strongly consistent `BatchGetItem`: the owner is `None` for an unknown
+    /// or revoked key, and the session is returned only when that owner owns
+    /// it (another owner's session is `None`, exactly like a missing one).
+    pub async fn caller_and_session(
+        &self,
+        api_key: &ApiKey,
+        id: &UploadId,
+    ) -> Result<(Option<OwnerId>, Option<Session>), Error> {
+        const WHAT: &str = "read api key and session";
+        let key_item = super::keys::key(&api_key.digest());
+        let key_pk = api_key_pk(api_key.digest().as_str());
+        let items = self.get_many(vec![key_item.into_iter().collect(), key(id)], WHAT).await?;
+        let pk = |item: &Item| item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let Some(owner) = items.iter().find(|i| pk(i) == key_pk) else {
+            return Ok((None, None));
+        };
+        let owner = Reader::new(owner, WHAT).parsed("owner", OwnerId::parse)?;
+        let session = match items.iter().find(|i| pk(i) == session_pk(id)) {
+            Some(item) => Some(from_item(item)?).filter(|s: &Session| s.owner == owner),
+            None => None,
+        };
+        Ok((Some(owner), session))
+    }
+
     /// Reads a session for `owner`. Another owner's session is `None`,
     /// exactly like a missing one.
     pub async fn get_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Option<Session>, Error> {
@@ -234,9 +259,29 @@ impl Store {
     /// owner's reserved bytes to `bytes_used`, in one transaction. The
     /// quota was enforced when the size was reserved, at creation.
     pub async fn complete_session(&self, owner: &OwnerId, id: &UploadId) -> Result<Session, CompleteError> {
+        self.complete_session_from(owner, id, None).await
+    }
+
+    /// As [`Store::complete_session`], starting from `read`, the session as
+    /// the caller just read it (strongly consistent), which saves reading it
+    /// again; a retry reads it afresh.
+    pub async fn complete_read_session(&self, read: Session) -> Result<Session, CompleteError> {
+        self.complete_session_from(&read.owner.clone(), &read.id.clone(), Some(read)).await
+    }
+
+    async fn complete_session_from(
+        &self,
+        owner: &OwnerId,
+        id: &UploadId,
+        mut read: Option<Session>,
+    ) -> Result<Session, CompleteError> {
         let mut throttled = false;
         for attempt in 0..ATTEMPTS {
-            let Some(session) = self.get_session(owner, id).await? else {
+            let known = match read.take() {
+                Some(s) => Some(s),
+                None => self.get_session(owner, id).await?,
+            };
+            let Some(session) = known else {
                 return Err(CompleteError::NotFound);
             };
             if session.status == Status::Completed {
@@ -360,9 +405,40 @@ impl Store {
         final_pass_delay_seconds: i64,
         scope: DeleteScope,
     ) -> Result<Option<CleanupTask>, Error> {
+        self.delete_session_from(owner, id, None, bucket, final_pass_delay_seconds, scope).await
+    }
+
+    /// As [`Store::delete_session`], starting from `read`, the session as
+    /// the caller just read it (strongly consistent), which saves reading it
+    /// again; the transaction's `version` condition still guards it, and a
+    /// retry reads it afresh.
+    pub async fn delete_read_session(
+        &self,
+        read: Session,
+        bucket: &str,
+        final_pass_delay_seconds: i64,
+        scope: DeleteScope,
+    ) -> Result<Option<CleanupTask>, Error> {
+        let (owner, id) = (read.owner.clone(), read.id.clone());
+        self.delete_session_from(&owner, &id, Some(read), bucket, final_pass_delay_seconds, scope).await
+    }
+
+    async fn delete_session_from(
+        &self,
+        owner: &OwnerId,
+        id: &UploadId,
+        mut read: Option<Session>,
+        bucket: &str,
+        final_pass_delay_seconds: i64,
+        scope: DeleteScope,
+    ) -> Result<Option<CleanupTask>, Error> {
         let mut throttled = false;
         for attempt in 0..ATTEMPTS {
-            let Some(session) = self.get_session(owner, id).await? else {
+            let known = match read.take() {
+                Some(s) => Some(s),
+                None => self.get_session(owner, id).await?,
+            };
+            let Some(session) = known else {
                 return Ok(None);
             };
             if let DeleteScope::ExpiredPending(now) = scope {
@@ -560,7 +636,7 @@ fn failed(reasons: &[CancellationReason], index: usize) -> bool {
     reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
 }
 
-async fn backoff(attempt: u32) {
+pub(super) async fn backoff(attempt: u32) {
     // 10, 20, 40 … ms with jitter from the clock's low bits.
     let base = 10u64 << attempt.min(6);
     let jitter = (Timestamp::now().unix_millis() as u64) % base.max(1);
