@@ -51,7 +51,10 @@ pub fn needs(call: &Call) -> Vec<Need> {
             )]
         }
         "sqs" => {
-            vec![need(&format!("sqs:{}", call.operation), format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", call.resource))]
+            // SendMessageBatch, DeleteMessageBatch… are authorized as their
+            // single-message actions; IAM has no `…Batch` SQS action.
+            let action = call.operation.strip_suffix("Batch").unwrap_or(&call.operation);
+            vec![need(&format!("sqs:{action}"), format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", call.resource))]
         }
         "s3" => {
             let object = format!("arn:aws:s3:::{}", call.resource);
@@ -208,6 +211,19 @@ mod tests {
         };
         let actions: Vec<String> = needs(&call).into_iter().map(|n| n.action).collect();
         assert_eq!(actions, ["s3:GetObject", "s3:ListBucket"]);
+    }
+
+    #[test]
+    fn sqs_batches_need_their_single_message_action() {
+        let call = Call {
+            principal: "Cleanup".into(),
+            service: "sqs".into(),
+            operation: "SendMessageBatch".into(),
+            resource: "t-cleanupqueue".into(),
+            status: 200,
+        };
+        let actions: Vec<String> = needs(&call).into_iter().map(|n| n.action).collect();
+        assert_eq!(actions, ["sqs:SendMessage"]);
     }
 
     #[test]
