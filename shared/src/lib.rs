@@ -15,6 +15,7 @@ pub mod http;
 pub mod objects;
 pub mod progress;
 pub mod queue;
+pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod uploads;

@@ -1,6 +1,7 @@
 //! Facts every part of the local stack shares, with no dependence on any of
 //! them: the project's folder, the local region and account, and how many
-//! instances of one function may run at once.
+//! instances of one function may run at once, each taking how many
+//! invocations at once.
 
 use std::path::PathBuf;
 
@@ -24,5 +25,19 @@ pub fn max_instances() -> anyhow::Result<usize> {
             _ => anyhow::bail!("UPLOADS_MAX_INSTANCES must be a whole number from 1 to 64, not {v:?}"),
         },
         _ => Ok(DEFAULT_MAX_INSTANCES),
+    }
+}
+
+/// `UPLOADS_MAX_CONCURRENCY` (1..=1600, Lambda's own bounds), else 1:
+/// invocations one instance of an API function takes at once. Above 1, the
+/// local stack runs the API functions as Lambda Managed Instances does, each
+/// instance started with `AWS_LAMBDA_MAX_CONCURRENCY` set to it.
+pub fn max_concurrency() -> anyhow::Result<usize> {
+    match std::env::var("UPLOADS_MAX_CONCURRENCY") {
+        Ok(v) if !v.is_empty() => match v.parse::<usize>() {
+            Ok(n) if (1..=1600).contains(&n) => Ok(n),
+            _ => anyhow::bail!("UPLOADS_MAX_CONCURRENCY must be a whole number from 1 to 1600, not {v:?}"),
+        },
+        _ => Ok(1),
     }
 }

@@ -6,6 +6,11 @@
 //! when every instance is busy a new one is started, up to the host's limit
 //! (`UPLOADS_MAX_INSTANCES`, default 4); past it, invocations wait for the
 //! next instance to become free (on Lambda they would be throttled).
+//!
+//! As Lambda Managed Instances runs a function ([`Scaling::managed`]), one
+//! instance instead takes several invocations at once: it is started with
+//! `AWS_LAMBDA_MAX_CONCURRENCY=N`, polls `/next` from N tasks, and each
+//! poll gets an invocation of its own, answered by its own request id.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use axum::body::Bytes;
@@ -53,6 +58,34 @@ struct Shared {
     queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     pending: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<String>>,
+    /// When the first `GET /next` arrived: the end of the first instance's init.
+    first_poll: Mutex<Option<Instant>>,
+    /// Most invocations handed out and not answered yet, at any one time.
+    busiest: AtomicUsize,
+}
+
+/// How many invocations a function's host runs at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scaling {
+    /// Instances (processes) at most; one more starts when every one is full.
+    pub max_instances: usize,
+    /// Invocations one instance takes at once: 1 on Lambda; more on Lambda
+    /// Managed Instances, where the process reads it from
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`.
+    pub max_concurrency: usize,
+}
+
+impl Scaling {
+    /// Lambda's model: one invocation per instance, up to `max_instances`.
+    pub fn instances(max_instances: usize) -> Self {
+        Scaling { max_instances, max_concurrency: 1 }
+    }
+
+    /// Lambda Managed Instances' model, one execution environment: a single
+    /// instance taking up to `max_concurrency` invocations at once.
+    pub fn managed(max_concurrency: usize) -> Self {
+        Scaling { max_instances: 1, max_concurrency }
+    }
 }
 
 /// How to start one more instance of a function.
@@ -71,6 +104,9 @@ pub struct FunctionHost {
     pub timeout: Duration,
     /// Instances at most.
     pub max_instances: usize,
+    /// Invocations one instance takes at once (`AWS_LAMBDA_MAX_CONCURRENCY`
+    /// when above 1).
+    pub max_concurrency: usize,
     tx: mpsc::Sender<Invocation>,
     shared: Arc<Shared>,
     launch: Launch,
@@ -80,6 +116,8 @@ pub struct FunctionHost {
     next_instance_number: AtomicUsize,
     logs: Arc<Mutex<Vec<String>>>,
     server: tokio::task::JoinHandle<()>,
+    /// When the first instance was started.
+    started_at: Instant,
 }
 
 impl Drop for FunctionHost {
@@ -118,7 +156,35 @@ impl FunctionHost {
         max_instances: usize,
         echo: bool,
     ) -> Result<Self> {
-        let path = binary_path(binary);
+        Self::start_at(name, binary_path(binary), env, timeout, memory_mb, max_instances, echo).await
+    }
+
+    /// As [`FunctionHost::start`], running the executable at `path` (a
+    /// release build, say) instead of the dev build.
+    pub async fn start_at(
+        name: &str,
+        path: PathBuf,
+        env: &[(String, String)],
+        timeout: Duration,
+        memory_mb: u64,
+        max_instances: usize,
+        echo: bool,
+    ) -> Result<Self> {
+        Self::start_scaled(name, path, env, timeout, memory_mb, Scaling::instances(max_instances), echo).await
+    }
+
+    /// As [`FunctionHost::start_at`], scaled as `scaling` says: with
+    /// [`Scaling::managed`], one instance serving several invocations at
+    /// once, as on Lambda Managed Instances.
+    pub async fn start_scaled(
+        name: &str,
+        path: PathBuf,
+        env: &[(String, String)],
+        timeout: Duration,
+        memory_mb: u64,
+        scaling: Scaling,
+        echo: bool,
+    ) -> Result<Self> {
         if !path.exists() {
             bail!("{} is not built; run `cargo build --bins` first", path.display());
         }
@@ -128,6 +194,8 @@ impl FunctionHost {
             queue: tokio::sync::Mutex::new(rx),
             pending: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
+            first_poll: Mutex::new(None),
+            busiest: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -143,7 +211,8 @@ impl FunctionHost {
         let host = Self {
             name: name.to_owned(),
             timeout,
-            max_instances: max_instances.max(1),
+            max_instances: scaling.max_instances.max(1),
+            max_concurrency: scaling.max_concurrency.max(1),
             tx,
             shared,
             launch: Launch { path, env: env.to_vec(), runtime_api, memory_mb, echo },
@@ -152,6 +221,7 @@ impl FunctionHost {
             next_instance_number: AtomicUsize::new(1),
             logs: Arc::new(Mutex::new(Vec::new())),
             server,
+            started_at: Instant::now(),
         };
         host.instances.lock().await.push(host.spawn_instance(0)?);
         Ok(host)
@@ -170,6 +240,7 @@ impl FunctionHost {
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", self.name))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local-{n}"))
+            .envs((self.max_concurrency > 1).then(|| ("AWS_LAMBDA_MAX_CONCURRENCY", self.max_concurrency.to_string())))
             .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -207,7 +278,7 @@ impl FunctionHost {
     /// Makes sure an instance is free for one more invocation: drops
     /// instances that exited (an instance that failed its init fails the
     /// invocation, as on Lambda), and starts a new one when every instance
-    /// is busy and the limit allows.
+    /// is full (`max_concurrency` invocations each) and the limit allows.
     async fn scale_for(&self, in_flight: usize) -> Result<()> {
         let mut instances = self.instances.lock().await;
         let mut exited = None;
@@ -227,7 +298,9 @@ impl FunctionHost {
                 bail!("{} exited with {status}{}", self.name, init.map(|e| format!(": {e}")).unwrap_or_default());
             }
         }
-        if (instances.is_empty() || in_flight > instances.len()) && instances.len() < self.max_instances {
+        if (instances.is_empty() || in_flight > instances.len() * self.max_concurrency)
+            && instances.len() < self.max_instances
+        {
             let n = self.next_instance_number.fetch_add(1, Ordering::SeqCst);
             instances.push(self.spawn_instance(n)?);
         }
@@ -237,6 +310,13 @@ impl FunctionHost {
     /// Invokes the function with `payload` and waits for its answer: until
     /// an instance takes it, then at most its timeout plus a grace second.
     pub async fn invoke(&self, payload: &Value) -> Result<Outcome> {
+        self.invoke_timed(payload).await.map(|(outcome, _)| outcome)
+    }
+
+    /// As [`FunctionHost::invoke`], with the invocation's latency as the
+    /// Runtime API sees it: from handing the event out on `/next` to
+    /// receiving the function's answer.
+    pub async fn invoke_timed(&self, payload: &Value) -> Result<(Outcome, Duration)> {
         let in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let _counted = InFlight(&self.in_flight);
         self.scale_for(in_flight).await?;
@@ -252,8 +332,9 @@ impl FunctionHost {
         };
         self.tx.send(invocation).await.map_err(|_| anyhow!("{} is not accepting invocations", self.name))?;
         taken.await.map_err(|_| anyhow!("{} dropped the invocation", self.name))?;
+        let handed_out = Instant::now();
         match tokio::time::timeout(self.timeout + Duration::from_secs(1), answer).await {
-            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Ok(outcome)) => Ok((outcome, handed_out.elapsed())),
             Ok(Err(_)) => bail!("{} dropped the invocation", self.name),
             Err(_) => {
                 // A late answer is refused, as Lambda refuses one past the deadline.
@@ -267,6 +348,25 @@ impl FunctionHost {
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// From starting the first instance to its first `GET /next` (its
+    /// init), once that has arrived.
+    pub fn init_time(&self) -> Option<Duration> {
+        let first = *self.shared.first_poll.lock().unwrap_or_else(|e| e.into_inner());
+        first.map(|at| at.saturating_duration_since(self.started_at))
+    }
+
+    /// Process ids of the running instances.
+    pub async fn pids(&self) -> Vec<u32> {
+        self.instances.lock().await.iter().filter_map(Child::id).collect()
+    }
+
+    /// The most invocations the instances held at one moment: handed out on
+    /// `/next` and not answered yet. Above 1 with a single instance, that
+    /// instance served them concurrently.
+    pub fn busiest(&self) -> usize {
+        self.shared.busiest.load(Ordering::SeqCst)
+    }
 }
 
 /// 128 random bits as a hyphenated UUID, for invocation ids.
@@ -278,6 +378,7 @@ pub fn uuid_like() -> String {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    shared.first_poll.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
     let mut queue = shared.queue.lock().await;
     let Some(inv) = queue.recv().await else {
         return (StatusCode::GONE, HeaderMap::new(), Bytes::new());
@@ -299,7 +400,11 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     );
     set(&mut headers, "lambda-runtime-trace-id", format!("Root=1-{}", &inv.id[..8]));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(inv.id, inv.reply);
+    {
+        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.insert(inv.id, inv.reply);
+        shared.busiest.fetch_max(pending.len(), Ordering::SeqCst);
+    }
     let _ = inv.started.send(());
     (StatusCode::OK, headers, inv.payload)
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::gateway::Gateway;
-use crate::runtime::FunctionHost;
+use crate::runtime::{binary_path, FunctionHost, Scaling};
 use crate::template::{referenced_id, scalar, Function, Template};
 use crate::waf::{RateLimiter, RateRule};
 
@@ -432,25 +432,44 @@ impl Stack {
         echo: bool,
         extra: &[(&str, &str)],
     ) -> Result<FunctionHost> {
+        self.start_function_scaled(function, echo, extra, Scaling::instances(crate::local::max_instances()?)).await
+    }
+
+    /// As [`Stack::start_function_with`], scaled as `scaling` says
+    /// ([`Scaling::managed`]: one process taking several invocations at
+    /// once, as on Lambda Managed Instances).
+    pub async fn start_function_scaled(
+        &self,
+        function: &Function,
+        echo: bool,
+        extra: &[(&str, &str)],
+        scaling: Scaling,
+    ) -> Result<FunctionHost> {
         let mut env = self.function_env(function)?;
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        FunctionHost::start(
+        FunctionHost::start_scaled(
             &function.logical_id,
-            &function.binary,
+            binary_path(&function.binary),
             &env,
             Duration::from_secs(function.timeout_seconds),
             function.memory_mb,
-            crate::local::max_instances()?,
+            scaling,
             echo,
         )
         .await
     }
 
-    /// Every function of the template, started, by logical id.
+    /// Every function of the template, started, by logical id. The API
+    /// functions take `UPLOADS_MAX_CONCURRENCY` invocations per instance
+    /// (1 unless set: Lambda's model; more: Lambda Managed Instances').
     pub async fn start_functions(&self, echo: bool) -> Result<BTreeMap<String, (Function, Arc<FunctionHost>)>> {
         let mut hosts = BTreeMap::new();
+        let max_instances = crate::local::max_instances()?;
+        let api_concurrency = crate::local::max_concurrency()?;
         for f in self.template.functions()? {
-            let host = Arc::new(self.start_function(&f, echo).await?);
+            let max_concurrency = if f.routes.is_empty() { 1 } else { api_concurrency };
+            let scaling = Scaling { max_instances, max_concurrency };
+            let host = Arc::new(self.start_function_scaled(&f, echo, &[], scaling).await?);
             hosts.insert(f.logical_id.clone(), (f, host));
         }
         Ok(hosts)

@@ -1,11 +1,11 @@
-use std::convert::Infallible;
-
-use lambda_http::{run, service_fn, Error};
+use get_upload::handle;
 use shared::uploads::Uploads;
 
+/// Builds the clients once and serves: one invocation at a time, or up to
+/// `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed Instances.
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let deps = Uploads::from_env().await?;
-    run(service_fn(|req| async { Ok::<_, Infallible>(get_upload::handle(&deps, req).await) })).await
+    shared::runtime::serve_http(deps, handle).await
 }

@@ -1,9 +1,10 @@
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use sweeper::{handle, Deps};
 
+/// Builds the clients once and serves: one invocation at a time, or up to
+/// `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed Instances.
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
     let deps = Deps::from_env().await?;
-    run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await
+    shared::runtime::serve_events(deps, handle).await
 }
