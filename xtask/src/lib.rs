@@ -4,9 +4,11 @@
 //! the SQS feeder.
 //!
 //! Dependence runs one way: `local` (constants) ← `template`, `apigw`,
-//! `runtime`, `moto`, `waf` ← `gateway`, `feeder` ← `stack`.
+//! `runtime`, `moto`, `waf` ← `gateway`, `feeder` ← `stack`; `wire` (the
+//! counting proxy) stands alone, and `bench` sits on top of them all.
 
 pub mod apigw;
+pub mod bench;
 pub mod capacity;
 pub mod feeder;
 pub mod gateway;
@@ -18,3 +20,4 @@ pub mod runtime;
 pub mod stack;
 pub mod template;
 pub mod waf;
+pub mod wire;

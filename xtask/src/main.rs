@@ -7,6 +7,9 @@
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
 //! - `capacity [--seconds N]`: the capacity model (`xtask/src/capacity.rs`)
 //!   over N seconds of modeled peak (default 60); see `docs/capacity.md`.
+//! - `bench [--iterations N] [--only FUNCTION,…] [--scale N]`: every
+//!   function's release binary measured against the local stack
+//!   (`xtask/src/bench.rs`); prints Markdown tables, see `docs/performance.md`.
 //! - `check-iam CALL_LOG`: holds the calls logged by a test run's emulator
 //!   against every function's policy (`cargo xtask test` does it itself).
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
@@ -23,7 +26,7 @@ use xtask::feeder::Feeder;
 use xtask::moto::{self, Moto};
 use xtask::stack::{project_root, Stack};
 
-const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
+const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,6 +36,7 @@ async fn main() -> ExitCode {
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
         Some("capacity") => capacity(&args[1..]),
+        Some("bench") => bench(&args[1..]).await,
         Some("check-iam") => match args.get(1) {
             Some(log) => check_iam(std::path::Path::new(log)).map(|()| ExitCode::SUCCESS),
             None => Err(anyhow!(USAGE)),
@@ -288,6 +292,26 @@ fn capacity(args: &[String]) -> Result<ExitCode> {
     let report = xtask::capacity::simulate(&load);
     print!("{}", report.render(&load));
     Ok(if report.within_limits() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Builds the functions' release binaries (the release profile they deploy
+/// with) and measures each against the local stack.
+async fn bench(args: &[String]) -> Result<ExitCode> {
+    let options = xtask::bench::Options::parse(args)?;
+    moto::ensure_installed()?;
+    let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--release"]);
+    for f in template.functions()? {
+        cmd.args(["--bin", &f.binary]);
+    }
+    eprintln!("building the functions' release binaries");
+    if !cmd.status().context("running cargo build --release")?.success() {
+        bail!("building the release binaries failed");
+    }
+    let report = xtask::bench::run(&options).await?;
+    println!("{}", report.render());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
