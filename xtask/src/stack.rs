@@ -49,6 +49,7 @@ pub fn sdk_config(endpoint: &str) -> SdkConfig {
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(creds))
+        .http_client(shared::aws::https_client())
         .build()
 }
 
