@@ -365,7 +365,17 @@ pub struct LocalApi {
 
 impl LocalApi {
     pub async fn start(t: &TestStack) -> Self {
-        let hosts = t.stack.start_functions(false).await.unwrap();
+        Self::serve(t, t.stack.start_functions(false).await.unwrap()).await
+    }
+
+    /// The local API Gateway over functions already started.
+    pub async fn serve(
+        t: &TestStack,
+        hosts: std::collections::BTreeMap<
+            String,
+            (xtask::template::Function, std::sync::Arc<xtask::runtime::FunctionHost>),
+        >,
+    ) -> Self {
         let gateway = t.stack.gateway(&hosts).unwrap();
         let port = xtask::moto::free_port().unwrap();
         let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));

@@ -9,22 +9,14 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use shared::domain::ApiKey;
-use tests::{endpoint, eventually, put_parts, TestStack};
+use tests::{endpoint, put_parts, LocalApi, TestStack};
 use xtask::runtime::Outcome;
 use xtask::wire::Proxy;
 
 struct Api {
-    base: String,
+    api: LocalApi,
     proxy: Proxy,
-    hosts: BTreeMap<String, (xtask::template::Function, Arc<xtask::runtime::FunctionHost>)>,
     http: reqwest::Client,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 impl Api {
@@ -37,13 +29,7 @@ impl Api {
             let host = t.stack.start_function_with(&f, false, &[("AWS_ENDPOINT_URL", &proxy.endpoint)]).await.unwrap();
             hosts.insert(f.logical_id.clone(), (f, Arc::new(host)));
         }
-        let gateway = t.stack.gateway(&hosts).unwrap();
-        let port = xtask::moto::free_port().unwrap();
-        let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        assert!(eventually(10, || async { http.get(&base).send().await.is_ok() }).await, "local API did not start");
-        Api { base, proxy, hosts, http, server }
+        Api { api: LocalApi::serve(t, hosts).await, proxy, http: reqwest::Client::new() }
     }
 
     /// The operations `function` sent, in order, while `step` ran.
@@ -55,7 +41,7 @@ impl Api {
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, key: &ApiKey, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("x-api-key", key.expose());
+        let mut req = self.http.request(method, format!("{}{path}", self.api.base)).header("x-api-key", key.expose());
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -120,7 +106,7 @@ async fn warm_routes_make_the_stated_number_of_aws_calls() {
     let messages = t.receive_cleanup_messages().await;
     assert_eq!(messages.len(), 10);
     let event = xtask::feeder::sqs_event(&messages, &t.cleanup_queue_arn());
-    let cleanup = api.hosts["Cleanup"].1.clone();
+    let cleanup = api.api.hosts["Cleanup"].1.clone();
     let (outcome, calls) = api.calls("Cleanup", cleanup.invoke(&event)).await;
     assert!(matches!(outcome.unwrap(), Outcome::Response(r) if r["batchItemFailures"] == json!([])));
     assert_eq!(

@@ -206,9 +206,7 @@ async fn host_cpu(host: &FunctionHost) -> Option<Duration> {
 
 /// Where cargo puts a workspace binary of the release profile.
 pub fn release_path(binary: &str) -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
-    target.join("release").join(binary)
+    crate::runtime::profile_path("release", binary)
 }
 
 /// The instruction set an ELF file is built for.
@@ -411,22 +409,8 @@ impl Env {
     /// `f`'s release binary, scaled as `scaling` says, its AWS calls
     /// through the proxy.
     async fn start(&self, f: &Function, scaling: Scaling) -> Result<FunctionHost> {
-        let mut env = self.stack.function_env(f)?;
-        for (k, v) in env.iter_mut() {
-            if k == "AWS_ENDPOINT_URL" {
-                v.clone_from(&self.proxy.endpoint);
-            }
-        }
-        FunctionHost::start_scaled(
-            &f.logical_id,
-            release_path(&f.binary),
-            &env,
-            Duration::from_secs(f.timeout_seconds),
-            f.memory_mb,
-            scaling,
-            false,
-        )
-        .await
+        let extra = [("AWS_ENDPOINT_URL", self.proxy.endpoint.as_str())];
+        self.stack.start_executable(f, release_path(&f.binary), false, &extra, scaling).await
     }
 
     // ---- data, made as the functions' own store and objects make it

@@ -128,9 +128,15 @@ impl Drop for FunctionHost {
 
 /// Where cargo puts a workspace binary of the dev profile.
 pub fn binary_path(binary: &str) -> PathBuf {
+    profile_path("debug", binary)
+}
+
+/// The executable `binary` of cargo profile directory `profile` (`debug`,
+/// `release`).
+pub fn profile_path(profile: &str, binary: &str) -> PathBuf {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"));
-    target.join("debug").join(binary)
+    target.join(profile).join(binary)
 }
 
 /// Counts an invocation in flight until dropped.
@@ -144,38 +150,11 @@ impl Drop for InFlight<'_> {
 
 impl FunctionHost {
     /// Starts the runtime API on a free loopback port and one instance of
-    /// the binary against it; more start as invocations overlap, up to
-    /// `max_instances`. `echo` prints the function's log lines with its name
-    /// in front.
-    pub async fn start(
-        name: &str,
-        binary: &str,
-        env: &[(String, String)],
-        timeout: Duration,
-        memory_mb: u64,
-        max_instances: usize,
-        echo: bool,
-    ) -> Result<Self> {
-        Self::start_at(name, binary_path(binary), env, timeout, memory_mb, max_instances, echo).await
-    }
-
-    /// As [`FunctionHost::start`], running the executable at `path` (a
-    /// release build, say) instead of the dev build.
-    pub async fn start_at(
-        name: &str,
-        path: PathBuf,
-        env: &[(String, String)],
-        timeout: Duration,
-        memory_mb: u64,
-        max_instances: usize,
-        echo: bool,
-    ) -> Result<Self> {
-        Self::start_scaled(name, path, env, timeout, memory_mb, Scaling::instances(max_instances), echo).await
-    }
-
-    /// As [`FunctionHost::start_at`], scaled as `scaling` says: with
-    /// [`Scaling::managed`], one instance serving several invocations at
-    /// once, as on Lambda Managed Instances.
+    /// the executable at `path` against it; more start as invocations
+    /// overlap, as `scaling` says (with [`Scaling::managed`], one instance
+    /// serving several invocations at once, as on Lambda Managed
+    /// Instances). `echo` prints the function's log lines with its name in
+    /// front.
     pub async fn start_scaled(
         name: &str,
         path: PathBuf,

@@ -446,11 +446,25 @@ impl Stack {
         extra: &[(&str, &str)],
         scaling: Scaling,
     ) -> Result<FunctionHost> {
+        self.start_executable(function, binary_path(&function.binary), echo, extra, scaling).await
+    }
+
+    /// As [`Stack::start_function_scaled`], running the executable at
+    /// `path` (a release build, say); `extra` variables override the
+    /// function's environment.
+    pub async fn start_executable(
+        &self,
+        function: &Function,
+        path: std::path::PathBuf,
+        echo: bool,
+        extra: &[(&str, &str)],
+        scaling: Scaling,
+    ) -> Result<FunctionHost> {
         let mut env = self.function_env(function)?;
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         FunctionHost::start_scaled(
             &function.logical_id,
-            binary_path(&function.binary),
+            path,
             &env,
             Duration::from_secs(function.timeout_seconds),
             function.memory_mb,

@@ -123,7 +123,7 @@ impl Store {
     /// are sent again with backoff; still unprocessed after that, `Busy`.
     pub async fn delete_cleanup_tasks(&self, ids: &[UploadId]) -> Result<(), Error> {
         for chunk in ids.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
+            let deletions: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|id| {
                     let delete = DeleteRequest::builder().set_key(Some(key(id))).build();
@@ -131,14 +131,7 @@ impl Store {
                 })
                 .collect::<Result<_, _>>()
                 .map_err(Error::internal("build task deletions"))?;
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                if attempt == super::sessions::ATTEMPTS {
-                    return Err(Error::Busy);
-                }
-                if attempt > 0 {
-                    super::sessions::backoff(attempt - 1).await;
-                }
+            super::until_processed(deletions, |pending| async move {
                 let out = self
                     .client
                     .batch_write_item()
@@ -146,9 +139,12 @@ impl Store {
                     .send()
                     .await
                     .map_err(Error::aws("delete cleanup tasks"))?;
-                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                attempt += 1;
-            }
+                Ok((
+                    Vec::<()>::new(),
+                    out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default(),
+                ))
+            })
+            .await?;
         }
         Ok(())
     }

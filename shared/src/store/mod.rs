@@ -137,15 +137,7 @@ impl Store {
             .collect();
         let mut found = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
-            let mut pending = chunk.to_vec();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                if attempt == sessions::ATTEMPTS {
-                    return Err(crate::Error::Busy);
-                }
-                if attempt > 0 {
-                    sessions::backoff(attempt - 1).await;
-                }
+            let items = until_processed(chunk.to_vec(), |pending| async move {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(pending))
                     .consistent_read(true)
@@ -158,11 +150,13 @@ impl Store {
                     .send()
                     .await
                     .map_err(crate::Error::aws(what))?;
-                found.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
-                pending =
+                let items = out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
+                let unprocessed =
                     out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
-                attempt += 1;
-            }
+                Ok((items, unprocessed))
+            })
+            .await?;
+            found.extend(items);
         }
         Ok(found)
     }
@@ -193,6 +187,33 @@ impl Store {
             .map_err(crate::Error::aws(what))?;
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
+}
+
+/// Sends `pending` with one batch call after another until DynamoDB has
+/// processed all of it: what a call leaves unprocessed (DynamoDB throttled
+/// it) is sent again after a backoff; still unprocessed after
+/// [`sessions::ATTEMPTS`] calls, `Busy`. `send` answers with what the call
+/// returned and what it left unprocessed; the returns are gathered.
+async fn until_processed<T, O, F, Fut>(mut pending: Vec<T>, mut send: F) -> Result<Vec<O>, crate::Error>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<O>, Vec<T>), crate::Error>>,
+{
+    let mut returned = Vec::new();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        if attempt == sessions::ATTEMPTS {
+            return Err(crate::Error::Busy);
+        }
+        if attempt > 0 {
+            sessions::backoff(attempt - 1).await;
+        }
+        let (out, unprocessed) = send(pending).await?;
+        returned.extend(out);
+        pending = unprocessed;
+        attempt += 1;
+    }
+    Ok(returned)
 }
 
 pub mod layout {

@@ -168,8 +168,9 @@ impl Store {
         id: &UploadId,
     ) -> Result<(Option<OwnerId>, Option<Session>), Error> {
         const WHAT: &str = "read api key and session";
-        let key_item = super::keys::key(&api_key.digest());
-        let key_pk = api_key_pk(api_key.digest().as_str());
+        let digest = api_key.digest();
+        let key_item = super::keys::key(&digest);
+        let key_pk = api_key_pk(digest.as_str());
         let items = self.get_many(vec![key_item.into_iter().collect(), key(id)], WHAT).await?;
         let pk = |item: &Item| item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
         let Some(owner) = items.iter().find(|i| pk(i) == key_pk) else {
