@@ -208,7 +208,9 @@ where
         if attempt > 0 {
             sessions::backoff(attempt - 1).await;
         }
-        let (out, unprocessed) = send(pending).await?;
+        // Boxed: the call's future stays out of the callers' future types,
+        // which otherwise nest past rustc's query depth limit in cleanup.
+        let (out, unprocessed) = Box::pin(send(pending)).await?;
         returned.extend(out);
         pending = unprocessed;
         attempt += 1;
