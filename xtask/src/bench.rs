@@ -112,7 +112,7 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 /// How long at least one of `calls` was in flight: the union of their
 /// round trips (calls made concurrently count once).
 pub fn busy_time(calls: &[Call]) -> Duration {
-    let mut spans: Vec<(Instant, Instant)> = calls.iter().map(|c| (c.sent, c.answered)).collect();
+    let mut spans: Vec<(Instant, Instant)> = calls.iter().map(|c| (c.arrived, c.answered)).collect();
     spans.sort();
     let mut total = Duration::ZERO;
     let mut current: Option<(Instant, Instant)> = None;
@@ -203,6 +203,11 @@ async fn host_cpu(host: &FunctionHost) -> Option<Duration> {
 }
 
 // ---------------------------------------------------------------- binaries
+
+/// The Python/boto3 peer's script.
+pub fn peer_path() -> PathBuf {
+    project_root().join("xtask").join("peer").join("peer.py")
+}
 
 /// Where cargo puts a workspace binary of the release profile.
 pub fn release_path(binary: &str) -> PathBuf {
@@ -300,6 +305,9 @@ pub struct Scenario {
     pub function: &'static str,
     pub label: &'static str,
     pub overrides: &'static [(&'static str, &'static str)],
+    /// Run the Python/boto3 peer (`xtask/peer/peer.py`) with this
+    /// `PEER_HANDLER` instead of the function's binary.
+    pub peer: Option<&'static str>,
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -308,36 +316,79 @@ pub const SCENARIOS: &[Scenario] = &[
         function: "CreateUpload",
         label: "create-upload: single PUT (1 KiB)",
         overrides: BENCH_OVERRIDES,
+        peer: None,
     },
     Scenario {
         kind: Kind::CreateMultipart,
         function: "CreateUpload",
         label: "create-upload: multipart (100 MiB, 7 parts)",
         overrides: BENCH_OVERRIDES,
+        peer: None,
     },
-    Scenario { kind: Kind::Get, function: "GetUpload", label: "get-upload: completed upload", overrides: &[] },
+    Scenario {
+        kind: Kind::Get,
+        function: "GetUpload",
+        label: "get-upload: completed upload",
+        overrides: &[],
+        peer: None,
+    },
     Scenario {
         kind: Kind::List,
         function: "ListUploads",
         label: "list-uploads: page of 10 (owner with `scale` sessions)",
         overrides: &[],
+        peer: None,
     },
     Scenario {
         kind: Kind::ConfirmSingle,
         function: "ConfirmUpload",
         label: "confirm-upload: single PUT (1 KiB)",
         overrides: &[],
+        peer: None,
     },
     Scenario {
         kind: Kind::ConfirmMultipart,
         function: "ConfirmUpload",
         label: "confirm-upload: multipart (1 part of 1 KiB)",
         overrides: &[],
+        peer: None,
     },
-    Scenario { kind: Kind::Resume, function: "ResumeUpload", label: "resume-upload: 4 parts, 1 sent", overrides: &[] },
-    Scenario { kind: Kind::Delete, function: "DeleteUpload", label: "delete-upload: completed upload", overrides: &[] },
-    Scenario { kind: Kind::Cleanup, function: "Cleanup", label: "cleanup: batch of 10 messages", overrides: &[] },
-    Scenario { kind: Kind::Sweeper, function: "Sweeper", label: "sweeper: nothing due", overrides: &[] },
+    Scenario {
+        kind: Kind::Resume,
+        function: "ResumeUpload",
+        label: "resume-upload: 4 parts, 1 sent",
+        overrides: &[],
+        peer: None,
+    },
+    Scenario {
+        kind: Kind::Delete,
+        function: "DeleteUpload",
+        label: "delete-upload: completed upload",
+        overrides: &[],
+        peer: None,
+    },
+    Scenario {
+        kind: Kind::Cleanup,
+        function: "Cleanup",
+        label: "cleanup: batch of 10 messages",
+        overrides: &[],
+        peer: None,
+    },
+    Scenario {
+        kind: Kind::Delete,
+        function: "DeleteUpload",
+        label: "delete-upload, Python/boto3 peer: completed upload",
+        overrides: &[],
+        peer: Some("delete"),
+    },
+    Scenario {
+        kind: Kind::Cleanup,
+        function: "Cleanup",
+        label: "cleanup, Python/boto3 peer: batch of 10 messages",
+        overrides: &[],
+        peer: Some("cleanup"),
+    },
+    Scenario { kind: Kind::Sweeper, function: "Sweeper", label: "sweeper: nothing due", overrides: &[], peer: None },
 ];
 
 impl Scenario {
@@ -411,6 +462,20 @@ impl Env {
     async fn start(&self, f: &Function, scaling: Scaling) -> Result<FunctionHost> {
         let extra = [("AWS_ENDPOINT_URL", self.proxy.endpoint.as_str())];
         self.stack.start_executable(f, release_path(&f.binary), false, &extra, scaling).await
+    }
+
+    /// The Python/boto3 peer in `f`'s place, with `f`'s environment, run by
+    /// the emulator's virtualenv (which has boto3) with `PEER_HANDLER=handler`.
+    async fn start_peer(&self, f: &Function, handler: &str) -> Result<FunctionHost> {
+        let venv_bin = project_root().join(".venv").join("bin");
+        let path = format!("{}:{}", venv_bin.display(), std::env::var("PATH").unwrap_or_default());
+        let extra = [
+            ("AWS_ENDPOINT_URL", self.proxy.endpoint.as_str()),
+            ("PATH", path.as_str()),
+            ("PEER_HANDLER", handler),
+            ("PYTHONDONTWRITEBYTECODE", "1"),
+        ];
+        self.stack.start_executable(f, peer_path(), false, &extra, Scaling::instances(1)).await
     }
 
     // ---- data, made as the functions' own store and objects make it
@@ -802,7 +867,10 @@ async fn run_scenario(sc: &Scenario, opts: &Options) -> Result<(Row, Vec<Scale>)
     let (events, expect) = prepare(sc.kind, &env, runs + 1).await?;
     eprintln!("  setup {:.1} s", setup.elapsed().as_secs_f64());
 
-    let host = env.start(&f, Scaling::instances(1)).await?;
+    let host = match sc.peer {
+        None => env.start(&f, Scaling::instances(1)).await?,
+        Some(handler) => env.start_peer(&f, handler).await?,
+    };
     let init = wait_init(&host).await?;
     let (_, first) = measure(&host, &env.proxy, &events[0], expect).await?;
     let mut warm = Vec::with_capacity(runs);
@@ -817,10 +885,16 @@ async fn run_scenario(sc: &Scenario, opts: &Options) -> Result<(Row, Vec<Scale>)
         _ => None,
     };
     let rss = host_rss_kib(&host).await;
-    let scales = scale(sc, &env, &host, &warm, opts).await?;
+    // The peer does the measured path only: no scaling runs (their final
+    // pass is not in it), and it takes one invocation at a time.
+    let scales = match sc.peer {
+        None => scale(sc, &env, &host, &warm, opts).await?,
+        Some(_) => Vec::new(),
+    };
     drop(host);
 
     let per_second_n = match sc.kind {
+        _ if sc.peer.is_some() => Err("the peer takes one invocation at a time".to_owned()),
         Kind::Sweeper => Err("one sweep at a time (reserved concurrency 1)".to_owned()),
         _ => throughput_one_process(sc, &env, &f, CONCURRENCY).await,
     };
@@ -829,7 +903,10 @@ async fn run_scenario(sc: &Scenario, opts: &Options) -> Result<(Row, Vec<Scale>)
     let all_calls: Vec<Call> = warm.iter().flat_map(|s| s.calls.iter().cloned()).collect();
     let row = Row {
         label: sc.label(opts.scale),
-        binary: f.binary.clone(),
+        binary: match sc.peer {
+            None => f.binary.clone(),
+            Some(handler) => format!("peer.py ({handler})"),
+        },
         runs,
         init,
         first: first.latency,
@@ -993,7 +1070,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         eprintln!("bench: {label}");
         let started = Instant::now();
         let (row, s) = run_scenario(sc, opts).await.with_context(|| format!("scenario {label}"))?;
-        if !zips.contains_key(&row.binary) {
+        if sc.peer.is_none() && !zips.contains_key(&row.binary) {
             zips.insert(row.binary.clone(), zip_figure(&row.binary, &work)?);
         }
         eprintln!("  done in {:.1} s", started.elapsed().as_secs_f64());
@@ -1020,7 +1097,11 @@ impl Report {
         );
         let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|");
         for r in &self.rows {
-            let zip = self.zips.get(&r.binary).map(|z| format!("{:.0}", z.bytes as f64 / 1024.0)).unwrap_or_default();
+            let zip = self
+                .zips
+                .get(&r.binary)
+                .map(|z| format!("{:.0}", z.bytes as f64 / 1024.0))
+                .unwrap_or_else(|| "–".into());
             let pair = |v: &[f64]| format!("{} / {}", fmt_ms(percentile(v, 50.0)), fmt_ms(percentile(v, 99.0)));
             let n = match &r.per_second_n {
                 Ok(v) => format!("{v:.0}"),
@@ -1104,7 +1185,7 @@ mod tests {
         Call {
             operation: "dynamodb:GetItem".into(),
             signer: "F".into(),
-            sent: base + Duration::from_millis(start_ms),
+            arrived: base + Duration::from_millis(start_ms),
             answered: base + Duration::from_millis(end_ms),
             status: 200,
         }

@@ -25,9 +25,10 @@ pub struct Call {
     /// The access key id in the request's signature (the local stack sets
     /// it to the calling function's logical id).
     pub signer: String,
-    /// Forwarded to the emulator at…
-    pub sent: Instant,
-    /// …and its whole answer read back at.
+    /// Reached the proxy at (its head parsed; the proxy's own reading and
+    /// forwarding count as the call's, not the caller's)…
+    pub arrived: Instant,
+    /// …and the emulator's whole answer read back at.
     pub answered: Instant,
     pub status: u16,
 }
@@ -104,6 +105,7 @@ impl Proxy {
 }
 
 async fn forward(State(up): State<Arc<Upstream>>, req: Request<Body>) -> Response<Body> {
+    let arrived = Instant::now();
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -121,7 +123,6 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request<Body>) -> Respons
             out = out.header(name, value);
         }
     }
-    let sent = Instant::now();
     let answer = match out.body(body).send().await {
         Ok(r) => r,
         Err(_) => return status_only(StatusCode::BAD_GATEWAY),
@@ -133,7 +134,7 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request<Body>) -> Respons
     up.calls.lock().unwrap_or_else(|e| e.into_inner()).push(Call {
         operation,
         signer,
-        sent,
+        arrived,
         answered,
         status: status.as_u16(),
     });

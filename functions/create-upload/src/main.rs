@@ -1,11 +1,13 @@
 use create_upload::handle;
 use shared::uploads::Uploads;
 
-/// Builds the clients once and serves: one invocation at a time, or up to
-/// `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed Instances.
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let deps = Uploads::from_env().await?;
-    shared::runtime::serve_http(deps, handle).await
+/// Builds the clients once and serves: one invocation at a time on one
+/// thread, or up to `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed
+/// Instances.
+fn main() -> Result<(), lambda_http::Error> {
+    shared::runtime::block_on(async {
+        shared::telemetry::init();
+        let deps = Uploads::from_env().await?;
+        shared::runtime::serve_http(deps, handle).await
+    })
 }
