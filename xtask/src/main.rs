@@ -323,7 +323,7 @@ async fn key_store(args: &[String]) -> Result<shared::store::Store> {
         .map(str::to_owned)
         .or_else(|| std::env::var("TABLE_NAME").ok())
         .ok_or_else(|| anyhow!("name the table with --table or TABLE_NAME"))?;
-    let sdk = shared::aws::sdk_config().await;
+    let sdk = shared::aws::tool_sdk_config().await;
     Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), table))
 }
 
