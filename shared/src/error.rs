@@ -6,6 +6,9 @@ use lambda_http::http::StatusCode;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Where the SDK keeps a service answer's request id in its error metadata.
+const REQUEST_ID: &str = "aws_request_id";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Unauthorized")]
@@ -91,7 +94,19 @@ impl Error {
             // owner's writes collide.
             Some("TransactionConflictException") => Error::TooManyRequests,
             code if is_throttling(code) => Error::Busy,
-            _ => Error::Internal { what, source: e.into() },
+            // A service's refusal: its code and request id say what
+            // happened. Its message stays out of the logs: AWS writes the
+            // caller's role ARN, the table or the resource's ARN into some
+            // (`AccessDeniedException`, `ResourceNotFoundException`).
+            Some(code) => {
+                let source = match e.meta().extra(REQUEST_ID) {
+                    Some(id) => format!("{code} (request id {id})"),
+                    None => code.to_owned(),
+                };
+                Error::Internal { what, source: source.into() }
+            }
+            // No answer (connection, timeout): the transport's own chain.
+            None => Error::Internal { what, source: e.into() },
         }
     }
 
@@ -153,6 +168,18 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_refusal_logs_its_code_and_request_id_not_its_message() {
+        let refusal = aws_smithy_types::error::ErrorMetadata::builder()
+            .code("AccessDeniedException")
+            .message("User: arn:aws:sts::123456789012:assumed-role/r/f is not authorized to perform: dynamodb:GetItem on resource: arn:aws:dynamodb:eu-west-1:123456789012:table/uploads")
+            .custom(REQUEST_ID, "RID1")
+            .build();
+        let err = Error::aws("read session")(refusal);
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(chain(&err), "read session: AccessDeniedException (request id RID1)");
+    }
 
     #[test]
     fn throttling_is_busy_not_internal() {
