@@ -43,7 +43,7 @@ pub const SWEEP_COMPLETING_AFTER_SECONDS: i64 = 60;
 
 /// A completion still unfinished this long after it started is abandoned:
 /// once its session has expired, the sweeper expires it like any other.
-pub const ABANDONED_AFTER_SECONDS: i64 = 3600;
+pub const ABANDONED_AFTER_SECONDS: i64 = crate::domain::COMPLETION_ABANDONED_AFTER_SECONDS;
 
 /// What a confirm achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]

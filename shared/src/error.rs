@@ -21,6 +21,9 @@ pub enum Error {
     NotFound,
     #[error("Invalid JSON body")]
     InvalidBody,
+    /// A body sent with a `Content-Type` other than JSON.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
     /// A request value out of its domain; the message names it
     /// (`Invalid filename`, `Invalid limit`, …).
     #[error("{0}")]
@@ -62,6 +65,7 @@ impl Error {
             Error::MissingUploadId | Error::InvalidUploadId | Error::InvalidBody | Error::Invalid(_) => {
                 StatusCode::BAD_REQUEST
             }
+            Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::QuotaExceeded | Error::TooManyPending => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::AlreadyCompleted | Error::BytesMissing | Error::SizeMismatch | Error::Expired => {

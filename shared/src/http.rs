@@ -59,6 +59,19 @@ pub fn body(req: &Request) -> &[u8] {
     }
 }
 
+/// A request body must be JSON: a `Content-Type` other than
+/// `application/json` (any case, parameters such as `charset` allowed) is
+/// `UnsupportedMediaType`. A request without one is read as JSON. A
+/// repeated header counts by its last value, as API Gateway hands it over.
+pub fn json_content_type(req: &Request) -> Result<(), Error> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else { return Ok(()) };
+    let essence = value.to_str().ok().and_then(|v| v.split(';').next()).map(str::trim);
+    match essence {
+        Some(e) if e.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(Error::UnsupportedMediaType),
+    }
+}
+
 /// One query string parameter; `None` when absent. A parameter given twice
 /// is ambiguous and rejected with `message`.
 pub fn query_param(req: &Request, name: &str, message: &'static str) -> Result<Option<String>, Error> {

@@ -1,7 +1,7 @@
 //! What the functions that open, inspect and confirm sessions work with.
 
 use crate::config::{ConfigError, UploadPolicy};
-use crate::domain::{Session, Status, Timestamp};
+use crate::domain::{Session, Timestamp};
 use crate::error::Error;
 use crate::objects::Objects;
 use crate::store::Store;
@@ -33,12 +33,7 @@ impl Uploads {
     /// `session`, if it can still receive bytes or be confirmed: completed
     /// is `AlreadyCompleted`, past `expires_at` is `Expired`.
     pub fn open(session: Session) -> Result<Session, Error> {
-        if session.status == Status::Completed {
-            return Err(Error::AlreadyCompleted);
-        }
-        if session.expires_at <= Timestamp::now() {
-            return Err(Error::Expired);
-        }
+        session.accepts_bytes(Timestamp::now())?;
         Ok(session)
     }
 }

@@ -20,6 +20,8 @@ use shared::Config;
 use xtask::apigw::{rest_event, ProxyRequest};
 use xtask::stack::Stack;
 
+pub mod state;
+
 /// Generous enough for every test that does not test the quota.
 pub const QUOTA: u64 = 1 << 40;
 /// Likewise for the cap on pending sessions.

@@ -5,6 +5,14 @@
 //! `403 {"message":"Missing Authentication Token"}`, and the stage's web ACL
 //! (its rate-based rules on the API key's header) is applied before any
 //! route: a blocked request gets the template's `WAF_FILTERED` response.
+//!
+//! Its limits are API Gateway's and Lambda's: a body over 10 MiB gets API
+//! Gateway's own 413 (`REQUEST_TOO_LARGE`, whose text cannot be customised),
+//! and an event over Lambda's 6 MB invocation payload gets the 500 API
+//! Gateway answers when Lambda refuses an invocation (no function runs).
+//! Header values that are not ASCII reach the function as UTF-8 text (bytes
+//! that are not UTF-8 replaced), as they reach it through API Gateway,
+//! rather than being dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -22,8 +30,16 @@ use crate::runtime::{uuid_like, FunctionHost, Outcome};
 use crate::template::{GatewayResponse, Route};
 use crate::waf::RateLimiter;
 
-/// Limit on request bodies, as API Gateway's 10 MB payload limit.
+/// Limit on request bodies, as API Gateway's 10 MB payload limit
+/// (10,485,760 bytes).
 const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// API Gateway's answer to a body over [`MAX_BODY`].
+pub const TOO_LARGE: &str = "HTTP content length exceeded 10485760 bytes.";
+
+/// Lambda's limit on a synchronous invocation's payload (the event),
+/// 6 MB: an event over it is refused before any function runs.
+pub const MAX_INVOKE_PAYLOAD: usize = 6 * 1024 * 1024;
 
 pub struct Gateway {
     pub routes: Vec<Route>,
@@ -129,10 +145,17 @@ async fn handle(
     };
     let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, json!({ "message": "Request Too Long" })),
+        Err(_) => {
+            let mut r = Response::new(Body::from(TOO_LARGE));
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return r;
+        }
     };
-    let headers =
-        parts.headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
     let query = parts
         .uri
         .query()
@@ -157,8 +180,12 @@ async fn handle(
         source_ip: peer.ip().to_string(),
         request_id,
     };
-    // Like API Gateway, the invocation goes on when the client hangs up.
     let event = rest_event(&proxy);
+    if serde_json::to_vec(&event).map_or(true, |e| e.len() > MAX_INVOKE_PAYLOAD) {
+        // Lambda refuses the invocation; API Gateway answers 500.
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "Internal server error" }));
+    }
+    // Like API Gateway, the invocation goes on when the client hangs up.
     let invocation = tokio::spawn(async move { host.invoke(&event).await });
     let outcome = invocation.await.unwrap_or_else(|e| Err(anyhow::anyhow!("invocation task failed: {e}")));
     match outcome {

@@ -209,7 +209,7 @@ async fn dev() -> Result<ExitCode> {
 /// or warning fails; a check the template must break says why in its
 /// `Metadata.cfn-lint` (none does today).
 fn check_template() -> Result<()> {
-    let bin = moto::ensure_venv(".venv-tools", moto::TOOL_REQUIREMENTS)?;
+    let bin = moto::ensure_tools()?;
     for (tool, args) in [("cfn-lint", &["template.yaml"][..]), ("sam", &["validate", "--lint"][..])] {
         let status = std::process::Command::new(bin.join(tool))
             .args(args)

@@ -16,10 +16,19 @@ use crate::local::project_root;
 /// `<ListPartsResult>`, which the Rust SDK (rightly) refuses to parse.
 pub const MOTO_REQUIREMENT: &str = "moto[server]==5.1.22";
 
-/// The template checkers CI runs, pinned like the emulator. They live in a
+/// The checkers CI runs, pinned like the emulator: the template's
+/// (`cfn-lint`, `sam validate`) and the contract fuzzer that runs
+/// `openapi.yaml` against the local API (`schemathesis`, from
+/// `tests/tests/fuzz.rs`; 4.32.5 needs Python 3.11 or newer). They live in a
 /// virtualenv of their own (`.venv-tools/`), so their pins and moto's never
 /// have to agree.
-pub const TOOL_REQUIREMENTS: &[&str] = &["cfn-lint==1.58.0", "aws-sam-cli==1.170.0"];
+pub const TOOL_REQUIREMENTS: &[&str] = &["cfn-lint==1.58.0", "aws-sam-cli==1.170.0", "schemathesis==4.32.5"];
+
+/// The `.venv-tools/` virtualenv with [`TOOL_REQUIREMENTS`] installed;
+/// returns its `bin` folder.
+pub fn ensure_tools() -> Result<PathBuf> {
+    ensure_venv(".venv-tools", TOOL_REQUIREMENTS)
+}
 
 /// Creates the project-local virtualenv `name` (nothing global) and installs
 /// `requirements` into it, unless exactly those are there already. Returns

@@ -1,7 +1,9 @@
 //! `POST /uploads`: opens an upload session.
 //!
-//! Body `{"filename", "content_type", "size"}`. Below the multipart threshold
-//! the answer carries one presigned `PUT` (content type and length signed);
+//! Body `{"filename", "content_type", "size"}`, as JSON: a `Content-Type`
+//! other than `application/json` is a 415 (none at all is read as JSON).
+//! Below the multipart threshold the answer carries one presigned `PUT`
+//! (content type and length signed);
 //! at or above it, an S3 multipart upload is started and the answer carries a
 //! presigned `PUT` per part (at most 1,000; the resume route gives the rest).
 //! The session is written on condition that it does not exist yet, in one
@@ -23,6 +25,7 @@ pub const OPERATION: Operation = Operation { name: "create-upload", failure: "Fa
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
         let key = http::credentials(&req)?;
+        http::json_content_type(&req)?;
         let new = NewUpload::parse(http::body(&req), &deps.policy)?;
         let owner = http::authenticate(&deps.store, &key).await?;
 

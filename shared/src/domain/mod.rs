@@ -9,7 +9,7 @@ mod upload;
 
 pub use api_key::{ApiKey, KeyDigest};
 pub use ids::{ObjectKey, OwnerId, UploadId};
-pub use session::{Listed, Multipart, Session};
+pub use session::{Holding, Listed, Multipart, Session, COMPLETION_ABANDONED_AFTER_SECONDS};
 pub use time::Timestamp;
 pub use upload::{part_len, valid_content_type, valid_filename, NewUpload, Plan};
 
@@ -59,7 +59,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()

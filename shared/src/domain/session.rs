@@ -1,4 +1,10 @@
 use super::{ObjectKey, OwnerId, Status, Timestamp, UploadId};
+use crate::error::Error;
+
+/// A completion (see [`Session::completing_since`]) still unfinished this
+/// long after it started is abandoned: once its session has expired, the
+/// sweeper expires it like any other.
+pub const COMPLETION_ABANDONED_AFTER_SECONDS: i64 = 3600;
 
 /// An upload session as the service knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +31,88 @@ pub struct Session {
     /// Bumped by every write, so a transaction can insist that the record
     /// has not changed since it was read.
     pub version: u64,
+}
+
+/// What one session counts in its owner's usage item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+    /// Bytes of a completed upload (`bytes_used`).
+    pub used: u64,
+    /// Declared bytes a pending session reserves (`bytes_reserved`).
+    pub reserved: u64,
+    /// 1 for a pending session (`pending_count`).
+    pub pending: u64,
+}
+
+impl Holding {
+    /// What counts against the quota (`bytes_held`).
+    pub fn held(&self) -> u64 {
+        self.used.saturating_add(self.reserved)
+    }
+}
+
+/// The session's life, as the store's conditional writes carry it out:
+///
+/// ```text
+///   create ──> pending ──mark_completing──> pending, completing ──complete──> completed
+///                 │  └──────────────complete──────────────────────────────────┘   │
+///                 └── delete, or expire once past expires_at (not while completing) ┴── delete
+/// ```
+///
+/// Each accepted transition bumps `version` (the store conditions every
+/// write on the version read); a refused one changes nothing. `completed`
+/// is final: nothing leads out of it but deletion.
+impl Session {
+    /// What the session counts in its owner's usage: a pending session
+    /// reserves its declared size and counts as pending; a completed one
+    /// uses its size. Completing moves the bytes from reserved to used, so
+    /// it never changes what counts against the quota.
+    pub fn holding(&self) -> Holding {
+        match self.status {
+            Status::Pending => Holding { used: 0, reserved: self.size, pending: 1 },
+            Status::Completed => Holding { used: self.size, reserved: 0, pending: 0 },
+        }
+    }
+
+    /// The session once a confirm has started completing its multipart
+    /// upload at `now`; `None` unless it is pending.
+    pub fn mark_completing(&self, now: Timestamp) -> Option<Session> {
+        (self.status == Status::Pending).then(|| Session {
+            completing_since: Some(now),
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// The session completed at `now`; `None` unless it is pending.
+    pub fn complete(&self, now: Timestamp) -> Option<Session> {
+        (self.status == Status::Pending).then(|| Session {
+            status: Status::Completed,
+            completed_at: Some(now),
+            completing_since: None,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// Whether the sweeper may expire the session at `now`: pending, past
+    /// `expires_at`, and not being completed (unless that completion was
+    /// abandoned).
+    pub fn expirable(&self, now: Timestamp) -> bool {
+        let completing =
+            self.completing_since.is_some_and(|since| since.plus_seconds(COMPLETION_ABANDONED_AFTER_SECONDS) > now);
+        self.status == Status::Pending && self.expires_at <= now && !completing
+    }
+
+    /// Whether the session can still receive bytes (and fresh URLs) at
+    /// `now`: completed is `AlreadyCompleted`, past `expires_at` is `Expired`.
+    pub fn accepts_bytes(&self, now: Timestamp) -> Result<(), Error> {
+        match self.status {
+            Status::Completed => Err(Error::AlreadyCompleted),
+            Status::Pending if self.expires_at <= now => Err(Error::Expired),
+            Status::Pending => Ok(()),
+        }
+    }
 }
 
 /// An S3 multipart upload backing a session.

@@ -203,7 +203,9 @@ impl Store {
     /// `TooManyPending` when the owner already has `max_pending` pending
     /// sessions. Fails if a session with the same id exists.
     pub async fn create_session(&self, session: &Session, quota: u64, max_pending: u64) -> Result<(), Error> {
-        let Some(max_before) = quota.checked_sub(session.size) else {
+        // What the new session reserves: its declared size, one pending session.
+        let holding = session.holding();
+        let Some(max_before) = quota.checked_sub(holding.held()) else {
             return Err(Error::QuotaExceeded);
         };
         let mut throttled = false;
@@ -223,8 +225,8 @@ impl Store {
                      AND (attribute_not_exists(pending_count) OR pending_count < :max_pending)",
                 )
                 .expression_attribute_names("#type", "type")
-                .expression_attribute_values(":size", n(session.size))
-                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":size", n(holding.reserved))
+                .expression_attribute_values(":one", n(holding.pending))
                 .expression_attribute_values(":usage", s("usage"))
                 .expression_attribute_values(":max_before", n(max_before))
                 .expression_attribute_values(":max_pending", n(max_pending))
@@ -285,10 +287,10 @@ impl Store {
             let Some(session) = known else {
                 return Err(CompleteError::NotFound);
             };
-            if session.status == Status::Completed {
-                return Err(CompleteError::AlreadyCompleted(Box::new(session)));
-            }
             let now = Timestamp::now();
+            let Some(completed) = session.complete(now) else {
+                return Err(CompleteError::AlreadyCompleted(Box::new(session)));
+            };
             let mark = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(id)))
@@ -326,15 +328,7 @@ impl Store {
                 .send()
                 .await;
             match result {
-                Ok(_) => {
-                    return Ok(Session {
-                        status: Status::Completed,
-                        completed_at: Some(now),
-                        completing_since: None,
-                        version: session.version + 1,
-                        ..session
-                    })
-                }
+                Ok(_) => return Ok(completed),
                 Err(err) => match Cancelled::from(err, "complete session")?.check("complete session")? {
                     Cancelled { reasons } if failed(&reasons, 1) && !failed(&reasons, 0) => {
                         return Err(Error::invariant(
@@ -381,7 +375,8 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Some(Session { completing_since: Some(now), version: session.version + 1, ..session.clone() })),
+            // The condition held: the session was pending.
+            Ok(_) => Ok(session.mark_completing(now)),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
             Err(e) => Err(Error::aws("mark session completing")(e)),
         }
@@ -443,10 +438,7 @@ impl Store {
                 return Ok(None);
             };
             if let DeleteScope::ExpiredPending(now) = scope {
-                let completing = session
-                    .completing_since
-                    .is_some_and(|since| since.plus_seconds(crate::completion::ABANDONED_AFTER_SECONDS) > now);
-                if session.status != Status::Pending || session.expires_at > now || completing {
+                if !session.expirable(now) {
                     return Ok(None);
                 }
             }
@@ -466,6 +458,7 @@ impl Store {
             let mut tx =
                 self.client.transact_write_items().transact_items(TransactWriteItem::builder().delete(remove).build());
             // Release what the session holds: its bytes, or its reservation.
+            let holding = session.holding();
             let release = match session.status {
                 Status::Completed => Update::builder()
                     .update_expression("ADD bytes_used :minus, bytes_held :minus")
@@ -473,12 +466,12 @@ impl Store {
                 Status::Pending => Update::builder()
                     .update_expression("ADD bytes_reserved :minus, bytes_held :minus, pending_count :minus_one")
                     .condition_expression("bytes_reserved >= :size")
-                    .expression_attribute_values(":minus_one", n(-1)),
+                    .expression_attribute_values(":minus_one", AttributeValue::N(format!("-{}", holding.pending))),
             }
             .table_name(&self.table)
             .set_key(Some(usage::key(owner)))
-            .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", session.size)))
-            .expression_attribute_values(":size", n(session.size))
+            .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", holding.held())))
+            .expression_attribute_values(":size", n(holding.held()))
             .build()
             .map_err(Error::internal("build deletion"))?;
             tx = tx.transact_items(TransactWriteItem::builder().update(release).build());
@@ -642,4 +635,69 @@ pub(super) async fn backoff(attempt: u32) {
     let base = 10u64 << attempt.min(6);
     let jitter = (Timestamp::now().unix_millis() as u64) % base.max(1);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A session in any state the transitions reach: pending (multipart or
+    /// not), marked completing, completed.
+    fn session() -> impl Strategy<Value = Session> {
+        (
+            (any::<[u8; 16]>(), "[A-Za-z0-9][A-Za-z0-9._-]{0,63}", any::<String>(), any::<String>(), 1u64..=5 << 40),
+            prop::option::of(("[A-Za-z0-9._-]{1,60}", 1u64..=5 << 30, 1u32..=10_000)),
+            (0i64..=4_000_000_000_000, 60i64..=604_800, 0u8..3, any::<u64>()),
+        )
+            .prop_map(|((id, owner, filename, content_type, size), mp, (at, expiry, state, version))| {
+                let id = UploadId::parse(&format!("upl_{}", crate::domain::hex(&id))).unwrap();
+                let owner = OwnerId::parse(&owner).unwrap();
+                let created_at = Timestamp::from_unix_millis(at);
+                let pending = Session {
+                    object_key: ObjectKey::for_upload(&owner, &id),
+                    id,
+                    owner,
+                    status: Status::Pending,
+                    filename,
+                    content_type,
+                    size,
+                    multipart: mp.map(|(s3_upload_id, part_size, part_count)| Multipart {
+                        s3_upload_id,
+                        part_size,
+                        part_count,
+                    }),
+                    created_at,
+                    expires_at: created_at.plus_seconds(expiry),
+                    completed_at: None,
+                    completing_since: None,
+                    version: version >> 1,
+                };
+                let later = created_at.plus_seconds(30);
+                match state {
+                    0 => pending,
+                    1 => pending.mark_completing(later).unwrap(),
+                    _ => pending.mark_completing(later).unwrap().complete(later.plus_seconds(5)).unwrap(),
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// The item layout round-trips every reachable session, and only a
+        /// pending one is due for the sweeper or may be dropped by TTL.
+        #[test]
+        fn items_round_trip_and_only_pending_sessions_are_due(s in session()) {
+            let item = to_item(&s);
+            prop_assert_eq!(from_item(&item).unwrap(), s.clone());
+            let pending = s.status == Status::Pending;
+            prop_assert_eq!(item.contains_key(GSI2PK), pending);
+            prop_assert_eq!(item.contains_key(GSI2SK), pending);
+            prop_assert_eq!(item.contains_key("ttl"), pending);
+            prop_assert!(item.contains_key(GSI1PK) && item.contains_key(GSI1SK), "listed in every state");
+            prop_assert_eq!(listed_from_item(&item).unwrap(), Listed::from(&s));
+        }
+    }
 }
