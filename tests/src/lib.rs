@@ -479,6 +479,45 @@ impl TestStack {
         out.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
+    /// Every session of `owner`, read page by page as a list would.
+    pub async fn all_sessions(&self, owner: &OwnerId) -> Vec<shared::domain::Listed> {
+        let mut sessions = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.list_sessions(owner, 100, after.as_deref()).await.unwrap();
+            sessions.extend(page.sessions);
+            match page.last {
+                Some(last) => after = Some(last),
+                None => return sessions,
+            }
+        }
+    }
+
+    /// Asserts that `owner`'s usage item says what its sessions hold (used
+    /// bytes the completed sessions', whose objects exist; reserved bytes
+    /// and the pending count the pending ones') and returns its sessions.
+    pub async fn assert_usage_matches_sessions(&self, owner: &OwnerId, context: &str) -> Vec<shared::domain::Listed> {
+        let sessions = self.all_sessions(owner).await;
+        let (mut used, mut reserved, mut pending) = (0, 0, 0);
+        for s in &sessions {
+            if s.status == Status::Completed {
+                used += s.size;
+                let key = ObjectKey::for_upload(owner, &s.id);
+                assert!(self.object_exists(&key).await, "{context}: completed upload {} has no object", s.id);
+            } else {
+                reserved += s.size;
+                pending += 1;
+            }
+        }
+        let usage = self.store.usage(owner).await.unwrap();
+        assert_eq!(
+            (usage.used, usage.reserved, usage.pending),
+            (used, reserved, pending),
+            "{context}: usage of {owner}"
+        );
+        sessions
+    }
+
     /// Every key in the bucket.
     pub async fn all_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();

@@ -28,30 +28,20 @@ fn down() -> aws_config::SdkConfig {
 }
 
 async fn check(t: &TestStack, owner: &OwnerId, step: &str) {
-    let (mut used, mut reserved, mut pending) = (0, 0, 0);
-    let mut after = None;
-    loop {
-        let page = t.store.list_sessions(owner, 100, after.as_deref()).await.unwrap();
-        for s in &page.sessions {
-            if s.status == Status::Completed {
-                used += s.size;
-                let object_key = ObjectKey::for_upload(owner, &s.id);
-                assert!(t.object_exists(&object_key).await, "after {step}: a completed upload lost its object");
-                assert!(t.object_tags(&object_key).await.is_empty(), "after {step}: a completed object is tagged");
-            } else {
-                reserved += s.size;
-                pending += 1;
-            }
-        }
-        match page.last {
-            Some(last) => after = Some(last),
-            None => break,
+    let context = format!("after {step}");
+    let sessions = t.assert_usage_matches_sessions(owner, &context).await;
+    let (mut held, mut pending) = (0, 0);
+    for s in &sessions {
+        held += s.size;
+        if s.status == Status::Completed {
+            let object_key = ObjectKey::for_upload(owner, &s.id);
+            assert!(t.object_tags(&object_key).await.is_empty(), "{context}: a completed object is tagged");
+        } else {
+            pending += 1;
         }
     }
-    let usage = t.store.usage(owner).await.unwrap();
-    assert_eq!((usage.used, usage.reserved, usage.pending), (used, reserved, pending), "after {step}");
-    assert!(used + reserved <= QUOTA, "after {step}: the quota does not hold");
-    assert!(pending <= MAX_PENDING, "after {step}: too many pending");
+    assert!(held <= QUOTA, "{context}: the quota does not hold");
+    assert!(pending <= MAX_PENDING, "{context}: too many pending");
 }
 
 async fn walk(seed: u64) {
