@@ -89,15 +89,20 @@ impl Error {
     /// A closure for `map_err` on an AWS call: throttling and brief
     /// unavailability that outlasted the SDK's own retries become `Busy`
     /// (503 with `Retry-After`), anything else an internal failure of `what`.
+    ///
+    /// A 5xx answer without an error code is unavailability too: S3
+    /// answers a `HEAD` with no body, so a throttled `HeadObject` (503
+    /// `SlowDown`) carries nothing but its status.
     pub fn aws<E>(what: &'static str) -> impl FnOnce(E) -> Error
     where
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + Into<BoxError>,
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + AnswerStatus + Into<BoxError>,
     {
         move |e| match e.code() {
             // An item this call touches is in another transaction: the
             // owner's writes collide.
             Some("TransactionConflictException") => Error::TooManyRequests,
             code if is_throttling(code) => Error::Busy,
+            None if e.answer_status().is_some_and(is_unavailable_status) => Error::Busy,
             // A service's refusal: its code and request id say what
             // happened. Its message stays out of the logs: AWS writes the
             // caller's role ARN, the table or the resource's ARN into some
@@ -135,6 +140,30 @@ impl Error {
             other => other.to_string(),
         }
     }
+}
+
+/// The HTTP status of the answer an AWS failure came with, if one came.
+pub trait AnswerStatus {
+    fn answer_status(&self) -> Option<u16>;
+}
+
+impl<E> AnswerStatus for aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse> {
+    fn answer_status(&self) -> Option<u16> {
+        self.raw_response().map(|r| r.status().as_u16())
+    }
+}
+
+/// Bare metadata (tests build failures from it) carries no answer.
+impl AnswerStatus for aws_smithy_types::error::ErrorMetadata {
+    fn answer_status(&self) -> Option<u16> {
+        None
+    }
+}
+
+/// HTTP statuses AWS answers when it is briefly unable to serve, for
+/// answers that carry no error code.
+pub fn is_unavailable_status(status: u16) -> bool {
+    matches!(status, 500 | 502 | 503 | 504)
 }
 
 /// AWS error codes that mean "slow down" or "briefly unavailable".
@@ -204,5 +233,26 @@ mod tests {
         assert_eq!(Error::Busy.retry_after(), Some(1));
         assert_eq!(Error::Busy.public_message("Failed to delete upload record"), "Service busy");
         assert_eq!(Error::NotFound.retry_after(), None);
+    }
+
+    /// An S3 `HEAD` answered 503 with no body (as S3 throttles one) is
+    /// `Busy`; a 4xx without a code, or a failure with no answer at all,
+    /// stays an internal failure.
+    #[test]
+    fn a_5xx_without_an_error_code_is_busy() {
+        use aws_sdk_dynamodb::config::http::HttpResponse;
+        use aws_sdk_dynamodb::error::SdkError;
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let answered = |status: u16| {
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            SdkError::service_error(HeadObjectError::generic(ErrorMetadata::builder().build()), raw)
+        };
+        assert!(matches!(Error::aws("head object")(answered(503)), Error::Busy));
+        assert!(matches!(Error::aws("head object")(answered(500)), Error::Busy));
+        assert!(matches!(Error::aws("head object")(answered(403)), Error::Internal { .. }));
+        let lost: SdkError<HeadObjectError, HttpResponse> = SdkError::timeout_error("no answer");
+        assert!(matches!(Error::aws("head object")(lost), Error::Internal { .. }));
     }
 }

@@ -42,6 +42,16 @@ pub struct CleanupTask {
     pub attempts: u32,
 }
 
+/// The attribute of a task that names the deletion that wrote it: the
+/// `ClientRequestToken` of its transaction, random per attempt. A deletion
+/// whose answer was lost finds out from it whether it committed.
+pub(super) const DELETION_TOKEN: &str = "deletion_token";
+
+/// Whether `item` (a task's) was written by the deletion `token`.
+pub(super) fn written_by(item: Option<&Item>, token: &str) -> bool {
+    item.and_then(|i| i.get(DELETION_TOKEN)).and_then(|v| v.as_s().ok()).is_some_and(|t| t == token)
+}
+
 fn key(id: &UploadId) -> HashMap<String, AttributeValue> {
     HashMap::from([(PK.into(), s(cleanup_pk(id))), (SK.into(), s("CLEANUP"))])
 }
@@ -80,6 +90,13 @@ impl CleanupTask {
         item
     }
 
+    /// The task's item as the deletion `token` writes it.
+    pub(super) fn to_item_by(&self, token: &str) -> Item {
+        let mut item = self.to_item();
+        item.insert(DELETION_TOKEN.into(), s(token));
+        item
+    }
+
     pub(super) fn from_item(item: &Item) -> Result<Self, Error> {
         let r = Reader::new(item, "read cleanup task");
         Ok(Self {
@@ -96,6 +113,12 @@ impl CleanupTask {
 }
 
 impl Store {
+    /// Whether upload `id`'s task is the one the deletion `token` wrote
+    /// (strongly consistent read).
+    pub(super) async fn task_written_by(&self, id: &UploadId, token: &str) -> Result<bool, Error> {
+        Ok(written_by(self.get(key(id), "read cleanup task").await?.as_ref(), token))
+    }
+
     pub async fn get_cleanup_task(&self, id: &UploadId) -> Result<Option<CleanupTask>, Error> {
         self.get(key(id), "read cleanup task").await?.as_ref().map(CleanupTask::from_item).transpose()
     }

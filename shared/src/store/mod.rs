@@ -10,7 +10,7 @@
 //! | upload session | `UPLOAD#<upload_id>` | `SESSION` | `owner`, `status` (`pending`/`completed`), `filename`, `content_type`, `size`, `object_key`, `mp_upload_id`, `part_size`, `part_count` (multipart only), `created_at`, `expires_at`, `completed_at`, `version`, `ttl` (pending only) |
 //! | API key | `APIKEY#<sha256 hex of the key>` | `APIKEY` | `owner`, `created_at` (the plain key is never stored) |
 //! | owner usage | `OWNER#<owner>` | `USAGE` | `bytes_used`: the sum of the sizes of the owner's completed uploads; `bytes_reserved`: of its pending sessions' declared sizes; `bytes_held`: the two together, what the quota limits; `pending_count`: its pending sessions |
-//! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at`, `final_pass_at` |
+//! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at`, `final_pass_at`, `attempts`, `deletion_token` (the `ClientRequestToken` of the deletion that wrote it) |
 //! | cursor secret | `CONFIG` | `CURSOR_SECRET` | `secret`: 32 random bytes (hex) keying list cursors' HMAC, created on first use |
 //!
 //! Two sparse global secondary indexes:
@@ -41,6 +41,13 @@
 //!   from `bytes_reserved` and `pending_count` for a pending one, and from
 //!   `bytes_held` either way; condition: what is released is there); put the
 //!   cleanup task (condition: it does not exist). See [`Store::delete_session`].
+//!
+//! A transaction whose answer is lost (no answer, a failure answered
+//! after the SDK's retries, or a resent request that finds its own first
+//! attempt applied) finds out whether it committed before answering: a
+//! creation reads its session back (the id is its own), a deletion reads
+//! the task it writes (which records the transaction's token), a completion
+//! reads the session (completed is the answer, whoever completed it).
 //! - Creation is one `TransactWriteItems`: put the session (condition: it
 //!   does not exist); on the owner's usage `ADD bytes_reserved size,
 //!   bytes_held size, pending_count 1` on condition that `bytes_held` stays

@@ -241,10 +241,22 @@ impl Store {
                 .send()
                 .await;
             let Err(err) = result else { return Ok(()) };
-            let cancelled = Cancelled::from(err, "create session")?.check("create session")?;
+            let cancelled = match Cancelled::from(err, "create session") {
+                Ok(cancelled) => cancelled.check("create session")?,
+                // No answer, or a failure answered after the SDK's retries:
+                // the transaction may have committed all the same. The
+                // session it writes says.
+                Err(e) => return if matches!(self.wrote_session(session).await, Ok(true)) { Ok(()) } else { Err(e) },
+            };
             throttled = cancelled.throttled();
             let Cancelled { reasons } = cancelled;
             if failed(&reasons, 0) {
+                // The id is ours alone (128 random bits): a session with it
+                // was written by this very creation, whose answer was lost
+                // and whose request was sent again (the SDK's retry).
+                if self.wrote_session(session).await? {
+                    return Ok(());
+                }
                 return Err(Error::invariant("create session", "a session with this id exists"));
             }
             if failed(&reasons, 1) {
@@ -256,6 +268,17 @@ impl Store {
             backoff(attempt).await;
         }
         Err(exhausted(throttled))
+    }
+
+    /// Whether the store holds `session` as its creation wrote it (same
+    /// owner, same creation time): how a creation whose answer was lost
+    /// learns that it committed.
+    async fn wrote_session(&self, session: &Session) -> Result<bool, Error> {
+        let Some(item) = self.get(key(&session.id), "read session").await? else {
+            return Ok(false);
+        };
+        let written = to_item(session);
+        Ok(["owner", "created_at"].iter().all(|k| item.get(*k).is_some_and(|v| written.get(*k) == Some(v))))
     }
 
     /// Marks `owner`'s pending session completed and moves its size from the
@@ -329,21 +352,38 @@ impl Store {
                 .await;
             match result {
                 Ok(_) => return Ok(completed),
-                Err(err) => match Cancelled::from(err, "complete session")?.check("complete session")? {
-                    Cancelled { reasons } if failed(&reasons, 1) && !failed(&reasons, 0) => {
-                        return Err(Error::invariant(
-                            "complete session",
-                            format!("bytes_reserved of {owner} is below the size of {id}"),
-                        )
-                        .into())
+                Err(err) => {
+                    let cancelled = match Cancelled::from(err, "complete session") {
+                        Ok(cancelled) => cancelled.check("complete session")?,
+                        // No answer, or a failure answered after the SDK's
+                        // retries: the transaction may have committed. A
+                        // session found completed is the answer, whoever
+                        // completed it.
+                        Err(e) => {
+                            return match self.get_session(owner, id).await {
+                                Ok(Some(s)) if s.status == Status::Completed => {
+                                    Err(CompleteError::AlreadyCompleted(Box::new(s)))
+                                }
+                                _ => Err(e.into()),
+                            }
+                        }
+                    };
+                    match cancelled {
+                        Cancelled { reasons } if failed(&reasons, 1) && !failed(&reasons, 0) => {
+                            return Err(Error::invariant(
+                                "complete session",
+                                format!("bytes_reserved of {owner} is below the size of {id}"),
+                            )
+                            .into())
+                        }
+                        // The session changed, a concurrent transaction touched
+                        // it, or DynamoDB throttled: read it again and decide afresh.
+                        cancelled => {
+                            throttled = cancelled.throttled();
+                            backoff(attempt).await
+                        }
                     }
-                    // The session changed, a concurrent transaction touched
-                    // it, or DynamoDB throttled: read it again and decide afresh.
-                    cancelled => {
-                        throttled = cancelled.throttled();
-                        backoff(attempt).await
-                    }
-                },
+                }
             }
         }
         Err(exhausted(throttled).into())
@@ -444,6 +484,10 @@ impl Store {
             }
             let now = Timestamp::now();
             let task = CleanupTask::for_session(&session, bucket, now, now.plus_seconds(final_pass_delay_seconds));
+            // Names this attempt: DynamoDB answers a resent request with the
+            // same token as the first (for 10 minutes), and the task records
+            // it, so an attempt whose answer was lost can tell its own commit.
+            let token = crate::domain::hex(&crate::domain::random_bytes::<16>());
             let remove = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(id)))
@@ -455,8 +499,11 @@ impl Store {
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build()
                 .map_err(Error::internal("build deletion"))?;
-            let mut tx =
-                self.client.transact_write_items().transact_items(TransactWriteItem::builder().delete(remove).build());
+            let mut tx = self
+                .client
+                .transact_write_items()
+                .client_request_token(&token)
+                .transact_items(TransactWriteItem::builder().delete(remove).build());
             // Release what the session holds: its bytes, or its reservation.
             let holding = session.holding();
             let release = match session.status {
@@ -477,8 +524,9 @@ impl Store {
             tx = tx.transact_items(TransactWriteItem::builder().update(release).build());
             let record = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(task.to_item()))
+                .set_item(Some(task.to_item_by(&token)))
                 .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build()
                 .map_err(Error::internal("build deletion"))?;
             tx = tx.transact_items(TransactWriteItem::builder().put(record).build());
@@ -486,15 +534,32 @@ impl Store {
             match tx.send().await {
                 Ok(_) => return Ok(Some(task)),
                 Err(err) => {
-                    let cancelled = Cancelled::from(err, "delete session")?.check("delete session")?;
+                    let cancelled = match Cancelled::from(err, "delete session") {
+                        Ok(cancelled) => cancelled.check("delete session")?,
+                        // No answer, or a failure answered after the SDK's
+                        // retries: the transaction may have committed. Its
+                        // task says.
+                        Err(e) => {
+                            return match self.task_written_by(id, &token).await {
+                                Ok(true) => Ok(Some(task)),
+                                _ => Err(e),
+                            }
+                        }
+                    };
                     throttled = cancelled.throttled();
                     let Cancelled { reasons } = cancelled;
                     let session_check = reasons.first();
                     let gone =
                         session_check.is_some_and(|r| r.code() == Some("ConditionalCheckFailed") && r.item().is_none());
                     if gone {
-                        // Deleted by someone else between our read and write.
-                        return Ok(None);
+                        // Deleted between our read and write: by someone
+                        // else, or by this very attempt, whose answer was
+                        // lost and whose request was sent again (the SDK's
+                        // retry, which DynamoDB would answer as the first;
+                        // an emulator may apply it again). The task it
+                        // found in place says which.
+                        let found = reasons.get(2).and_then(|r| r.item());
+                        return Ok(super::cleanup::written_by(found, &token).then_some(task));
                     }
                     if failed(&reasons, 1) && !failed(&reasons, 0) {
                         return Err(Error::invariant(
@@ -583,15 +648,10 @@ struct Cancelled {
 
 impl Cancelled {
     fn from(err: SdkError<TransactWriteItemsError>, what: &'static str) -> Result<Self, Error> {
-        match err {
-            SdkError::ServiceError(ctx) => match ctx.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(e) => {
-                    Ok(Cancelled { reasons: e.cancellation_reasons.unwrap_or_default() })
-                }
-                other => Err(Error::aws(what)(other)),
-            },
-            other => Err(Error::aws(what)(other)),
+        if let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
+            return Ok(Cancelled { reasons: e.cancellation_reasons.clone().unwrap_or_default() });
         }
+        Err(Error::aws(what)(err))
     }
 }
 
