@@ -1,6 +1,8 @@
-//! The S3 adapter: removing an upload's bytes.
+//! The S3 adapter: presigning the `PUT`s that bring an upload's bytes and
+//! the `GET` that reads them back, completing multipart uploads, removing
+//! bytes.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
@@ -8,7 +10,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use aws_sdk_s3::Client;
 use serde::Serialize;
 
-use crate::domain::ObjectKey;
+use crate::domain::{ObjectKey, Timestamp};
 use crate::error::Error;
 
 /// The tag every object carries until its session is confirmed. The bucket's
@@ -62,6 +64,41 @@ impl PresignedPut {
             .collect();
         Self { part_number, method: "PUT", url: req.uri().to_owned(), headers, size }
     }
+}
+
+/// A presigned `GET` of a completed upload's object, and the instant it
+/// stops working (exactly the URL's `X-Amz-Date` plus `X-Amz-Expires`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedGet {
+    pub url: String,
+    pub expires_at: Timestamp,
+}
+
+/// `Content-Disposition: attachment` naming `filename` the way RFC 6266
+/// (with RFC 8187, formerly 5987) says to: an ASCII `filename` for agents
+/// that know nothing else, then the exact name as UTF-8 in `filename*`,
+/// which agents that know it prefer.
+///
+/// The fallback keeps printable ASCII and turns every other character
+/// into `_`: `"` and `\` (which would end or escape the quoted string),
+/// control characters (a header cannot carry them), non-ASCII, and `%`
+/// (some agents decode `%xx` in `filename`; RFC 6266, appendix D). In
+/// `filename*` every byte that is not an RFC 8187 `attr-char` is
+/// percent-encoded, so the header is plain ASCII whatever the name.
+pub fn attachment_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if (c.is_ascii_graphic() || c == ' ') && !matches!(c, '"' | '\\' | '%') { c } else { '_' })
+        .collect();
+    let mut encoded = String::with_capacity(filename.len() * 3);
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// A part S3 holds for a multipart upload.
@@ -146,6 +183,44 @@ impl Objects {
             .await
             .map_err(Error::aws("presign put"))?;
         Ok(PresignedPut::from_request(1, size, req))
+    }
+
+    /// A presigned `GET` of the object at `key`, working for `ttl_seconds`,
+    /// that S3 answers with `Content-Type: content_type` and
+    /// `Content-Disposition: attachment` naming `filename`
+    /// ([`attachment_disposition`]), both signed into the URL
+    /// (`response-content-type`, `response-content-disposition`), so the
+    /// bytes are saved under the upload's name rather than shown inline.
+    /// Presigning is local: no call reaches S3.
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        filename: &str,
+        content_type: &str,
+        ttl_seconds: i64,
+    ) -> Result<PresignedGet, Error> {
+        // Signed as of a whole second (X-Amz-Date has no fraction), so the
+        // stated expiry is exactly the URL's, never later.
+        let start = Timestamp::now().unix_seconds().max(0) as u64;
+        let ttl = ttl_seconds.max(1) as u64;
+        let config = PresigningConfig::builder()
+            .start_time(UNIX_EPOCH + Duration::from_secs(start))
+            .expires_in(Duration::from_secs(ttl))
+            .build()
+            .map_err(Error::internal("presign"))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key.as_str())
+            .response_content_type(content_type)
+            .response_content_disposition(attachment_disposition(filename))
+            .presigned(config)
+            .await
+            .map_err(Error::aws("presign get"))?;
+        let expires_at = Timestamp::from_unix_millis(((start + ttl) * 1000) as i64);
+        Ok(PresignedGet { url: req.uri().to_owned(), expires_at })
     }
 
     /// Starts a multipart upload of `content_type`; returns S3's upload id.
@@ -321,5 +396,102 @@ impl Objects {
             Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
             Err(e) => Err(Error::aws("abort multipart upload")(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{valid_filename, OwnerId, UploadId};
+
+    /// The name `disposition`'s `filename*` carries, decoded.
+    fn decoded_ext_value(disposition: &str) -> String {
+        let encoded = disposition.split_once("filename*=UTF-8''").expect("filename*").1;
+        let mut bytes = Vec::new();
+        let mut rest = encoded.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            if b == b'%' {
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&tail[..2]).unwrap(), 16).unwrap());
+                rest = &tail[2..];
+            } else {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    #[test]
+    fn a_plain_name_is_both_parameters_as_it_is() {
+        assert_eq!(
+            attachment_disposition("report-2026_Q3.pdf"),
+            "attachment; filename=\"report-2026_Q3.pdf\"; filename*=UTF-8''report-2026_Q3.pdf"
+        );
+    }
+
+    #[test]
+    fn quotes_backslashes_percent_and_non_ascii_stay_out_of_the_fallback() {
+        assert_eq!(
+            attachment_disposition("My \"best\" \\ 100% Grüße ☀.txt"),
+            "attachment; filename=\"My _best_ _ 100_ Gr__e _.txt\"; \
+             filename*=UTF-8''My%20%22best%22%20%5C%20100%25%20Gr%C3%BC%C3%9Fe%20%E2%98%80.txt"
+        );
+        // A name that tries to close the header's parameters.
+        assert_eq!(
+            attachment_disposition("a\"; filename=evil.exe"),
+            "attachment; filename=\"a_; filename=evil.exe\"; filename*=UTF-8''a%22%3B%20filename%3Devil.exe"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_name_makes_a_safe_header_that_gives_it_back(name in "\\PC{1,255}") {
+            prop_assume!(valid_filename(&name));
+            let d = attachment_disposition(&name);
+            prop_assert!(d.bytes().all(|b| (0x20..0x7f).contains(&b)), "printable ASCII only: {d}");
+            let fallback = d
+                .strip_prefix("attachment; filename=\"")
+                .and_then(|r| r.split_once("\"; filename*=UTF-8''"))
+                .map(|(f, _)| f)
+                .expect("the two parameters");
+            prop_assert!(!fallback.contains(['"', '\\', '%']));
+            prop_assert_eq!(fallback.chars().count(), name.chars().count());
+            prop_assert_eq!(decoded_ext_value(&d), name);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_presigned_get_is_signed_locally_with_its_disposition_type_and_expiry() {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(Credentials::new("AKIDEXAMPLE", "secret", None, None, "test"))
+            // Nothing listens there: presigning must not need it.
+            .endpoint_url("http://127.0.0.1:9")
+            .force_path_style(true)
+            .build();
+        let objects = Objects::new(Client::from_conf(config));
+        let owner = OwnerId::parse("team-a").unwrap();
+        let key = ObjectKey::for_upload(&owner, &UploadId::generate());
+        let before = Timestamp::now();
+        let get =
+            objects.presign_get("bucket", &key, "Grüße \"1\".txt", "text/plain; charset=utf-8", 900).await.unwrap();
+        let after = Timestamp::now();
+
+        let url = url::Url::parse(&get.url).unwrap();
+        assert_eq!(url.path(), format!("/bucket/{}", key.as_str()));
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["response-content-disposition"], attachment_disposition("Grüße \"1\".txt"));
+        assert_eq!(q["response-content-type"], "text/plain; charset=utf-8");
+        assert_eq!(q["X-Amz-SignedHeaders"], "host", "nothing for the client to send");
+        assert_eq!(q["X-Amz-Expires"], "900");
+        let d = &q["X-Amz-Date"]; // 20261123T021549Z
+        let rfc3339 = format!("{}-{}-{}T{}:{}:{}Z", &d[0..4], &d[4..6], &d[6..8], &d[9..11], &d[11..13], &d[13..15]);
+        let signed_at = Timestamp::parse(&rfc3339).unwrap().unix_seconds();
+        assert_eq!(get.expires_at.unix_millis(), (signed_at + 900) * 1000, "exactly the URL's expiry");
+        assert!(before.unix_seconds() <= signed_at && signed_at <= after.unix_seconds());
     }
 }

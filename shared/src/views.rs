@@ -46,6 +46,16 @@ pub fn parts(s: &Session) -> impl Iterator<Item = (u32, u64)> + '_ {
     (1..=count).map(move |n| (n, part_len(s.size, part_size, n)))
 }
 
+/// Where the bytes of completed session `s` can be read back: a presigned
+/// `GET` that lives as long as the upload URLs (`PRESIGNED_URL_TTL_SECONDS`)
+/// and answers with the upload's content type and
+/// `Content-Disposition: attachment` naming its filename. Signed locally:
+/// no call to S3.
+pub async fn download(objects: &Objects, bucket: &str, s: &Session, policy: &UploadPolicy) -> Result<Value, Error> {
+    let get = objects.presign_get(bucket, &s.object_key, &s.filename, &s.content_type, policy.url_ttl_seconds).await?;
+    Ok(json!({ "url": get.url, "method": "GET", "expires_at": get.expires_at.to_rfc3339() }))
+}
+
 /// Upload instructions for the `missing` parts of pending session `s`:
 /// a presigned `PUT` each (at most [`MAX_URLS_PER_RESPONSE`]), when they
 /// expire, and whether more parts remain for the resume route.

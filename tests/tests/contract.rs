@@ -138,14 +138,26 @@ async fn real_responses_validate_against_openapi() {
     assert_eq!(status, 201);
     let id = created["upload_id"].as_str().unwrap().to_owned();
     let item = format!("/uploads/{id}");
-    assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", k, None).await.0, 200);
+    let (status, pending) = l.call("GET", &item, "/uploads/{upload_id}", k, None).await;
+    assert_eq!(status, 200);
     assert_eq!(l.call("POST", &format!("{item}/confirm"), "/uploads/{upload_id}/confirm", k, None).await.0, 409);
     let (status, resumed) = l.call("POST", &format!("{item}/resume"), "/uploads/{upload_id}/resume", k, None).await;
     assert_eq!(status, 200);
     tests::put_parts(&resumed["upload"], b"hello world", None).await;
     assert_eq!(l.call("POST", &format!("{item}/confirm"), "/uploads/{upload_id}/confirm", k, None).await.0, 200);
     assert_eq!(l.call("POST", &format!("{item}/confirm"), "/uploads/{upload_id}/confirm", k, None).await.0, 200);
-    assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", k, None).await.0, 200);
+    let (status, completed) = l.call("GET", &item, "/uploads/{upload_id}", k, None).await;
+    assert_eq!(status, 200);
+    // The schema holds the download to the status: required once completed,
+    // refused while pending.
+    let get_schema = response_schema(&l.doc, "GET", "/uploads/{upload_id}", 200);
+    let get_schema = jsonschema::draft202012::new(&get_schema).expect("a valid schema");
+    let mut without = completed.clone();
+    assert!(without.as_object_mut().unwrap().remove("download").is_some(), "{completed}");
+    assert!(!get_schema.is_valid(&without), "a completed upload without its download");
+    let mut with = pending.clone();
+    with["download"] = completed["download"].clone();
+    assert!(!get_schema.is_valid(&with), "a pending upload with a download");
     assert_eq!(l.call("POST", &format!("{item}/resume"), "/uploads/{upload_id}/resume", k, None).await.0, 409);
     assert_eq!(l.call("GET", "/uploads?limit=1", "/uploads", k, None).await.0, 200);
     assert_eq!(l.call("GET", "/uploads?limit=0", "/uploads", k, None).await.0, 400);

@@ -13,9 +13,14 @@
 //! Where API Gateway answers itself, the local gateway answers as it does
 //! (`xtask/src/gateway.rs`): a body over 10 MiB is API Gateway's 413
 //! `REQUEST_TOO_LARGE` (its text, not JSON; that response cannot be
-//! customised), and an event over Lambda's 6 MB invocation limit is its 500,
-//! since Lambda refuses the invocation and no function runs.
+//! customised). Any other body over `MaxRequestBodyBytes` (16 KB) is the
+//! web ACL's 413 `{"error":"Request body too large"}` (`xtask/src/waf.rs`),
+//! before any function runs. Without that rule (`MaxRequestBodyBytes=0`),
+//! an event over Lambda's 6 MB invocation limit is API Gateway's 500, since
+//! Lambda refuses the invocation and no function runs: the second test
+//! shows that path, the reason for the rule.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
@@ -24,6 +29,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, OwnerId, UploadId};
 use tests::{LocalApi, TestStack};
+use xtask::waf::{Operator, Oversize, Statement};
 
 const MIB: usize = 1024 * 1024;
 /// API Gateway's limit on a REST API request's body.
@@ -47,6 +53,9 @@ const TOO_LARGE: &str = "HTTP content length exceeded 10485760 bytes.";
 /// API Gateway's answer when Lambda refuses to invoke (the event is over
 /// its 6 MB request payload limit).
 const INVOKE_REFUSED: &str = r#"{"message":"Internal server error"}"#;
+/// The web ACL's answer to a body over `MaxRequestBodyBytes` (its custom
+/// response: static, so without a request id).
+const BODY_TOO_LARGE: &str = r#"{"error":"Request body too large"}"#;
 
 /// Strings that look like an attack on something downstream.
 const INJECTIONS: &[&str] = &[
@@ -115,6 +124,8 @@ enum Expect {
     Error(u16, &'static str),
     /// API Gateway's own answer: status and the exact body.
     Gateway(u16, &'static str),
+    /// The web ACL's custom response: status and the exact JSON body.
+    Waf(u16, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -442,6 +453,8 @@ fn cases(ctx: &Ctx) -> Vec<Case> {
             "body over API Gateway's 10 MiB",
             base().body(vec![b'x'; API_GATEWAY_MAX_BODY + 1]).expect(Expect::Gateway(413, TOO_LARGE)),
         );
+        // What it gets without the web ACL's body rule; with it, the 413 of
+        // `behind_the_web_acl`.
         push(
             "body over Lambda's 6 MB invocation payload",
             base().body(vec![b'x'; 7 * MIB]).expect(Expect::Gateway(500, INVOKE_REFUSED)),
@@ -832,6 +845,14 @@ async fn run(http: &reqwest::Client, base: &str, case: &Case) -> Result<u16, Str
                 return Err(format!("got {status} {text}, want {want} {want_body}"));
             }
         }
+        Expect::Waf(want, want_body) => {
+            if (status, text.as_ref()) != (*want, *want_body) {
+                return Err(format!("got {status} {text}, want {want} {want_body}"));
+            }
+            if headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/json") {
+                return Err(format!("content-type {:?}", headers.get("content-type")));
+            }
+        }
         Expect::Error(want, message) => {
             let json: Value = serde_json::from_slice(&body)
                 .map_err(|_| format!("got {status} with a body that is not JSON: {text}"))?;
@@ -853,9 +874,42 @@ async fn run(http: &reqwest::Client, base: &str, case: &Case) -> Result<u16, Str
     Ok(status)
 }
 
-#[tokio::test]
-async fn hostile_requests_get_stable_4xx_and_change_nothing() {
-    let t = TestStack::with_parameters(&[("QuotaBytes", &(64 * MIB).to_string())]).await;
+/// What the stack's web ACL makes of the table: a body over its size rule's
+/// limit (and within API Gateway's 10 MiB, which comes first) is the ACL's
+/// 413 whatever else is wrong with the request.
+fn behind_the_web_acl(table: &mut [Case], body_limit: Option<u64>) {
+    let Some(limit) = body_limit else { return };
+    for case in table {
+        let len = case.body.as_ref().map_or(0, Vec::len);
+        if len as u64 > limit && len <= API_GATEWAY_MAX_BODY {
+            case.expect = Expect::Waf(413, BODY_TOO_LARGE);
+        }
+    }
+}
+
+/// The body size limit of the stack's web ACL, if it has one.
+fn body_limit(t: &TestStack) -> Option<u64> {
+    let acl = t.stack.web_acl().expect("the stack's web ACL");
+    acl.rules().iter().find_map(|r| match r.statement {
+        Statement::BodySize { operator: Operator::Gt, size, oversize: Oversize::Match } => Some(size),
+        _ => None,
+    })
+}
+
+/// `MaxRequestBodyBytes` as the template sets it by default.
+fn default_body_limit() -> u64 {
+    let template = xtask::template::Template::load(&xtask::stack::project_root().join("template.yaml")).unwrap();
+    template.parameter_default("MaxRequestBodyBytes").unwrap().parse().unwrap()
+}
+
+/// Sends the table's cases that `keep` selects to a stack with `overrides`
+/// (and the quota the table's cases assume), checks every answer and that
+/// nothing in the stack changed; the number of answers by status.
+async fn run_table(overrides: &[(&str, &str)], keep: impl Fn(&Case) -> bool) -> BTreeMap<u16, usize> {
+    let quota = (64 * MIB).to_string();
+    let parameters: Vec<(&str, &str)> =
+        [("QuotaBytes", quota.as_str())].into_iter().chain(overrides.iter().copied()).collect();
+    let t = TestStack::with_parameters(&parameters).await;
     let (owner, key) = t.owner("hostile").await;
     let completed = t.completed_upload(&owner, &tests::bytes(1024, 1)).await;
     let pending = t.pending_single_with_id(&owner, UploadId::generate(), &tests::bytes(2048, 2)).await;
@@ -879,7 +933,9 @@ async fn hostile_requests_get_stable_4xx_and_change_nothing() {
         absent_id: UploadId::generate(),
         pending_id: pending.id.clone(),
     };
-    let table = cases(&ctx);
+    let mut table = cases(&ctx);
+    table.retain(|c| keep(c));
+    behind_the_web_acl(&mut table, body_limit(&t));
     let usage_before = t.store.usage(&owner).await.unwrap();
     let before = t.snapshot().await;
     assert_eq!(before.objects.len(), 2, "{before:?}");
@@ -897,7 +953,7 @@ async fn hostile_requests_get_stable_4xx_and_change_nothing() {
     let elapsed = started.elapsed();
 
     let mut failures: Vec<String> = Vec::new();
-    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    let mut by_status = BTreeMap::<u16, usize>::new();
     for (i, result) in &results {
         let case = &table[*i];
         match result {
@@ -908,9 +964,6 @@ async fn hostile_requests_get_stable_4xx_and_change_nothing() {
     failures.sort();
     eprintln!("{} hostile cases on {} routes in {elapsed:?}: {by_status:?}", table.len(), Route::ALL.len());
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), table.len(), failures.join("\n"));
-    // Every 5xx is the one API Gateway gives when Lambda refuses an event
-    // over its payload limit (no function ran).
-    assert_eq!(by_status.range(500..).map(|(_, n)| n).sum::<usize>(), Route::ALL.len());
 
     let after = t.snapshot().await;
     let diff = before.diff(&after);
@@ -924,6 +977,32 @@ async fn hostile_requests_get_stable_4xx_and_change_nothing() {
         t.store.get_session(&owner, &multipart.id).await.unwrap().unwrap().status,
         shared::domain::Status::Pending
     );
+    by_status
+}
+
+#[tokio::test]
+async fn hostile_requests_get_stable_4xx_and_change_nothing() {
+    let by_status = run_table(&[], |_| true).await;
+    // No 5xx at all: the bodies Lambda would refuse (API Gateway's 500) are
+    // the web ACL's 413, one per route at least.
+    assert_eq!(by_status.range(500..).map(|(_, n)| n).sum::<usize>(), 0, "{by_status:?}");
+    assert!(by_status.get(&413).is_some_and(|n| *n >= 2 * Route::ALL.len()), "{by_status:?}");
+}
+
+/// Without the body rule (`MaxRequestBodyBytes=0`) the bodies it catches
+/// reach API Gateway's own handling: the functions answer those up to
+/// Lambda's 6 MB payload (their 4xx, as in the table), and a larger event
+/// is the 500 API Gateway gives when Lambda refuses it, on every route:
+/// the reason the rule exists.
+#[tokio::test]
+async fn without_the_body_rule_a_body_lambda_refuses_is_a_500() {
+    let limit = default_body_limit() as usize;
+    let by_status = run_table(&[("MaxRequestBodyBytes", "0")], |c| {
+        c.body.as_ref().is_some_and(|b| b.len() > limit && b.len() <= API_GATEWAY_MAX_BODY)
+    })
+    .await;
+    assert_eq!(by_status.range(500..).map(|(_, n)| n).sum::<usize>(), Route::ALL.len(), "{by_status:?}");
+    assert_eq!(by_status.get(&413), None, "{by_status:?}");
 }
 
 /// A filename is metadata only: anything printable, injection-looking or

@@ -4,7 +4,8 @@
 //! call; S3 and SQS unreachable; cleanup and
 //! the sweeper run on both. Over every response body and every line the
 //! functions logged, nothing carries an API key, a presigned signature
-//! (outside the URLs a create or resume hands out), the table's or queue's
+//! (outside the URLs a create, a resume or a get of a completed upload hands
+//! out), the table's or queue's
 //! name or URL, an ARN, or an AWS error's message (the service's words; its
 //! error code and request id are what the logs keep).
 
@@ -109,9 +110,12 @@ fn assert_clean(t: &TestStack, c: &Captured, lines: &[String], keys: &[&str]) {
     forbidden.extend(AWS_MESSAGES.iter().map(|m| m.to_string()));
     let mut findings = Vec::new();
     for (sent, status, body) in &c.answers {
-        // A create's or resume's presigned URLs carry a signature by design;
-        // no other answer may.
-        let hands_out_urls = *status < 300 && (sent == "POST /uploads" || sent.ends_with("/resume"));
+        // A create's or resume's presigned URLs carry a signature by design,
+        // and so does a completed upload's download URL; no other answer may.
+        let download = *status == 200
+            && sent.starts_with("GET /uploads/upl_")
+            && serde_json::from_str::<Value>(body).is_ok_and(|b| b["status"] == "completed");
+        let hands_out_urls = (*status < 300 && (sent == "POST /uploads" || sent.ends_with("/resume"))) || download;
         let mut checks: Vec<&str> = forbidden.iter().map(String::as_str).collect();
         if !hands_out_urls {
             checks.push("X-Amz-Signature");

@@ -1,8 +1,9 @@
 //! What `template.yaml` must keep true, checked on the file itself.
 
 use serde_yaml::Value;
-use xtask::stack::project_root;
+use xtask::stack::{project_root, Stack};
 use xtask::template::Template;
+use xtask::waf::{Operator, Oversize, Statement};
 
 fn raw() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("template.yaml")).unwrap()).unwrap()
@@ -268,15 +269,20 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
     assert_eq!(ref_of(&stage_wide["ThrottlingBurstLimit"]), Some("ApiThrottleBurstLimit"));
 
     // Per key: a WAF rate-based rule on each header a key can come in,
-    // blocking, limited by KeyRateLimit over 60 s, on the API's stage.
+    // blocking, limited by KeyRateLimit over 60 s, on the API's stage; each
+    // rule present only while KeyRateLimit is not 0.
     assert_eq!(parameter_default(&doc, "KeyRateLimit"), 30000);
     let acl = &doc["Resources"]["KeyRateLimitAcl"];
     assert_eq!(acl["Type"], "AWS::WAFv2::WebACL");
-    assert_eq!(acl["Condition"], "KeyRateLimitOn");
+    assert_eq!(acl["Condition"], "WebAclOn");
     assert_eq!(acl["Properties"]["Scope"], "REGIONAL");
-    assert!(acl["Properties"]["DefaultAction"].get("Allow").is_some(), "the ACL blocks only over the rate");
+    assert!(acl["Properties"]["DefaultAction"].get("Allow").is_some(), "the ACL blocks only what its rules match");
     let mut headers = Vec::new();
-    for rule in acl["Properties"]["Rules"].as_sequence().expect("rules") {
+    for (condition, rule) in acl_rules(&doc) {
+        if rule["Statement"].get("RateBasedStatement").is_none() {
+            continue;
+        }
+        assert_eq!(condition, "KeyRateLimitOn", "{rule:?}");
         assert!(rule["Action"].get("Block").is_some(), "{rule:?}");
         let rate = &rule["Statement"]["RateBasedStatement"];
         assert_eq!(ref_of(&rate["Limit"]), Some("KeyRateLimit"));
@@ -288,8 +294,14 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
     }
     headers.sort();
     assert_eq!(headers, ["authorization", "x-api-key"], "every header a key is accepted in");
+    assert_switch(&doc, "KeyRateLimitOn", "KeyRateLimit");
+    // The ACL and its association exist while either rule is on.
+    let or = tagged(&doc["Conditions"]["WebAclOn"], "!Or").and_then(Value::as_sequence).expect("WebAclOn: !Or");
+    let mut either: Vec<&str> = or.iter().map(|c| tagged(c, "!Condition").and_then(Value::as_str).unwrap()).collect();
+    either.sort();
+    assert_eq!(either, ["KeyRateLimitOn", "RequestBodyLimitOn"]);
     let association = &doc["Resources"]["KeyRateLimitAssociation"];
-    assert_eq!(association["Condition"], "KeyRateLimitOn");
+    assert_eq!(association["Condition"], "WebAclOn");
     assert_eq!(
         tagged(&association["Properties"]["WebACLArn"], "!GetAtt").and_then(Value::as_str),
         Some("KeyRateLimitAcl.Arn")
@@ -328,6 +340,102 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
             .all(|r| r["Type"] != "AWS::ApiGateway::ApiKey" && r["Type"] != "AWS::ApiGateway::UsagePlan"),
         "no API Gateway key or usage plan"
     );
+}
+
+/// The web ACL's rules as `(condition, rule)`: every entry is
+/// `!If [condition, rule, !Ref AWS::NoValue]`.
+fn acl_rules(doc: &Value) -> Vec<(String, Value)> {
+    let rules = doc["Resources"]["KeyRateLimitAcl"]["Properties"]["Rules"].as_sequence().expect("rules");
+    rules
+        .iter()
+        .map(|entry| {
+            let branches = tagged(entry, "!If").and_then(Value::as_sequence).unwrap_or_else(|| panic!("{entry:?}"));
+            assert_eq!(branches.len(), 3, "{entry:?}");
+            assert_eq!(ref_of(&branches[2]), Some("AWS::NoValue"), "{entry:?}");
+            (branches[0].as_str().unwrap().to_owned(), branches[1].clone())
+        })
+        .collect()
+}
+
+/// `condition` is `!Not [!Equals [!Ref parameter, "0"]]`: 0 turns it off.
+fn assert_switch(doc: &Value, condition: &str, parameter: &str) {
+    let not = tagged(&doc["Conditions"][condition], "!Not").and_then(Value::as_sequence).expect("!Not");
+    let equals = tagged(&not[0], "!Equals").and_then(Value::as_sequence).expect("!Not [!Equals ...]");
+    assert_eq!(ref_of(&equals[0]), Some(parameter), "{condition}");
+    assert!(equals[1] == "0" || equals[1] == 0, "{condition} compares with {:?}", equals[1]);
+    assert_eq!(doc["Parameters"][parameter]["MinValue"], 0, "{parameter} accepts 0");
+}
+
+/// A body over `MaxRequestBodyBytes` is refused at the edge with a 413 in
+/// the API's error shape, before the rate rules and before any function
+/// (Lambda would refuse a 6 MB event, which API Gateway answers with 500).
+#[test]
+fn request_bodies_over_the_limit_get_413_at_the_edge() {
+    let doc = raw();
+    let parameter = &doc["Parameters"]["MaxRequestBodyBytes"];
+    assert_eq!(parameter_default(&doc, "MaxRequestBodyBytes"), 16384);
+    // WAF sees at most 16 KB of an API Gateway request's body: above that
+    // the rule could not be exact.
+    assert!(parameter["MaxValue"].as_u64().is_some_and(|m| m <= 16384), "{parameter:?}");
+    assert_switch(&doc, "RequestBodyLimitOn", "MaxRequestBodyBytes");
+
+    let rules = acl_rules(&doc);
+    let (condition, body) =
+        rules.iter().find(|(_, r)| r["Statement"].get("SizeConstraintStatement").is_some()).expect("a body size rule");
+    assert_eq!(condition, "RequestBodyLimitOn");
+    let size = &body["Statement"]["SizeConstraintStatement"];
+    assert_eq!(size["FieldToMatch"]["Body"]["OversizeHandling"], "MATCH", "bodies WAF cannot see whole match too");
+    assert_eq!(size["ComparisonOperator"], "GT");
+    assert_eq!(ref_of(&size["Size"]), Some("MaxRequestBodyBytes"));
+    assert!(size["TextTransformations"].as_sequence().unwrap().iter().all(|t| t["Type"] == "NONE"));
+    for (_, rate) in rules.iter().filter(|(_, r)| r["Statement"].get("RateBasedStatement").is_some()) {
+        assert!(body["Priority"].as_u64() < rate["Priority"].as_u64(), "the size rule runs before {rate:?}");
+    }
+    let response = &body["Action"]["Block"]["CustomResponse"];
+    assert_eq!(response["ResponseCode"], 413);
+    let key = response["CustomResponseBodyKey"].as_str().unwrap();
+    let content = &doc["Resources"]["KeyRateLimitAcl"]["Properties"]["CustomResponseBodies"][key];
+    assert_eq!(content["ContentType"], "APPLICATION_JSON");
+    let json: serde_json::Value = serde_json::from_str(content["Content"].as_str().unwrap()).unwrap();
+    assert_eq!(json, serde_json::json!({ "error": "Request body too large" }));
+}
+
+/// The local gateway's web ACL is the template's, resolved for the stack's
+/// parameters as CloudFormation resolves its conditions and `Fn::If` rules.
+#[test]
+fn the_local_web_acl_follows_the_parameters() {
+    let acl = |overrides: &[(&str, &str)]| {
+        let mut stack = Stack::unprovisioned("t").unwrap();
+        stack.parameters = overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let acl = stack.web_acl().unwrap();
+        acl.rules().iter().map(|r| (r.name.clone(), r.statement.clone())).collect::<Vec<_>>()
+    };
+    let body = |size| Statement::BodySize { operator: Operator::Gt, size, oversize: Oversize::Match };
+    let rate = |header: &str, limit| Statement::Rate {
+        header: header.into(),
+        limit,
+        window: std::time::Duration::from_secs(60),
+    };
+    let all = acl(&[]);
+    assert_eq!(
+        all,
+        [
+            ("max-request-body".into(), body(16384)),
+            ("per-x-api-key".into(), rate("x-api-key", 30000)),
+            ("per-bearer-key".into(), rate("authorization", 30000)),
+        ]
+    );
+    assert_eq!(acl(&[("MaxRequestBodyBytes", "4096")])[0], ("max-request-body".into(), body(4096)));
+    assert_eq!(acl(&[("MaxRequestBodyBytes", "0")]), all[1..]);
+    assert_eq!(acl(&[("KeyRateLimit", "0")]), all[..1]);
+    assert_eq!(acl(&[("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0")]), [], "no web ACL at all");
+    let mut stack = Stack::unprovisioned("t").unwrap();
+    stack.parameters = [("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert!(!stack.exists("KeyRateLimitAcl").unwrap());
+    assert!(!stack.exists("KeyRateLimitAssociation").unwrap());
 }
 
 #[test]

@@ -3,13 +3,18 @@
 //!
 //! Like an API Gateway REST API, a path or method no route declares gets
 //! `403 {"message":"Missing Authentication Token"}`, and the stage's web ACL
-//! (its rate-based rules on the API key's header) is applied before any
-//! route: a blocked request gets the template's `WAF_FILTERED` response.
+//! (`xtask/src/waf.rs`: its body size rule, then its rate-based rules on
+//! the API key's header) is applied before any route: a request a rule
+//! blocks gets that rule's custom response (the size rule's 413), or the
+//! template's `WAF_FILTERED` response for a rule without one.
 //!
 //! Its limits are API Gateway's and Lambda's: a body over 10 MiB gets API
-//! Gateway's own 413 (`REQUEST_TOO_LARGE`, whose text cannot be customised),
-//! and an event over Lambda's 6 MB invocation payload gets the 500 API
-//! Gateway answers when Lambda refuses an invocation (no function runs).
+//! Gateway's own 413 (`REQUEST_TOO_LARGE`, whose text cannot be customised)
+//! before the web ACL sees it, and an event over Lambda's 6 MB invocation
+//! payload gets the 500 API Gateway answers when Lambda refuses an
+//! invocation (no function runs). With the template's body size rule on
+//! (`MaxRequestBodyBytes`, 16 KB by default) no body that large gets that
+//! far: only a stack deployed with the rule off can still answer that 500.
 //! Header values that are not ASCII reach the function as UTF-8 text (bytes
 //! that are not UTF-8 replaced), as they reach it through API Gateway,
 //! rather than being dropped.
@@ -28,7 +33,7 @@ use serde_json::json;
 use crate::apigw::{parse_response, rest_event, ProxyRequest};
 use crate::runtime::{uuid_like, FunctionHost, Outcome};
 use crate::template::{GatewayResponse, Route};
-use crate::waf::RateLimiter;
+use crate::waf::{CustomResponse, WebAcl};
 
 /// Limit on request bodies, as API Gateway's 10 MB payload limit
 /// (10,485,760 bytes).
@@ -44,7 +49,7 @@ pub const MAX_INVOKE_PAYLOAD: usize = 6 * 1024 * 1024;
 pub struct Gateway {
     pub routes: Vec<Route>,
     pub functions: HashMap<String, Arc<FunctionHost>>,
-    pub rate_limiter: RateLimiter,
+    pub web_acl: WebAcl,
     /// The API's own answers by type, from the template.
     pub responses: BTreeMap<String, GatewayResponse>,
 }
@@ -112,6 +117,25 @@ fn gateway_response(gw: &Gateway, kind: &str, request_id: &str) -> Response<Body
     r
 }
 
+/// A web ACL rule's custom response, exactly as WAF sends it: static, with
+/// no request id.
+fn waf_response(custom: &CustomResponse) -> Response<Body> {
+    let (media, content) = custom.body.clone().unwrap_or_default();
+    let mut r = Response::new(Body::from(content));
+    *r.status_mut() = StatusCode::from_u16(custom.status).unwrap_or(StatusCode::FORBIDDEN);
+    if let Ok(media) = HeaderValue::from_str(&media) {
+        if !media.is_empty() {
+            r.headers_mut().insert("content-type", media);
+        }
+    }
+    for (k, v) in &custom.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
 impl Gateway {
     pub async fn serve(self, addr: SocketAddr) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -128,8 +152,21 @@ async fn handle(
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let request_id = uuid_like();
-    if gw.rate_limiter.check(|name| parts.headers.get(name).and_then(|v| v.to_str().ok())).is_some() {
-        return gateway_response(&gw, "WAF_FILTERED", &request_id);
+    // API Gateway's own limit comes first: a body over it reaches nothing.
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let mut r = Response::new(Body::from(TOO_LARGE));
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return r;
+        }
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(rule) = gw.web_acl.check(header, body.len() as u64) {
+        return match &rule.response {
+            Some(custom) => waf_response(custom),
+            None => gateway_response(&gw, "WAF_FILTERED", &request_id),
+        };
     }
     let path = parts.uri.path().to_owned();
     let method = parts.method.as_str().to_owned();
@@ -142,14 +179,6 @@ async fn handle(
     };
     let Some(host) = gw.functions.get(&route.function).cloned() else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "Internal server error" }));
-    };
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            let mut r = Response::new(Body::from(TOO_LARGE));
-            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return r;
-        }
     };
     let headers = parts
         .headers

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::gateway::Gateway;
 use crate::runtime::{binary_path, FunctionHost, Scaling};
 use crate::template::{referenced_id, scalar, Function, Template};
-use crate::waf::{RateLimiter, RateRule};
+use crate::waf::WebAcl;
 
 pub use crate::local::{project_root, ACCOUNT, REGION};
 
@@ -491,49 +491,123 @@ impl Stack {
     }
 
     /// The local API Gateway over `hosts`, serving the template's routes
-    /// behind its web ACL's rate rules, answering with its gateway responses.
+    /// behind its web ACL, answering with its gateway responses.
     pub fn gateway(&self, hosts: &BTreeMap<String, (Function, Arc<FunctionHost>)>) -> Result<Gateway> {
         Ok(Gateway {
             routes: self.template.routes()?,
             functions: hosts.iter().map(|(id, (_, h))| (id.clone(), h.clone())).collect(),
-            rate_limiter: RateLimiter::new(self.rate_rules()?),
+            web_acl: self.web_acl()?,
             responses: self.template.gateway_responses()?,
         })
     }
 
-    /// The rate-based rules of every web ACL associated with something, with
-    /// their limits resolved; a limit of 0 is the template's switch for
-    /// "no web ACL" (its condition), so those rules are left out.
-    pub fn rate_rules(&self) -> Result<Vec<RateRule>> {
-        let associated: Vec<String> = self
-            .template
-            .of_kind("AWS::WAFv2::WebACLAssociation")
-            .filter_map(|(_, a)| a.properties.get("WebACLArn").and_then(referenced_id))
-            .collect();
-        let mut rules = Vec::new();
-        for (id, acl) in
-            self.template.of_kind("AWS::WAFv2::WebACL").filter(|(id, _)| associated.iter().any(|a| a == id))
-        {
-            for rule in acl.properties.get("Rules").and_then(Value::as_sequence).into_iter().flatten() {
-                let name = rule["Name"].as_str().unwrap_or_default().to_owned();
-                let statement = &rule["Statement"]["RateBasedStatement"];
-                if statement.is_null() || rule["Action"].get("Block").is_none() {
-                    bail!("{id} rule {name}: the local gateway applies only blocking rate-based rules");
-                }
-                let keys = statement["CustomKeys"].as_sequence().map(Vec::as_slice).unwrap_or_default();
-                let [key] = keys else { bail!("{id} rule {name}: expected one custom key") };
-                let header = key["Header"]["Name"]
-                    .as_str()
-                    .ok_or_else(|| anyhow!("{id} rule {name}: the local gateway aggregates on a header only"))?
-                    .to_ascii_lowercase();
-                let limit: u64 = self.resolve(&statement["Limit"])?.parse().context("rate rule limit")?;
-                let window = statement["EvaluationWindowSec"].as_u64().unwrap_or(300);
-                if limit > 0 {
-                    rules.push(RateRule { name, header, limit, window: Duration::from_secs(window) });
-                }
+    /// The web ACL associated with the API, as this stack's parameters make
+    /// it: the association and the ACL exist only when their conditions
+    /// hold, and the ACL's properties are resolved ([`Stack::resolve_value`]:
+    /// `Fn::If` rules kept or dropped, limits and sizes filled in). No ACL
+    /// is [`WebAcl::none`].
+    pub fn web_acl(&self) -> Result<WebAcl> {
+        let mut acls = Vec::new();
+        for (id, association) in self.template.of_kind("AWS::WAFv2::WebACLAssociation") {
+            if !self.exists(id)? {
+                continue;
             }
+            let acl = association
+                .properties
+                .get("WebACLArn")
+                .and_then(referenced_id)
+                .ok_or_else(|| anyhow!("{id}: WebACLArn is not !GetAtt of a web ACL"))?;
+            if !self.exists(&acl)? {
+                bail!("{id} associates {acl}, which these parameters leave out");
+            }
+            acls.push(acl);
         }
-        Ok(rules)
+        match acls.as_slice() {
+            [] => Ok(WebAcl::none()),
+            [id] => {
+                let properties = Value::Mapping(self.properties(id).clone());
+                let resolved = self.resolve_value(&properties)?.unwrap_or_default();
+                WebAcl::parse(&resolved).with_context(|| format!("web ACL {id}"))
+            }
+            _ => bail!("more than one web ACL is associated ({acls:?}); a stage takes one"),
+        }
+    }
+
+    /// Evaluates the template's condition `name` against this stack's
+    /// parameters, as CloudFormation does when it creates the stack.
+    pub fn condition(&self, name: &str) -> Result<bool> {
+        let definition =
+            self.template.condition(name).ok_or_else(|| anyhow!("template.yaml has no condition {name}"))?;
+        self.evaluate(definition).with_context(|| format!("condition {name}"))
+    }
+
+    /// Whether the template's resource `id` is part of this stack: it has no
+    /// `Condition`, or its condition holds.
+    pub fn exists(&self, id: &str) -> Result<bool> {
+        let resource = self.template.resources.get(id).ok_or_else(|| anyhow!("template.yaml has no resource {id}"))?;
+        match &resource.condition {
+            None => Ok(true),
+            Some(condition) => self.condition(condition),
+        }
+    }
+
+    fn evaluate(&self, v: &Value) -> Result<bool> {
+        let (function, args) = match v {
+            Value::Mapping(m) if m.len() == 1 && m.contains_key("Condition") => {
+                ("Condition".to_owned(), &m["Condition"])
+            }
+            _ => intrinsic(v).ok_or_else(|| anyhow!("not a condition function: {v:?}"))?,
+        };
+        let list = || args.as_sequence().map(Vec::as_slice).ok_or_else(|| anyhow!("Fn::{function} takes a list"));
+        match function.as_str() {
+            "Equals" => {
+                let [a, b] = list()? else { bail!("Fn::Equals takes two values") };
+                Ok(self.resolve(a)? == self.resolve(b)?)
+            }
+            "Not" => {
+                let [c] = list()? else { bail!("Fn::Not takes one condition") };
+                Ok(!self.evaluate(c)?)
+            }
+            "And" => list()?.iter().try_fold(true, |all, c| Ok(self.evaluate(c)? && all)),
+            "Or" => list()?.iter().try_fold(false, |any, c| Ok(self.evaluate(c)? || any)),
+            "Condition" => self.condition(args.as_str().ok_or_else(|| anyhow!("Condition names no condition"))?),
+            other => bail!("Fn::{other} is not a condition function"),
+        }
+    }
+
+    /// `v` with its intrinsic functions resolved as CloudFormation would:
+    /// `Fn::If` becomes the branch its condition picks, `!Ref AWS::NoValue`
+    /// removes the list item or mapping entry it stands for (`None` when it
+    /// is `v` itself), and `!Ref`, `!GetAtt`, `!Sub` become their text
+    /// ([`Stack::resolve`]).
+    pub fn resolve_value(&self, v: &Value) -> Result<Option<Value>> {
+        if let Some((function, args)) = intrinsic(v) {
+            return match function.as_str() {
+                "If" => {
+                    let branches = args.as_sequence().map(Vec::as_slice).unwrap_or_default();
+                    let [condition, yes, no] = branches else { bail!("Fn::If takes a condition and two values") };
+                    let condition = condition.as_str().ok_or_else(|| anyhow!("Fn::If names no condition"))?;
+                    self.resolve_value(if self.condition(condition)? { yes } else { no })
+                }
+                "Ref" if args.as_str() == Some("AWS::NoValue") => Ok(None),
+                _ => Ok(Some(Value::String(self.resolve(v)?))),
+            };
+        }
+        Ok(Some(match v {
+            Value::Sequence(items) => Value::Sequence(
+                items.iter().filter_map(|item| self.resolve_value(item).transpose()).collect::<Result<_>>()?,
+            ),
+            Value::Mapping(m) => {
+                let mut out = Mapping::new();
+                for (k, item) in m {
+                    if let Some(item) = self.resolve_value(item)? {
+                        out.insert(k.clone(), item);
+                    }
+                }
+                Value::Mapping(out)
+            }
+            other => other.clone(),
+        }))
     }
 
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
@@ -550,6 +624,25 @@ impl Stack {
 
     pub fn cleanup_queue(&self) -> Result<CleanupQueue> {
         Ok(shared::aws::cleanup_queue(&self.sdk, &self.config()?))
+    }
+}
+
+/// The function name and arguments of an intrinsic function, in either
+/// form: `!Equals [...]` or `{"Fn::Equals": [...]}`, `!Ref X` or
+/// `{"Ref": X}`, `!Condition X` (inside condition functions).
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => {
+            let tag = t.tag.to_string();
+            Some((tag.strip_prefix('!').unwrap_or(&tag).to_owned(), &t.value))
+        }
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, args) = m.iter().next()?;
+            let k = k.as_str()?;
+            let name = k.strip_prefix("Fn::").or((k == "Ref").then_some(k))?;
+            Some((name.to_owned(), args))
+        }
+        _ => None,
     }
 }
 

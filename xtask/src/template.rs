@@ -13,6 +13,7 @@ pub struct Template {
     pub resources: BTreeMap<String, Resource>,
     globals_function: Mapping,
     parameters: Mapping,
+    conditions: Mapping,
 }
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct Resource {
     pub kind: String,
     pub properties: Mapping,
     pub metadata: Mapping,
+    /// The name of the condition the resource exists under, if any.
+    pub condition: Option<String>,
 }
 
 /// An API route: `method path` → function.
@@ -91,6 +94,7 @@ impl Template {
                     kind: kind.to_owned(),
                     properties: mapping(get(v, "Properties")),
                     metadata: mapping(get(v, "Metadata")),
+                    condition: get(v, "Condition").and_then(Value::as_str).map(str::to_owned),
                 },
             );
         }
@@ -99,6 +103,7 @@ impl Template {
             resources,
             globals_function: mapping(get(&globals, "Function")),
             parameters: mapping(get(root, "Parameters")),
+            conditions: mapping(get(root, "Conditions")),
         })
     }
 
@@ -110,6 +115,13 @@ impl Template {
     pub fn parameter_default(&self, name: &str) -> Option<String> {
         let p = get(&self.parameters, name)?.as_mapping()?;
         scalar(get(p, "Default")?)
+    }
+
+    /// A condition's definition (`!Equals`, `!Not`, `!And`, `!Or`,
+    /// `!Condition`), unevaluated; [`crate::stack::Stack::condition`]
+    /// evaluates it against the stack's parameters.
+    pub fn condition(&self, name: &str) -> Option<&Value> {
+        get(&self.conditions, name)
     }
 
     pub fn functions(&self) -> Result<Vec<Function>> {
