@@ -518,9 +518,9 @@ impl TestStack {
         sessions
     }
 
-    /// Every key in the bucket.
-    pub async fn all_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
+    /// Every object in the bucket, as `ListObjectsV2` lists them.
+    pub async fn all_objects(&self) -> Vec<aws_sdk_s3::types::Object> {
+        let mut objects = Vec::new();
         let mut token = None;
         loop {
             let out = self
@@ -530,13 +530,18 @@ impl TestStack {
                 .set_continuation_token(token)
                 .send()
                 .await
-                .unwrap();
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+                .expect("ListObjectsV2");
+            objects.extend(out.contents().iter().cloned());
             match out.next_continuation_token() {
                 Some(t) => token = Some(t.to_owned()),
-                None => return keys,
+                None => return objects,
             }
         }
+    }
+
+    /// Every key in the bucket.
+    pub async fn all_keys(&self) -> Vec<String> {
+        self.all_objects().await.iter().filter_map(|o| o.key().map(str::to_owned)).collect()
     }
 
     /// Feeds the cleanup queue to the cleanup handler until it is empty.

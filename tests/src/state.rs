@@ -81,41 +81,26 @@ impl TestStack {
 
     async fn objects_state(&self) -> BTreeMap<String, ObjectState> {
         let mut objects = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let out = self
+        for o in self.all_objects().await {
+            let key = o.key().unwrap_or_default().to_owned();
+            let tags = self
                 .s3
-                .list_objects_v2()
+                .get_object_tagging()
                 .bucket(&self.config.bucket_name)
-                .set_continuation_token(token)
+                .key(&key)
                 .send()
                 .await
-                .expect("ListObjectsV2");
-            for o in out.contents() {
-                let key = o.key().unwrap_or_default().to_owned();
-                let tags = self
-                    .s3
-                    .get_object_tagging()
-                    .bucket(&self.config.bucket_name)
-                    .key(&key)
-                    .send()
-                    .await
-                    .expect("GetObjectTagging");
-                let mut tags: Vec<_> =
-                    tags.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-                tags.sort();
-                let state = ObjectState {
-                    size: o.size().unwrap_or_default(),
-                    etag: o.e_tag().unwrap_or_default().to_owned(),
-                    tags,
-                };
-                objects.insert(key, state);
-            }
-            match out.next_continuation_token() {
-                Some(t) => token = Some(t.to_owned()),
-                None => return objects,
-            }
+                .expect("GetObjectTagging");
+            let mut tags: Vec<_> = tags.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            tags.sort();
+            let state = ObjectState {
+                size: o.size().unwrap_or_default(),
+                etag: o.e_tag().unwrap_or_default().to_owned(),
+                tags,
+            };
+            objects.insert(key, state);
         }
+        objects
     }
 
     /// Every multipart upload S3 lists in the bucket, sorted.
