@@ -165,31 +165,26 @@ async fn worker(client: &Client, keys: &[ApiKey], known: &Mutex<Vec<(usize, Stri
     }
 }
 
-/// Runs cleanup from the queue until a receive finds nothing.
+/// Feeds the cleanup queue to the cleanup function as its event source
+/// mapping would ([`xtask::feeder::Feeder`]) until a receive finds nothing.
+/// Faults are off by then, so no message may fail.
 async fn drain_queue(t: &TestStack, api: &LocalApi) -> usize {
-    let cleanup = api.hosts["Cleanup"].1.clone();
+    let feeder = xtask::feeder::Feeder {
+        client: t.sqs.clone(),
+        queue_url: t.config.cleanup_queue_url.clone(),
+        queue_arn: t.cleanup_queue_arn(),
+        batch_size: 10,
+        wait_seconds: 0,
+    };
+    let cleanup = &api.hosts["Cleanup"].1;
     let mut handled = 0;
     loop {
-        let messages = t.receive_cleanup_messages().await;
-        if messages.is_empty() {
+        let round = feeder.round(cleanup).await.unwrap();
+        if round.received == 0 {
             return handled;
         }
-        handled += messages.len();
-        for chunk in messages.chunks(10) {
-            let event = xtask::feeder::sqs_event(chunk, &t.cleanup_queue_arn());
-            cleanup.invoke(&event).await.unwrap();
-            // Failed messages come back after the visibility timeout; the
-            // sweeper re-drives their tasks below in any case.
-            for m in chunk {
-                let _ = t
-                    .sqs
-                    .delete_message()
-                    .queue_url(&t.config.cleanup_queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await;
-            }
-        }
+        assert_eq!(round.failed, 0, "cleanup failed a message with faults off");
+        handled += round.received;
     }
 }
 
@@ -228,36 +223,23 @@ async fn check(t: &TestStack, owners: &[OwnerId]) -> (usize, usize, usize) {
     let mut pending_multipart: BTreeSet<String> = BTreeSet::new();
     let (mut completed, mut pending) = (0, 0);
     for owner in owners {
-        let (mut used, mut reserved, mut count) = (0, 0, 0);
-        let mut after = None;
-        loop {
-            let page = t.store.list_sessions(owner, 100, after.as_deref()).await.unwrap();
-            for s in &page.sessions {
-                let key = shared::domain::ObjectKey::for_upload(owner, &s.id);
+        for s in t.assert_usage_matches_sessions(owner, "after the load").await {
+            let key = shared::domain::ObjectKey::for_upload(owner, &s.id);
+            if s.status == Status::Completed {
+                completed += 1;
+            } else {
+                pending += 1;
                 let full = t.store.get_session(owner, &s.id).await.unwrap().expect("a listed session");
-                if s.status == Status::Completed {
-                    used += s.size;
-                    completed += 1;
-                    assert!(t.object_exists(&key).await, "completed {} lost its object", s.id);
-                } else {
-                    reserved += s.size;
-                    count += 1;
-                    pending += 1;
-                    if full.multipart.is_some() {
-                        pending_multipart.insert(key.as_str().to_owned());
-                    }
+                if full.multipart.is_some() {
+                    pending_multipart.insert(key.as_str().to_owned());
                 }
-                live.insert(key.as_str().to_owned());
             }
-            match page.last {
-                Some(last) => after = Some(last),
-                None => break,
-            }
+            live.insert(key.as_str().to_owned());
         }
-        let usage = t.store.usage(owner).await.unwrap();
-        assert_eq!((usage.used, usage.reserved, usage.pending), (used, reserved, count), "usage of {owner}");
     }
-    let orphans: Vec<String> = t.all_keys().await.into_iter().filter(|k| !live.contains(k)).collect();
+    let keys = t.all_keys().await;
+    let objects = keys.len();
+    let orphans: Vec<String> = keys.into_iter().filter(|k| !live.contains(k)).collect();
     assert!(orphans.is_empty(), "objects of no live session: {orphans:?}");
     let stray: Vec<(String, String)> =
         t.all_multipart_uploads().await.into_iter().filter(|(k, _)| !pending_multipart.contains(k)).collect();
@@ -272,7 +254,7 @@ async fn check(t: &TestStack, owners: &[OwnerId]) -> (usize, usize, usize) {
             assert_eq!(state.delayed, 0, "{queue}");
         }
     }
-    (completed, pending, t.all_keys().await.len())
+    (completed, pending, objects)
 }
 
 /// The faults the load runs under, one rule armed at a time: refusals
