@@ -96,6 +96,11 @@ impl Moto {
         let log = logs.join(format!("moto-{port}.log"));
         let file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(python);
+        // moto keeps an object or part above 5 MiB - 1 KiB in a temporary
+        // file, and a full disk then answers UploadPart with a bare 500 (a
+        // CI run failed that way). The tests' objects are a few parts of
+        // 5 MiB, so keep them in memory: the emulator then needs no disk.
+        cmd.env("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", (64 * 1024 * 1024).to_string());
         cmd.arg(project_root().join("xtask").join("moto_serial.py")).args([
             "--host",
             "127.0.0.1",
