@@ -30,7 +30,8 @@
 
 use std::time::Duration;
 
-use crate::domain::{OwnerId, Session, Status, Timestamp, UploadId};
+use crate::domain::{ChecksumType, OwnerId, Session, Status, Timestamp, UploadId};
+use crate::objects::PutChecksum;
 use crate::error::Error;
 use crate::progress::{self, Held};
 use crate::store::CompleteError;
@@ -93,8 +94,14 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
                     .multipart
                     .as_ref()
                     .ok_or_else(|| Error::invariant("confirm", "parts without a multipart upload"))?;
-                let completing =
-                    deps.objects.complete_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id, parts);
+                let declared = session.checksums.as_ref();
+                let completing = deps.objects.complete_multipart(
+                    &deps.bucket,
+                    &session.object_key,
+                    &mp.s3_upload_id,
+                    parts,
+                    |n| PutChecksum::of(declared, n),
+                );
                 match tokio::time::timeout(wait, completing).await {
                     // Completed from exactly the parts checked above: the
                     // object has the session's size.
@@ -110,7 +117,18 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
     }
     let size = match object {
         Some(size) => size,
-        None => deps.objects.object_size(&deps.bucket, &session.object_key).await?,
+        None => {
+            // A single PUT's object carries the checksum it was sent with:
+            // read it in the same HeadObject.
+            let algorithm = session.checksums.as_ref().filter(|_| session.multipart.is_none()).map(|c| c.algorithm());
+            let stored = deps.objects.object(&deps.bucket, &session.object_key, algorithm).await?;
+            if let (Some(stored), Some(declared)) = (&stored, algorithm.and(session.checksums.as_ref())) {
+                if stored.checksum.as_deref() != Some(declared.object_value(ChecksumType::FullObject).as_str()) {
+                    return Err(Error::ChecksumMismatch);
+                }
+            }
+            stored.map(|o| o.size)
+        }
     };
     match size {
         // The multipart upload is gone and its object not there yet: S3 is
@@ -140,8 +158,17 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
     }
 }
 
-/// Every part there with its expected size, and no part beyond the last.
+/// Every part there with its expected size, no part beyond the last, and
+/// each part's checksum, where S3 reports one, the declared one.
 fn check_parts(s: &Session, held: &Held, parts: &[crate::objects::StoredPart]) -> Result<(), Error> {
+    let declared = s.checksums.as_ref();
+    for p in parts {
+        if let (Some(stored), Some(declared)) = (&p.checksum, declared) {
+            if declared.part(p.part_number).as_ref() != Some(stored) {
+                return Err(Error::ChecksumMismatch);
+            }
+        }
+    }
     let expected = views::parts(s).count();
     let missing = held.missing(s);
     let held_numbers: std::collections::HashSet<u32> = parts.iter().map(|p| p.part_number).collect();

@@ -38,6 +38,9 @@ pub enum Error {
     BytesMissing,
     #[error("Upload size mismatch")]
     SizeMismatch,
+    /// What S3 holds does not carry the checksum declared at create.
+    #[error("Upload checksum mismatch")]
+    ChecksumMismatch,
     #[error("Upload expired")]
     Expired,
     /// One owner's writes keep conflicting (its usage item is in every
@@ -68,7 +71,11 @@ impl Error {
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::QuotaExceeded | Error::TooManyPending => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
-            Error::AlreadyCompleted | Error::BytesMissing | Error::SizeMismatch | Error::Expired => {
+            Error::AlreadyCompleted
+            | Error::BytesMissing
+            | Error::SizeMismatch
+            | Error::ChecksumMismatch
+            | Error::Expired => {
                 StatusCode::CONFLICT
             }
             Error::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,

@@ -6,11 +6,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm as S3Algorithm, ChecksumMode, ChecksumType as S3ChecksumType, CompletedMultipartUpload,
+    CompletedPart, Delete, ObjectIdentifier,
+};
 use aws_sdk_s3::Client;
 use serde::Serialize;
 
-use crate::domain::{ObjectKey, Timestamp};
+use crate::domain::{ChecksumAlgorithm, Checksums, ObjectKey, Timestamp};
 use crate::error::Error;
 
 /// The tag every object carries until its session is confirmed. The bucket's
@@ -101,12 +104,47 @@ pub fn attachment_disposition(filename: &str) -> String {
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
+/// The checksum one `PUT` must carry: its algorithm and the base64 value
+/// S3 checks the bytes against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub value: String,
+}
+
+impl PutChecksum {
+    /// The checksum `PUT` `n` (1-based) of an upload declared with
+    /// `checksums` must carry; `None` when none were declared.
+    pub fn of(checksums: Option<&Checksums>, n: u32) -> Option<Self> {
+        let c = checksums?;
+        Some(Self { algorithm: c.algorithm(), value: c.part(n)? })
+    }
+}
+
+fn s3_algorithm(a: ChecksumAlgorithm) -> S3Algorithm {
+    match a {
+        ChecksumAlgorithm::Sha256 => S3Algorithm::Sha256,
+        ChecksumAlgorithm::Crc32c => S3Algorithm::Crc32C,
+    }
+}
+
+/// What `HeadObject` says of an object: its size, and the checksum of
+/// `algorithm` S3 holds for it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub size: u64,
+    pub checksum: Option<String>,
+}
+
 /// A part S3 holds for a multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPart {
     pub part_number: u32,
     pub size: u64,
     pub e_tag: String,
+    /// The part's checksum, when the upload declared an algorithm and S3
+    /// reports it.
+    pub checksum: Option<String>,
 }
 
 /// A key `DeleteObjects` could not remove, with S3's error code.
@@ -161,16 +199,20 @@ impl Objects {
     /// (both signed, so the client cannot store something else), conditional
     /// on there being no object yet (`If-None-Match: *`, signed too): once
     /// the bytes are written, no URL of the session can overwrite them, nor
-    /// put back the pending tag of a confirmed upload.
+    /// put back the pending tag of a confirmed upload. With a `checksum`,
+    /// its `x-amz-checksum-*` header (and the SDK's
+    /// `x-amz-sdk-checksum-algorithm`, which names it) are signed too, and
+    /// S3 refuses bytes with another digest.
     pub async fn presign_put(
         &self,
         bucket: &str,
         key: &ObjectKey,
         content_type: &str,
         size: u64,
+        checksum: Option<&PutChecksum>,
         ttl_seconds: i64,
     ) -> Result<PresignedPut, Error> {
-        let req = self
+        let mut put = self
             .client
             .put_object()
             .bucket(bucket)
@@ -178,7 +220,15 @@ impl Objects {
             .content_type(content_type)
             .content_length(size as i64)
             .tagging(pending_tagging())
-            .if_none_match("*")
+            .if_none_match("*");
+        if let Some(c) = checksum {
+            put = put.checksum_algorithm(s3_algorithm(c.algorithm));
+            put = match c.algorithm {
+                ChecksumAlgorithm::Sha256 => put.checksum_sha256(&c.value),
+                ChecksumAlgorithm::Crc32c => put.checksum_crc32_c(&c.value),
+            };
+        }
+        let req = put
             .presigned(Self::presigning(ttl_seconds)?)
             .await
             .map_err(Error::aws("presign put"))?;
@@ -224,21 +274,35 @@ impl Objects {
     }
 
     /// Starts a multipart upload of `content_type`; returns S3's upload id.
-    pub async fn create_multipart(&self, bucket: &str, key: &ObjectKey, content_type: &str) -> Result<String, Error> {
-        let out = self
+    /// With an `algorithm`, every part must carry its checksum and the
+    /// object gets S3's composite checksum.
+    pub async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        content_type: &str,
+        algorithm: Option<ChecksumAlgorithm>,
+    ) -> Result<String, Error> {
+        let mut create = self
             .client
             .create_multipart_upload()
             .bucket(bucket)
             .key(key.as_str())
             .content_type(content_type)
-            .tagging(pending_tagging())
+            .tagging(pending_tagging());
+        if let Some(a) = algorithm {
+            create = create.checksum_algorithm(s3_algorithm(a)).checksum_type(S3ChecksumType::Composite);
+        }
+        let out = create
             .send()
             .await
             .map_err(Error::aws("create multipart upload"))?;
         out.upload_id.ok_or_else(|| Error::invariant("create multipart upload", "S3 returned no upload id"))
     }
 
-    /// A presigned `UploadPart` for part `n` of `size` bytes.
+    /// A presigned `UploadPart` for part `n` of `size` bytes, with its
+    /// `checksum` signed in as for [`Objects::presign_put`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn presign_part(
         &self,
         bucket: &str,
@@ -246,16 +310,25 @@ impl Objects {
         s3_upload_id: &str,
         n: u32,
         size: u64,
+        checksum: Option<&PutChecksum>,
         ttl_seconds: i64,
     ) -> Result<PresignedPut, Error> {
-        let req = self
+        let mut part = self
             .client
             .upload_part()
             .bucket(bucket)
             .key(key.as_str())
             .upload_id(s3_upload_id)
             .part_number(n as i32)
-            .content_length(size as i64)
+            .content_length(size as i64);
+        if let Some(c) = checksum {
+            part = part.checksum_algorithm(s3_algorithm(c.algorithm));
+            part = match c.algorithm {
+                ChecksumAlgorithm::Sha256 => part.checksum_sha256(&c.value),
+                ChecksumAlgorithm::Crc32c => part.checksum_crc32_c(&c.value),
+            };
+        }
+        let req = part
             .presigned(Self::presigning(ttl_seconds)?)
             .await
             .map_err(Error::aws("presign part"))?;
@@ -289,7 +362,8 @@ impl Objects {
             };
             for p in out.parts() {
                 if let (Some(n), Some(size), Some(tag)) = (p.part_number(), p.size(), p.e_tag()) {
-                    parts.push(StoredPart { part_number: n as u32, size: size as u64, e_tag: tag.to_owned() });
+                    let checksum = p.checksum_sha256().or(p.checksum_crc32_c()).map(str::to_owned);
+                    parts.push(StoredPart { part_number: n as u32, size: size as u64, e_tag: tag.to_owned(), checksum });
                 }
             }
             if out.is_truncated() != Some(true) {
@@ -306,16 +380,29 @@ impl Objects {
     /// never put back a pending-tagged object over a confirmed one. `false`
     /// when S3 no longer knows the upload (completed or aborted meanwhile)
     /// or the object already exists (completed by a concurrent call).
+    ///
+    /// An upload with a checksum algorithm must name each part's checksum
+    /// (S3 checks them against the parts it holds): `checksums` gives the
+    /// declared one for part `n`.
     pub async fn complete_multipart(
         &self,
         bucket: &str,
         key: &ObjectKey,
         s3_upload_id: &str,
         parts: &[StoredPart],
+        checksums: impl Fn(u32) -> Option<PutChecksum>,
     ) -> Result<bool, Error> {
         let parts = parts
             .iter()
-            .map(|p| CompletedPart::builder().part_number(p.part_number as i32).e_tag(&p.e_tag).build())
+            .map(|p| {
+                let part = CompletedPart::builder().part_number(p.part_number as i32).e_tag(&p.e_tag);
+                match checksums(p.part_number) {
+                    None => part,
+                    Some(PutChecksum { algorithm: ChecksumAlgorithm::Sha256, value }) => part.checksum_sha256(value),
+                    Some(PutChecksum { algorithm: ChecksumAlgorithm::Crc32c, value }) => part.checksum_crc32_c(value),
+                }
+                .build()
+            })
             .collect();
         match self
             .client
@@ -349,8 +436,30 @@ impl Objects {
 
     /// The size of the object at `key`, or `None` if there is none.
     pub async fn object_size(&self, bucket: &str, key: &ObjectKey) -> Result<Option<u64>, Error> {
-        match self.client.head_object().bucket(bucket).key(key.as_str()).send().await {
-            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+        Ok(self.object(bucket, key, None).await?.map(|o| o.size))
+    }
+
+    /// The object at `key` (its size, and its checksum of `algorithm` when
+    /// one is asked for and S3 holds one), or `None` if there is none.
+    pub async fn object(
+        &self,
+        bucket: &str,
+        key: &ObjectKey,
+        algorithm: Option<ChecksumAlgorithm>,
+    ) -> Result<Option<StoredObject>, Error> {
+        let mut head = self.client.head_object().bucket(bucket).key(key.as_str());
+        if algorithm.is_some() {
+            head = head.checksum_mode(ChecksumMode::Enabled);
+        }
+        match head.send().await {
+            Ok(out) => Ok(Some(StoredObject {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                checksum: match algorithm {
+                    None => None,
+                    Some(ChecksumAlgorithm::Sha256) => out.checksum_sha256().map(str::to_owned),
+                    Some(ChecksumAlgorithm::Crc32c) => out.checksum_crc32_c().map(str::to_owned),
+                },
+            })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(e) => Err(Error::aws("head object")(e)),
         }
@@ -464,16 +573,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_presigned_get_is_signed_locally_with_its_disposition_type_and_expiry() {
-        let config = aws_sdk_s3::Config::builder()
+    async fn declared_checksums_are_signed_headers_of_the_puts() {
+        let objects = Objects::new(Client::from_conf(offline_config()));
+        let owner = OwnerId::parse("team-a").unwrap();
+        let key = ObjectKey::for_upload(&owner, &UploadId::generate());
+        let sha = PutChecksum { algorithm: ChecksumAlgorithm::Sha256, value: "x".repeat(43) + "=" };
+        let crc = PutChecksum { algorithm: ChecksumAlgorithm::Crc32c, value: "4waSgw==".into() };
+        let put = objects.presign_put("bucket", &key, "text/plain", 10, Some(&sha), 60).await.unwrap();
+        assert_eq!(put.headers.get("x-amz-checksum-sha256"), Some(&sha.value));
+        assert_eq!(put.headers.get("x-amz-sdk-checksum-algorithm").map(String::as_str), Some("SHA256"));
+        let part = objects.presign_part("bucket", &key, "mp", 2, 10, Some(&crc), 60).await.unwrap();
+        assert_eq!(part.headers.get("x-amz-checksum-crc32c"), Some(&crc.value));
+        let signed = |url: &str| {
+            let url = url::Url::parse(url).unwrap();
+            url.query_pairs().find(|(k, _)| k == "X-Amz-SignedHeaders").map(|(_, v)| v.into_owned()).unwrap()
+        };
+        assert!(signed(&put.url).split(';').any(|h| h == "x-amz-checksum-sha256"), "{}", signed(&put.url));
+        assert!(signed(&part.url).split(';').any(|h| h == "x-amz-checksum-crc32c"), "{}", signed(&part.url));
+        // Every header the client is told to send is signed, and nothing
+        // else: no checksum of the SDK's own over an empty body.
+        for p in [&put, &part] {
+            let signed = signed(&p.url);
+            let mut listed: Vec<&str> = p.headers.keys().map(String::as_str).collect();
+            listed.push("host");
+            listed.sort_unstable();
+            let mut signed: Vec<&str> = signed.split(';').collect();
+            signed.sort_unstable();
+            assert_eq!(listed, signed);
+        }
+        let plain = objects.presign_put("bucket", &key, "text/plain", 10, None, 60).await.unwrap();
+        assert!(!plain.headers.keys().any(|h| h.contains("checksum")), "{:?}", plain.headers);
+    }
+
+    fn offline_config() -> aws_sdk_s3::Config {
+        aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("eu-central-1"))
             .credentials_provider(Credentials::new("AKIDEXAMPLE", "secret", None, None, "test"))
             // Nothing listens there: presigning must not need it.
             .endpoint_url("http://127.0.0.1:9")
             .force_path_style(true)
-            .build();
-        let objects = Objects::new(Client::from_conf(config));
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_presigned_get_is_signed_locally_with_its_disposition_type_and_expiry() {
+        let objects = Objects::new(Client::from_conf(offline_config()));
         let owner = OwnerId::parse("team-a").unwrap();
         let key = ObjectKey::for_upload(&owner, &UploadId::generate());
         let before = Timestamp::now();

@@ -78,6 +78,7 @@ mod tests {
             content_type: "a/b".into(),
             size,
             multipart: Some(Multipart { s3_upload_id: "u".into(), part_size, part_count }),
+            checksums: None,
             created_at: Timestamp::now(),
             expires_at: Timestamp::now(),
             completed_at: None,
@@ -87,7 +88,7 @@ mod tests {
     }
 
     fn part(n: u32, size: u64) -> StoredPart {
-        StoredPart { part_number: n, size, e_tag: String::new() }
+        StoredPart { part_number: n, size, e_tag: String::new(), checksum: None }
     }
 
     #[test]

@@ -6,15 +6,27 @@ use serde_json::{json, Value};
 use crate::config::UploadPolicy;
 use crate::domain::{part_len, Listed, Session, Status, Timestamp};
 use crate::error::Error;
-use crate::objects::Objects;
+use crate::objects::{Objects, PutChecksum};
 
 /// At most this many presigned URLs go into one response (a response must
 /// stay well under Lambda's 6 MB); the resume route hands out the rest.
 pub const MAX_URLS_PER_RESPONSE: usize = 1000;
 
-/// A session as clients see it.
+/// A session as clients see it: what a list shows, and the checksum it was
+/// declared with, as S3 reports it for the whole object (`FULL_OBJECT` for
+/// a single `PUT`, `COMPOSITE` with its part size for multipart).
 pub fn session(s: &Session) -> Value {
-    listed(&Listed::from(s))
+    let mut view = listed(&Listed::from(s));
+    if let Some(c) = &s.checksums {
+        let kind = s.checksum_type();
+        view["checksum"] = json!({
+            "algorithm": c.algorithm().as_str(),
+            "type": kind.as_str(),
+            "value": c.object_value(kind),
+            "part_size": s.multipart.as_ref().map_or(s.size, |m| m.part_size),
+        });
+    }
+    view
 }
 
 /// A session as clients see it, from what a list reads.
@@ -71,9 +83,11 @@ pub async fn instructions(
     let mut puts = Vec::new();
     for &n in missing.iter().take(MAX_URLS_PER_RESPONSE) {
         let size = part_len(s.size, s.multipart.as_ref().map_or(s.size, |m| m.part_size), n);
+        let checksum = PutChecksum::of(s.checksums.as_ref(), n);
+        let checksum = checksum.as_ref();
         let put = match &s.multipart {
-            None => objects.presign_put(bucket, &s.object_key, &s.content_type, s.size, ttl).await?,
-            Some(mp) => objects.presign_part(bucket, &s.object_key, &mp.s3_upload_id, n, size, ttl).await?,
+            None => objects.presign_put(bucket, &s.object_key, &s.content_type, s.size, checksum, ttl).await?,
+            Some(mp) => objects.presign_part(bucket, &s.object_key, &mp.s3_upload_id, n, size, checksum, ttl).await?,
         };
         puts.push(put);
     }

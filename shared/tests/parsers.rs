@@ -13,7 +13,9 @@ use proptest::sample::Index;
 use serde_json::{json, Map, Value};
 use shared::config::UploadPolicy;
 use shared::cursor::{self, MAX_CURSOR_LEN};
-use shared::domain::{hex, valid_content_type, valid_filename, NewUpload, OwnerId, Timestamp, UploadId};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use shared::domain::{hex, valid_content_type, valid_filename, NewUpload, OwnerId, Plan, Timestamp, UploadId};
 use shared::http::{header_upload_id, path_upload_id, query_param};
 use shared::Error;
 
@@ -111,10 +113,31 @@ fn create_body() -> impl Strategy<Value = Vec<u8>> {
         member(content_type().prop_map(Value::from).boxed()),
         member(prop_oneof![(1u64..=1 << 45).prop_map(Value::from), Just(json!(5.0)), Just(json!(-1))].boxed()),
         prop::collection::btree_map("[a-z_]{1,12}", json_value(), 0..3),
+        // The optional members: absent (null) most of the time.
+        (
+            prop_oneof![3 => Just(Value::Null), 1 => (1u64..=6 << 30).prop_map(Value::from), 1 => json_value()],
+            prop_oneof![3 => Just(Value::Null), 1 => Just(json!("SHA256")), 1 => Just(json!("CRC32C")), 1 => json_value()],
+            prop_oneof![
+                3 => Just(Value::Null),
+                1 => prop::collection::vec(prop_oneof![
+                    any::<[u8; 32]>().prop_map(|d| BASE64.encode(d)),
+                    any::<[u8; 4]>().prop_map(|d| BASE64.encode(d)),
+                    ".{0,50}",
+                ], 0..5).prop_map(Value::from),
+                1 => json_value(),
+            ],
+        ),
     )
-        .prop_map(|(f, c, s, extra)| {
+        .prop_map(|(f, c, s, extra, (part_size, algorithm, checksums))| {
             let mut map: Map<String, Value> = extra.into_iter().collect();
-            for (k, v) in [("filename", f), ("content_type", c), ("size", s)] {
+            for (k, v) in [
+                ("filename", f),
+                ("content_type", c),
+                ("size", s),
+                ("part_size", part_size),
+                ("checksum_algorithm", algorithm),
+                ("checksums", checksums),
+            ] {
                 if !v.is_null() {
                     map.insert(k.into(), v);
                 }
@@ -151,6 +174,9 @@ const CREATE_ERRORS: &[&str] = &[
     "Invalid content_type",
     "Invalid size",
     "Size exceeds the maximum upload size",
+    "Invalid part_size",
+    "Invalid checksum_algorithm",
+    "Invalid checksums",
 ];
 
 fn request() -> Request {
@@ -234,12 +260,14 @@ proptest! {
         extra in prop::collection::btree_map("[a-z]{1,12}", json_value(), 0..3),
     ) {
         prop_assume!(filename.chars().count() <= 255 && content_type.len() <= 255);
+        prop_assume!(!extra.keys().any(|k| ["part_size", "checksum_algorithm", "checksums"].contains(&k.as_str())));
         let mut body: Map<String, Value> = extra.into_iter().collect();
         body.insert("filename".into(), json!(filename));
         body.insert("content_type".into(), json!(content_type));
         body.insert("size".into(), json!(size));
         let parsed = NewUpload::parse(&serde_json::to_vec(&body).unwrap(), &UploadPolicy::default());
-        prop_assert_eq!(parsed.ok(), Some(NewUpload { filename, content_type, size }));
+        let plan = Plan::for_size(size, &UploadPolicy::default());
+        prop_assert_eq!(parsed.ok(), Some(NewUpload { filename, content_type, size, plan, checksums: None }));
     }
 
     /// Any body parses to a valid request, or is refused with one of the
@@ -251,6 +279,16 @@ proptest! {
             Ok(new) => {
                 prop_assert!(valid_filename(&new.filename) && valid_content_type(&new.content_type));
                 prop_assert!((1..=max).contains(&new.size));
+                // The plan covers the size within S3's limits, and the
+                // checksums, if any, are one per PUT.
+                let (part_size, count) = match new.plan {
+                    Plan::Single => (new.size, 1),
+                    Plan::Multipart { part_size, part_count } => (part_size, part_count),
+                };
+                prop_assert!(u64::from(count) * part_size >= new.size && u64::from(count) <= 10_000);
+                if let Some(c) = &new.checksums {
+                    prop_assert_eq!(c.count(), count);
+                }
             }
             Err(e) => {
                 prop_assert_eq!(e.status().as_u16(), 400);

@@ -79,6 +79,7 @@ impl World {
             content_type: "a/b".into(),
             size,
             multipart: None,
+            checksums: None,
             created_at: now,
             expires_at: now.plus_seconds(expires_in),
             completed_at: None,
@@ -228,7 +229,7 @@ proptest! {
         let pending = Session {
             object_key: ObjectKey::for_upload(&owner, &id),
             id, owner, status: Status::Pending, filename: "f".into(), content_type: "a/b".into(), size: 1,
-            multipart: None, created_at: t0, expires_at: t0.plus_seconds(expires_in), completed_at: None,
+            multipart: None, checksums: None, created_at: t0, expires_at: t0.plus_seconds(expires_in), completed_at: None,
             completing_since: None, version: 0,
         };
         let since = t0.plus_seconds(marked_after);

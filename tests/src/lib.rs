@@ -135,6 +135,7 @@ impl TestStack {
             content_type: "application/pdf".into(),
             size,
             multipart,
+            checksums: None,
             created_at: now,
             expires_at: now.plus_seconds(24 * 3600),
             completed_at: None,

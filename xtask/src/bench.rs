@@ -491,6 +491,7 @@ impl Env {
             content_type: "application/pdf".into(),
             size,
             multipart,
+            checksums: None,
             created_at,
             expires_at: created_at.plus_seconds(expiry),
             completed_at: None,

@@ -17,6 +17,7 @@ pub mod local;
 pub mod moto;
 pub mod rng;
 pub mod runtime;
+pub mod s3verify;
 pub mod stack;
 pub mod template;
 pub mod waf;

@@ -15,6 +15,8 @@
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
 //!   against whatever endpoint the AWS environment points to.
 //! - `revoke-key --key usk_… [--table T]`: revokes one.
+//! - `s3verify [--port N] [--root DIR]`: the verifying local S3 the signature
+//!   tests use (`xtask/src/s3verify.rs`), on loopback until Ctrl-C.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -26,7 +28,7 @@ use xtask::feeder::Feeder;
 use xtask::moto::{self, Moto};
 use xtask::stack::{project_root, Stack};
 
-const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE]>";
+const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -43,6 +45,7 @@ async fn main() -> ExitCode {
         },
         Some("mint-key") => mint_key(&args[1..]).await,
         Some("revoke-key") => revoke_key(&args[1..]).await,
+        Some("s3verify") => xtask::s3verify::command(&args[1..]).await,
         _ => Err(anyhow!(USAGE)),
     };
     match result {

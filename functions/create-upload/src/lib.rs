@@ -2,6 +2,9 @@
 //!
 //! Body `{"filename", "content_type", "size"}`, as JSON: a `Content-Type`
 //! other than `application/json` is a 415 (none at all is read as JSON).
+//! Optionally `part_size` (the client's plan) and `checksum_algorithm` with
+//! `checksums`, one per `PUT`, signed into each presigned URL so that S3
+//! refuses other bytes (see `shared::domain::Checksums`).
 //! Below the multipart threshold the answer carries one presigned `PUT`
 //! (content type and length signed);
 //! at or above it, an S3 multipart upload is started and the answer carries a
@@ -32,7 +35,7 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
         let id = UploadId::generate();
         Span::current().record("upload_id", id.as_str());
         let object_key = ObjectKey::for_upload(&owner, &id);
-        let multipart = match Plan::for_size(new.size, &deps.policy) {
+        let multipart = match new.plan {
             Plan::Single => None,
             Plan::Multipart { part_size, part_count } => {
                 // A pending session reserves its declared size against the
@@ -49,7 +52,15 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
                     return Err(Error::TooManyPending);
                 }
                 Some(Multipart {
-                    s3_upload_id: deps.objects.create_multipart(&deps.bucket, &object_key, &new.content_type).await?,
+                    s3_upload_id: deps
+                        .objects
+                        .create_multipart(
+                            &deps.bucket,
+                            &object_key,
+                            &new.content_type,
+                            new.checksums.as_ref().map(|c| c.algorithm()),
+                        )
+                        .await?,
                     part_size,
                     part_count,
                 })
@@ -65,6 +76,7 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
             size: new.size,
             object_key,
             multipart,
+            checksums: new.checksums,
             created_at: now,
             expires_at: now.plus_seconds(deps.policy.session_expiry_seconds),
             completed_at: None,

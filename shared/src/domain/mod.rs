@@ -2,16 +2,18 @@
 //! construction, so nothing past the parsing line re-checks it.
 
 mod api_key;
+mod checksum;
 mod ids;
 mod session;
 mod time;
 mod upload;
 
 pub use api_key::{ApiKey, KeyDigest};
+pub use checksum::{ChecksumAlgorithm, ChecksumType, Checksums};
 pub use ids::{ObjectKey, OwnerId, UploadId};
 pub use session::{Holding, Listed, Multipart, Session, COMPLETION_ABANDONED_AFTER_SECONDS};
 pub use time::Timestamp;
-pub use upload::{part_len, valid_content_type, valid_filename, NewUpload, Plan};
+pub use upload::{part_len, valid_content_type, valid_filename, NewUpload, Plan, MAX_CHECKSUMS};
 
 /// The lifecycle state of an upload session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,4 @@
-use super::{ObjectKey, OwnerId, Status, Timestamp, UploadId};
+use super::{ChecksumType, Checksums, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use crate::error::Error;
 
 /// A completion (see [`Session::completing_since`]) still unfinished this
@@ -20,6 +20,9 @@ pub struct Session {
     pub object_key: ObjectKey,
     /// Present when the bytes travel as an S3 multipart upload.
     pub multipart: Option<Multipart>,
+    /// The checksums the client declared at create, one per `PUT`: signed
+    /// into the presigned URLs and checked by confirm.
+    pub checksums: Option<Checksums>,
     pub created_at: Timestamp,
     /// When a pending session is abandoned and may be swept.
     pub expires_at: Timestamp,
@@ -71,6 +74,16 @@ impl Session {
         match self.status {
             Status::Pending => Holding { used: 0, reserved: self.size, pending: 1 },
             Status::Completed => Holding { used: self.size, reserved: 0, pending: 0 },
+        }
+    }
+
+    /// What the object's checksum is once S3 holds all of it: the whole
+    /// object's for a single `PUT`, composite for a multipart upload.
+    pub fn checksum_type(&self) -> ChecksumType {
+        if self.multipart.is_some() {
+            ChecksumType::Composite
+        } else {
+            ChecksumType::FullObject
         }
     }
 

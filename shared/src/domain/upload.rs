@@ -1,5 +1,6 @@
 use serde_json::Value;
 
+use super::{ChecksumAlgorithm, Checksums};
 use crate::config::{s3_limits, UploadPolicy, MIB};
 use crate::error::Error;
 
@@ -7,13 +8,23 @@ use crate::error::Error;
 pub const MAX_FILENAME_CHARS: usize = 255;
 /// The longest content type accepted, in bytes.
 pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
+/// The most checksums a create may declare, whatever the algorithm: 300
+/// SHA-256 values are about 14 KB of JSON, so a create that declares them
+/// fits the default request body limit (`MaxRequestBodyBytes`, 16 KB). A
+/// client with a larger file chooses larger parts.
+pub const MAX_CHECKSUMS: usize = 300;
 
-/// A create request, parsed: `{"filename", "content_type", "size"}`.
+/// A create request, parsed: `{"filename", "content_type", "size"}`, and
+/// optionally `part_size` (the client fixes the plan), `checksum_algorithm`
+/// with `checksums` (one per `PUT` of the plan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUpload {
     pub filename: String,
     pub content_type: String,
     pub size: u64,
+    /// How the bytes travel: the client's `part_size`, else the policy's.
+    pub plan: Plan,
+    pub checksums: Option<Checksums>,
 }
 
 impl NewUpload {
@@ -35,7 +46,31 @@ impl NewUpload {
         if size > policy.max_upload_bytes {
             return Err(Error::Invalid("Size exceeds the maximum upload size"));
         }
-        Ok(Self { filename: filename.to_owned(), content_type: content_type.to_owned(), size })
+        let plan = match obj.get("part_size") {
+            None => Plan::for_size(size, policy),
+            Some(v) => v.as_u64().and_then(|p| Plan::with_part_size(size, p)).ok_or(Error::Invalid("Invalid part_size"))?,
+        };
+        let checksums = match (obj.get("checksum_algorithm"), obj.get("checksums")) {
+            (None, None) => None,
+            (Some(algorithm), values) => {
+                let algorithm = algorithm
+                    .as_str()
+                    .and_then(ChecksumAlgorithm::parse)
+                    .ok_or(Error::Invalid("Invalid checksum_algorithm"))?;
+                let values = values
+                    .and_then(Value::as_array)
+                    .filter(|v| v.len() <= MAX_CHECKSUMS)
+                    .ok_or(Error::Invalid("Invalid checksums"))?;
+                let strings = values.iter().map(Value::as_str).collect::<Option<Vec<_>>>();
+                let checksums = strings
+                    .and_then(|v| Checksums::from_base64(algorithm, v))
+                    .filter(|c| c.count() == plan.put_count())
+                    .ok_or(Error::Invalid("Invalid checksums"))?;
+                Some(checksums)
+            }
+            (None, Some(_)) => return Err(Error::Invalid("Invalid checksum_algorithm")),
+        };
+        Ok(Self { filename: filename.to_owned(), content_type: content_type.to_owned(), size, plan, checksums })
     }
 }
 
@@ -91,6 +126,29 @@ impl Plan {
         let part_size =
             policy.part_size_bytes.max(needed.div_ceil(MIB) * MIB).clamp(s3_limits::MIN_PART, s3_limits::MAX_PART);
         Plan::Multipart { part_size, part_count: size.div_ceil(part_size) as u32 }
+    }
+
+    /// The plan a client chose with `part_size` (S3's 5 MiB..5 GiB): one
+    /// `PUT` when the upload fits in one part, else parts of exactly that
+    /// size. `None` when the size is out of range or the upload would need
+    /// more than 10,000 parts.
+    pub fn with_part_size(size: u64, part_size: u64) -> Option<Self> {
+        if !(s3_limits::MIN_PART..=s3_limits::MAX_PART).contains(&part_size) {
+            return None;
+        }
+        if size <= part_size {
+            return Some(Plan::Single);
+        }
+        let part_count = size.div_ceil(part_size);
+        (part_count <= s3_limits::MAX_PARTS).then_some(Plan::Multipart { part_size, part_count: part_count as u32 })
+    }
+
+    /// How many `PUT`s carry the bytes.
+    pub fn put_count(&self) -> u32 {
+        match self {
+            Plan::Single => 1,
+            Plan::Multipart { part_count, .. } => *part_count,
+        }
     }
 }
 
@@ -157,6 +215,70 @@ mod tests {
             assert_eq!(err.to_string(), msg, "{}", String::from_utf8_lossy(body));
             assert_eq!(err.status(), 400);
         }
+    }
+
+    #[test]
+    fn a_client_may_choose_the_plan_and_declare_its_checksums() {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+        let p = policy();
+        let sha = STANDARD.encode([1u8; 32]);
+        let crc = STANDARD.encode([2u8; 4]);
+        let body = |extra: &str| format!(r#"{{"filename":"a","content_type":"text/plain","size":12582912{extra}}}"#);
+        // 12 MiB in parts of 5 MiB: three parts, three checksums.
+        let ok = NewUpload::parse(
+            body(&format!(r#","part_size":5242880,"checksum_algorithm":"SHA256","checksums":["{sha}","{sha}","{sha}"]"#))
+                .as_bytes(),
+            &p,
+        )
+        .unwrap();
+        assert_eq!(ok.plan, Plan::Multipart { part_size: 5 * MIB, part_count: 3 });
+        assert_eq!(ok.checksums.as_ref().map(|c| c.count()), Some(3));
+        // One part big enough for all: a single PUT, one checksum.
+        let single = NewUpload::parse(
+            body(&format!(r#","part_size":16777216,"checksum_algorithm":"CRC32C","checksums":["{crc}"]"#)).as_bytes(),
+            &p,
+        )
+        .unwrap();
+        assert_eq!(single.plan, Plan::Single);
+        // No part_size: the policy's plan (single below 64 MiB).
+        let plain = NewUpload::parse(body("").as_bytes(), &p).unwrap();
+        assert_eq!((plain.plan, plain.checksums), (Plan::Single, None));
+
+        let cases = [
+            (r#","part_size":5242879"#.to_owned(), "Invalid part_size"),
+            (r#","part_size":5368709121"#.to_owned(), "Invalid part_size"),
+            (r#","part_size":"5242880""#.to_owned(), "Invalid part_size"),
+            (r#","part_size":-1"#.to_owned(), "Invalid part_size"),
+            (r#","checksum_algorithm":"MD5","checksums":[]"#.to_owned(), "Invalid checksum_algorithm"),
+            (r#","checksum_algorithm":"sha256","checksums":[]"#.to_owned(), "Invalid checksum_algorithm"),
+            (format!(r#","checksums":["{sha}"]"#), "Invalid checksum_algorithm"),
+            (r#","checksum_algorithm":"SHA256""#.to_owned(), "Invalid checksums"),
+            (format!(r#","checksum_algorithm":"SHA256","checksums":["{crc}"]"#), "Invalid checksums"),
+            (format!(r#","checksum_algorithm":"SHA256","checksums":["{sha}","{sha}"]"#), "Invalid checksums"),
+            (format!(r#","checksum_algorithm":"SHA256","checksums":"{sha}""#), "Invalid checksums"),
+            (r#","checksum_algorithm":"SHA256","checksums":[1]"#.to_owned(), "Invalid checksums"),
+            (
+                format!(r#","part_size":5242880,"checksum_algorithm":"SHA256","checksums":["{sha}","{sha}"]"#),
+                "Invalid checksums",
+            ),
+        ];
+        for (extra, msg) in cases {
+            let err = NewUpload::parse(body(&extra).as_bytes(), &p).unwrap_err();
+            assert_eq!(err.to_string(), msg, "{extra}");
+        }
+        // More checksums than any create may declare, one per part all the same.
+        let crc_list = vec![format!("\"{crc}\""); 301].join(",");
+        let many = body(&format!(r#","part_size":5242880,"checksum_algorithm":"CRC32C","checksums":[{crc_list}]"#))
+            .replace("12582912", &(300 * 5 * MIB + 1).to_string());
+        assert_eq!(NewUpload::parse(many.as_bytes(), &p).unwrap_err().to_string(), "Invalid checksums");
+        let crc_list = vec![format!("\"{crc}\""); 300].join(",");
+        let most = body(&format!(r#","part_size":5242880,"checksum_algorithm":"CRC32C","checksums":[{crc_list}]"#))
+            .replace("12582912", &(300 * 5 * MIB).to_string());
+        assert_eq!(NewUpload::parse(most.as_bytes(), &p).unwrap().checksums.map(|c| c.count()), Some(300));
+        // More than 10,000 parts of the smallest size.
+        let huge = r#"{"filename":"a","content_type":"text/plain","size":53687091201,"part_size":5242880}"#;
+        assert_eq!(NewUpload::parse(huge.as_bytes(), &p).unwrap_err().to_string(), "Invalid part_size");
     }
 
     #[test]

@@ -54,6 +54,14 @@ impl<'a> Reader<'a> {
         self.opt_num(name)?.ok_or_else(|| self.broken(name, "is missing"))
     }
 
+    pub fn blob(&self, name: &str) -> Result<&'a [u8], Error> {
+        match self.item.get(name) {
+            Some(AttributeValue::B(v)) => Ok(v.as_ref()),
+            None | Some(AttributeValue::Null(_)) => Err(self.broken(name, "is missing")),
+            Some(_) => Err(self.broken(name, "is not binary")),
+        }
+    }
+
     /// Parses a string attribute with a domain parser.
     pub fn parsed<T>(&self, name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, Error> {
         parse(self.str(name)?).ok_or_else(|| self.broken(name, "is malformed"))
@@ -66,7 +74,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn broken(&self, name: &str, why: &str) -> Error {
+    pub fn broken(&self, name: &str, why: &str) -> Error {
         Error::invariant(self.what, format!("stored attribute {name} {why}"))
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | upload session | `UPLOAD#<upload_id>` | `SESSION` | `owner`, `status` (`pending`/`completed`), `filename`, `content_type`, `size`, `object_key`, `mp_upload_id`, `part_size`, `part_count` (multipart only), `created_at`, `expires_at`, `completed_at`, `version`, `ttl` (pending only) |
+//! | upload session | `UPLOAD#<upload_id>` | `SESSION` | `owner`, `status` (`pending`/`completed`), `filename`, `content_type`, `size`, `object_key`, `mp_upload_id`, `part_size`, `part_count` (multipart only), `checksum_algorithm` and `checksums` (binary: the declared digests concatenated; only when declared), `created_at`, `expires_at`, `completed_at`, `version`, `ttl` (pending only) |
 //! | API key | `APIKEY#<sha256 hex of the key>` | `APIKEY` | `owner`, `created_at` (the plain key is never stored) |
 //! | owner usage | `OWNER#<owner>` | `USAGE` | `bytes_used`: the sum of the sizes of the owner's completed uploads; `bytes_reserved`: of its pending sessions' declared sizes; `bytes_held`: the two together, what the quota limits; `pending_count`: its pending sessions |
 //! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at`, `final_pass_at`, `attempts`, `deletion_token` (the `ClientRequestToken` of the deletion that wrote it) |

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -14,7 +15,9 @@ use super::cleanup::CleanupTask;
 use super::item::{n, s, Item, Reader};
 use super::layout::*;
 use super::{usage, Store};
-use crate::domain::{ApiKey, Listed, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId};
+use crate::domain::{
+    ApiKey, ChecksumAlgorithm, Checksums, Listed, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId,
+};
 use crate::error::Error;
 
 /// How long after `expires_at` DynamoDB TTL may drop a pending record. The
@@ -52,6 +55,10 @@ fn to_item(session: &Session) -> Item {
         put("part_size", n(mp.part_size));
         put("part_count", n(mp.part_count));
     }
+    if let Some(c) = &session.checksums {
+        put("checksum_algorithm", s(c.algorithm().as_str()));
+        put("checksums", AttributeValue::B(Blob::new(c.stored())));
+    }
     match session.status {
         Status::Pending => {
             put(GSI2PK, s(due_partition(DUE_PENDING, due_shard(&session.id))));
@@ -80,6 +87,13 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
             part_count: r.num("part_count")?,
         }),
     };
+    let checksums = match r.opt_parsed("checksum_algorithm", ChecksumAlgorithm::parse)? {
+        None => None,
+        Some(algorithm) => Some(
+            r.blob("checksums")
+                .and_then(|b| Checksums::from_stored(algorithm, b.to_vec()).ok_or_else(|| r.broken("checksums", "is malformed")))?,
+        ),
+    };
     Ok(Session {
         id: r.parsed("upload_id", UploadId::parse)?,
         owner: r.parsed("owner", OwnerId::parse)?,
@@ -89,6 +103,7 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
         size: r.num("size")?,
         object_key: r.parsed("object_key", ObjectKey::from_stored)?,
         multipart,
+        checksums,
         created_at: r.parsed("created_at", Timestamp::parse)?,
         expires_at: r.parsed("expires_at", Timestamp::parse)?,
         completed_at: r.opt_parsed("completed_at", Timestamp::parse)?,
@@ -710,8 +725,9 @@ mod tests {
             (any::<[u8; 16]>(), "[A-Za-z0-9][A-Za-z0-9._-]{0,63}", any::<String>(), any::<String>(), 1u64..=5 << 40),
             prop::option::of(("[A-Za-z0-9._-]{1,60}", 1u64..=5 << 30, 1u32..=10_000)),
             (0i64..=4_000_000_000_000, 60i64..=604_800, 0u8..3, any::<u64>()),
+            prop::option::of((any::<bool>(), prop::collection::vec(any::<u8>(), 1..40))),
         )
-            .prop_map(|((id, owner, filename, content_type, size), mp, (at, expiry, state, version))| {
+            .prop_map(|((id, owner, filename, content_type, size), mp, (at, expiry, state, version), sums)| {
                 let id = UploadId::parse(&format!("upl_{}", crate::domain::hex(&id))).unwrap();
                 let owner = OwnerId::parse(&owner).unwrap();
                 let created_at = Timestamp::from_unix_millis(at);
@@ -727,6 +743,10 @@ mod tests {
                         s3_upload_id,
                         part_size,
                         part_count,
+                    }),
+                    checksums: sums.map(|(sha, seed)| {
+                        let algorithm = if sha { ChecksumAlgorithm::Sha256 } else { ChecksumAlgorithm::Crc32c };
+                        Checksums::of_parts(algorithm, seed.chunks(7))
                     }),
                     created_at,
                     expires_at: created_at.plus_seconds(expiry),
