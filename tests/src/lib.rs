@@ -47,6 +47,9 @@ pub struct TestStack {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub ddb: aws_sdk_dynamodb::Client,
+    /// The verifying S3 the stack's bytes go to instead of moto's, if any
+    /// ([`TestStack::with_verifying_s3`]); dropped with the stack.
+    pub verifying_s3: Option<xtask::s3verify::VerifyingS3>,
 }
 
 impl TestStack {
@@ -57,9 +60,25 @@ impl TestStack {
     /// A stack whose template parameters are overridden, as
     /// `sam deploy --parameter-overrides` would.
     pub async fn with_parameters(overrides: &[(&str, &str)]) -> Self {
+        Self::provision(overrides, None).await
+    }
+
+    /// A stack whose bucket lives in a verifying S3 of its own
+    /// (`xtask::s3verify`: SigV4 on every request, presigned URLs included,
+    /// their expiry, and checksums), the rest in moto. Every signer uses the
+    /// local secret, as the functions do.
+    pub async fn with_verifying_s3(overrides: &[(&str, &str)]) -> Self {
+        let s3 = xtask::s3verify::VerifyingS3::start_with(xtask::s3verify::Signers::AnyKeyId("testing".into()))
+            .await
+            .expect("verifying S3");
+        Self::provision(overrides, Some(s3)).await
+    }
+
+    async fn provision(overrides: &[(&str, &str)], verifying_s3: Option<xtask::s3verify::VerifyingS3>) -> Self {
         shared::telemetry::init_for_tests();
         let overrides = overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let stack = Stack::provision_with(&endpoint(), &format!("t{}", random_suffix()), overrides)
+        let s3_endpoint = verifying_s3.as_ref().map(|s| s.endpoint.as_str());
+        let stack = Stack::provision_on(&endpoint(), s3_endpoint, &format!("t{}", random_suffix()), overrides)
             .await
             .expect("provisioning");
         let config = stack.config().expect("config");
@@ -72,6 +91,7 @@ impl TestStack {
             ddb: aws_sdk_dynamodb::Client::new(&stack.sdk),
             config,
             stack,
+            verifying_s3,
         }
     }
 
@@ -447,7 +467,12 @@ pub async fn put_parts(upload: &Value, data: &[u8], only: Option<&[u64]>) -> Vec
         for (k, v) in part["headers"].as_object().unwrap() {
             req = req.header(k, v.as_str().unwrap());
         }
-        statuses.push(req.send().await.unwrap().status().as_u16());
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status >= 400 {
+            eprintln!("PUT part {n}: {status} {}", resp.text().await.unwrap_or_default());
+        }
+        statuses.push(status);
     }
     statuses
 }

@@ -5,11 +5,14 @@
 //! the object's checksum as S3 gives it. Every function runs as its binary
 //! behind the local API Gateway.
 //!
+//! Each test runs twice: with the bucket in moto, and in the verifying local
+//! S3 (`xtask::s3verify`, as `TestStack::with_verifying_s3`), which checks
+//! every signature, presigned URLs included, and computes the checksums.
 //! moto checks no signature and computes no checksum (it stores the one a
-//! client claims, and reports none for parts), so these tests show what the
-//! service signs, stores, reports and refuses; that S3 itself refuses other
-//! bytes under those signatures is shown against a verifying S3 in
-//! `tests/tests/signatures.rs`.
+//! client claims, and reports none for parts): there the tests show what
+//! the service signs, stores, reports and refuses; against the verifying S3
+//! they show that S3 itself refuses other bytes under those URLs, and that
+//! the flow a client follows works when every signature is checked.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -25,9 +28,19 @@ struct Api {
     http: reqwest::Client,
 }
 
+/// Where the stack's bucket lives.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum S3 {
+    Moto,
+    Verifying,
+}
+
 impl Api {
-    async fn start() -> Self {
-        let t = TestStack::new().await;
+    async fn start(s3: S3) -> Self {
+        let t = match s3 {
+            S3::Moto => TestStack::new().await,
+            S3::Verifying => TestStack::with_verifying_s3(&[]).await,
+        };
         let api = LocalApi::start(&t).await;
         Api { t, api, http: reqwest::Client::new() }
     }
@@ -58,7 +71,16 @@ fn header<'a>(upload: &'a Value, name: &str) -> Vec<Option<&'a str>> {
 
 #[tokio::test]
 async fn a_single_put_declared_with_sha256_is_signed_confirmed_and_reported() {
-    let a = Api::start().await;
+    a_single_put_declared_with_sha256_is_signed_confirmed_and_reported_on(S3::Moto).await;
+}
+
+#[tokio::test]
+async fn a_single_put_declared_with_sha256_is_signed_confirmed_and_reported_against_a_verifying_s3() {
+    a_single_put_declared_with_sha256_is_signed_confirmed_and_reported_on(S3::Verifying).await;
+}
+
+async fn a_single_put_declared_with_sha256_is_signed_confirmed_and_reported_on(s3: S3) {
+    let a = Api::start(s3).await;
     let (owner, key) = a.t.owner("integrity-single").await;
     let data = bytes(70_000, 1);
     let sum = b64(ChecksumAlgorithm::Sha256, &data);
@@ -118,7 +140,7 @@ async fn a_single_put_declared_with_sha256_is_signed_confirmed_and_reported() {
 /// pending, its size reserved, deletable.
 #[tokio::test]
 async fn confirm_refuses_an_object_whose_checksum_is_not_the_declared_one() {
-    let a = Api::start().await;
+    let a = Api::start(S3::Moto).await;
     let (owner, key) = a.t.owner("integrity-mismatch").await;
     let data = bytes(4096, 2);
     let other = bytes(4096, 3);
@@ -151,7 +173,16 @@ async fn confirm_refuses_an_object_whose_checksum_is_not_the_declared_one() {
 
 #[tokio::test]
 async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite() {
-    let a = Api::start().await;
+    a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_on(S3::Moto).await;
+}
+
+#[tokio::test]
+async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_against_a_verifying_s3() {
+    a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_on(S3::Verifying).await;
+}
+
+async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_on(s3: S3) {
+    let a = Api::start(s3).await;
     let (owner, key) = a.t.owner("integrity-multipart").await;
     let part_size = 5 * MIB as usize;
     let data = bytes(2 * part_size + 1234, 4);
@@ -206,7 +237,16 @@ async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_
 /// nothing: no session, no reservation, no multipart upload.
 #[tokio::test]
 async fn invalid_plans_and_checksums_are_refused_before_anything_is_written() {
-    let a = Api::start().await;
+    invalid_plans_and_checksums_are_refused_before_anything_is_written_on(S3::Moto).await;
+}
+
+#[tokio::test]
+async fn invalid_plans_and_checksums_are_refused_before_anything_is_written_against_a_verifying_s3() {
+    invalid_plans_and_checksums_are_refused_before_anything_is_written_on(S3::Verifying).await;
+}
+
+async fn invalid_plans_and_checksums_are_refused_before_anything_is_written_on(s3: S3) {
+    let a = Api::start(s3).await;
     let (owner, key) = a.t.owner("integrity-invalid").await;
     let sha = b64(ChecksumAlgorithm::Sha256, b"x");
     let size = 20 * MIB;
@@ -227,4 +267,62 @@ async fn invalid_plans_and_checksums_are_refused_before_anything_is_written() {
     assert_eq!(a.usage(&owner).await, (0, 0));
     let uploads = a.t.s3.list_multipart_uploads().bucket(&a.t.config.bucket_name).send().await.unwrap();
     assert!(uploads.uploads().is_empty());
+}
+
+/// Against an S3 that computes checksums: a part whose bytes were altered
+/// on the way is refused by S3 itself (400 `BadDigest`) and stored nowhere,
+/// so does a part sent with another checksum than the signed one (403);
+/// the resume route offers the part again, and the right bytes complete
+/// the upload. A single `PUT` of altered bytes leaves no object: confirm
+/// says the bytes are missing.
+#[tokio::test]
+async fn altered_bytes_are_refused_by_s3_and_the_part_is_sent_again() {
+    let a = Api::start(S3::Verifying).await;
+    let (owner, key) = a.t.owner("integrity-altered").await;
+    let part_size = 5 * MIB as usize;
+    let data = bytes(part_size + 4321, 5);
+    let sums: Vec<String> = data.chunks(part_size).map(|p| b64(ChecksumAlgorithm::Sha256, p)).collect();
+    let body = json!({"filename": "a.bin", "content_type": "application/octet-stream", "size": data.len(),
+                      "part_size": part_size, "checksum_algorithm": "SHA256", "checksums": sums});
+    let (status, created) = a.send(Method::POST, "/uploads", &key, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["upload_id"].as_str().unwrap().to_owned();
+
+    let mut altered = data.clone();
+    altered[1000] ^= 0x01;
+    assert_eq!(put_parts(&created["upload"], &altered, Some(&[1])).await, [400], "S3 refuses the altered part");
+    let mut swapped = created["upload"].clone();
+    swapped["parts"][0]["headers"]["x-amz-checksum-sha256"] = json!(b64(ChecksumAlgorithm::Sha256, &altered[..part_size]));
+    assert_eq!(put_parts(&swapped, &altered, Some(&[1])).await, [403], "the checksum is signed");
+    assert_eq!(put_parts(&created["upload"], &data, Some(&[2])).await, [200]);
+
+    let (status, resumed) = a.send(Method::POST, &format!("/uploads/{id}/resume"), &key, None).await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["upload"]["parts_received"], json!([2]), "nothing of the altered part was kept");
+    let (status, refused) = a.send(Method::POST, &format!("/uploads/{id}/confirm"), &key, None).await;
+    assert_eq!((status, refused["error"].as_str()), (409, Some("Upload bytes missing")), "{refused}");
+    assert_eq!(put_parts(&resumed["upload"], &data, None).await, [200]);
+    let (status, confirmed) = a.send(Method::POST, &format!("/uploads/{id}/confirm"), &key, None).await;
+    assert_eq!((status, confirmed["status"].as_str()), (200, Some("completed")), "{confirmed}");
+    let (_, view) = a.send(Method::GET, &format!("/uploads/{id}"), &key, None).await;
+    let got = a.http.get(view["download"]["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().await.unwrap() == data);
+    assert_eq!(a.usage(&owner).await, (data.len() as u64, 0));
+
+    // A single PUT of altered bytes: refused, no object, bytes missing.
+    let small = bytes(1000, 6);
+    let body = json!({"filename": "b.bin", "content_type": "application/octet-stream", "size": small.len(),
+                      "checksum_algorithm": "CRC32C", "checksums": [b64(ChecksumAlgorithm::Crc32c, &small)]});
+    let (status, created) = a.send(Method::POST, "/uploads", &key, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let mut altered = small.clone();
+    altered[0] ^= 0x80;
+    assert_eq!(put_parts(&created["upload"], &altered, None).await, [400]);
+    let id = created["upload_id"].as_str().unwrap();
+    let (status, refused) = a.send(Method::POST, &format!("/uploads/{id}/confirm"), &key, None).await;
+    assert_eq!((status, refused["error"].as_str()), (409, Some("Upload bytes missing")), "{refused}");
+    assert_eq!(put_parts(&created["upload"], &small, None).await, [200]);
+    let (status, confirmed) = a.send(Method::POST, &format!("/uploads/{id}/confirm"), &key, None).await;
+    assert_eq!((status, confirmed["checksum"]["value"].as_str()), (200, Some(b64(ChecksumAlgorithm::Crc32c, &small).as_str())));
 }

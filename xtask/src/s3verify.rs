@@ -833,6 +833,13 @@ impl S3 for Verifying {
             return Err(s3_error!(NotImplemented, "this local server keeps COMPOSITE multipart checksums only"));
         }
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        // A multipart upload is the bucket's, not its creator's: on S3 any
+        // principal IAM allows may add parts, list, complete or abort it
+        // (the local stack's create and resume functions sign with ids of
+        // their own). s3s-fs ties an upload to the access key that started
+        // it, so it sees none.
+        let mut req = req;
+        req.credentials = None;
         let mut out = self.fs.create_multipart_upload(req).await?;
         let upload_id =
             out.output.upload_id.clone().ok_or_else(|| s3_error!(InternalError, "s3s-fs gave no upload id"))?;
@@ -875,6 +882,7 @@ impl S3 for Verifying {
         req.input.body = Some(blob(body));
         req.input.checksum_algorithm = None;
         checksum_fields!(req.input).set(declared.clone());
+        req.credentials = None; // as for create_multipart_upload
         let mut out = self.fs.upload_part(req).await?;
         let e_tag = out
             .output
@@ -985,6 +993,8 @@ impl S3 for Verifying {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let (bucket, key, upload_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.upload_id.clone());
         upload_of(&mut self.state.lock(), &bucket, &key, &upload_id)?;
+        let mut req = req;
+        req.credentials = None; // as for create_multipart_upload
         let out = self.fs.abort_multipart_upload(req).await?;
         self.state.lock().uploads.remove(&upload_id);
         Ok(out)
@@ -1060,6 +1070,8 @@ impl S3 for Verifying {
             (checksum, upload.tags.clone())
         };
 
+        let mut req = req;
+        req.credentials = None; // as for create_multipart_upload
         let mut out = self.fs.complete_multipart_upload(req).await?;
         {
             let mut inner = self.state.lock();

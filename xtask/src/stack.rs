@@ -91,6 +91,10 @@ pub struct Stack {
     pub name: String,
     pub endpoint: String,
     pub sdk: SdkConfig,
+    /// Where S3 is, when not at `endpoint`: the verifying local S3
+    /// (`crate::s3verify`), which checks signatures and checksums as moto
+    /// does not. The functions get it as `AWS_ENDPOINT_URL_S3`.
+    pub s3_endpoint: Option<String>,
     pub template: Template,
     pub resources: BTreeMap<String, Physical>,
     /// Template parameters set locally, as `sam deploy --parameter-overrides` would.
@@ -106,6 +110,17 @@ impl Stack {
 
     /// As [`Stack::provision`], with template parameters overridden.
     pub async fn provision_with(endpoint: &str, prefix: &str, parameters: BTreeMap<String, String>) -> Result<Self> {
+        Self::provision_on(endpoint, None, prefix, parameters).await
+    }
+
+    /// As [`Stack::provision_with`], with S3 at `s3_endpoint` rather than
+    /// in the emulator, when given.
+    pub async fn provision_on(
+        endpoint: &str,
+        s3_endpoint: Option<&str>,
+        prefix: &str,
+        parameters: BTreeMap<String, String>,
+    ) -> Result<Self> {
         let template = Template::load(&project_root().join("template.yaml"))?;
         for name in parameters.keys() {
             if template.parameter_default(name).is_none() {
@@ -117,6 +132,7 @@ impl Stack {
             name: prefix.to_owned(),
             endpoint: endpoint.to_owned(),
             sdk,
+            s3_endpoint: s3_endpoint.map(str::to_owned),
             template,
             resources: BTreeMap::new(),
             parameters,
@@ -162,6 +178,7 @@ impl Stack {
             name: prefix.to_owned(),
             sdk: sdk_config(&endpoint),
             endpoint,
+            s3_endpoint: None,
             template,
             resources,
             parameters: BTreeMap::new(),
@@ -405,6 +422,9 @@ impl Stack {
                 *v = function.logical_id.clone();
             }
         }
+        if let Some(s3) = &self.s3_endpoint {
+            env.push(("AWS_ENDPOINT_URL_S3".to_owned(), s3.clone()));
+        }
         for (k, v) in &function.environment {
             env.push((k.clone(), self.resolve(v)?));
         }
@@ -610,8 +630,16 @@ impl Stack {
         }))
     }
 
+    /// The SDK configuration for S3: the emulator's, or the separate S3's.
+    pub fn s3_sdk(&self) -> SdkConfig {
+        match &self.s3_endpoint {
+            None => self.sdk.clone(),
+            Some(s3) => sdk_config(s3),
+        }
+    }
+
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).build())
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.s3_sdk()).force_path_style(true).build())
     }
 
     pub fn store(&self) -> Result<Store> {
@@ -619,7 +647,7 @@ impl Stack {
     }
 
     pub fn objects(&self) -> Result<Objects> {
-        Ok(shared::aws::objects(&self.sdk, &self.config()?))
+        Ok(shared::aws::objects(&self.s3_sdk(), &self.config()?))
     }
 
     pub fn cleanup_queue(&self) -> Result<CleanupQueue> {
