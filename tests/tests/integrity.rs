@@ -100,16 +100,15 @@ async fn a_single_put_declared_with_sha256_is_signed_confirmed_and_reported_on(s
     assert_eq!((stored.algorithm(), stored.stored()), (ChecksumAlgorithm::Sha256, Sha256::digest(&data).as_slice()));
 
     assert_eq!(put_parts(&created["upload"], &data, None).await, [200]);
-    let head = a
-        .t
-        .s3
-        .head_object()
-        .bucket(&a.t.config.bucket_name)
-        .key(session.object_key.as_str())
-        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-        .send()
-        .await
-        .unwrap();
+    let head =
+        a.t.s3
+            .head_object()
+            .bucket(&a.t.config.bucket_name)
+            .key(session.object_key.as_str())
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
     assert_eq!(head.checksum_sha256(), Some(sum.as_str()), "the object carries the checksum it was sent with");
 
     let (status, confirmed) = a.send(Method::POST, &format!("/uploads/{id}/confirm"), &key, None).await;
@@ -177,8 +176,10 @@ async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_
 }
 
 #[tokio::test]
-async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_against_a_verifying_s3() {
-    a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_on(S3::Verifying).await;
+async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_against_a_verifying_s3(
+) {
+    a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_on(S3::Verifying)
+        .await;
 }
 
 async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_on(s3: S3) {
@@ -292,7 +293,8 @@ async fn altered_bytes_are_refused_by_s3_and_the_part_is_sent_again() {
     altered[1000] ^= 0x01;
     assert_eq!(put_parts(&created["upload"], &altered, Some(&[1])).await, [400], "S3 refuses the altered part");
     let mut swapped = created["upload"].clone();
-    swapped["parts"][0]["headers"]["x-amz-checksum-sha256"] = json!(b64(ChecksumAlgorithm::Sha256, &altered[..part_size]));
+    swapped["parts"][0]["headers"]["x-amz-checksum-sha256"] =
+        json!(b64(ChecksumAlgorithm::Sha256, &altered[..part_size]));
     assert_eq!(put_parts(&swapped, &altered, Some(&[1])).await, [403], "the checksum is signed");
     assert_eq!(put_parts(&created["upload"], &data, Some(&[2])).await, [200]);
 
@@ -324,5 +326,8 @@ async fn altered_bytes_are_refused_by_s3_and_the_part_is_sent_again() {
     assert_eq!((status, refused["error"].as_str()), (409, Some("Upload bytes missing")), "{refused}");
     assert_eq!(put_parts(&created["upload"], &small, None).await, [200]);
     let (status, confirmed) = a.send(Method::POST, &format!("/uploads/{id}/confirm"), &key, None).await;
-    assert_eq!((status, confirmed["checksum"]["value"].as_str()), (200, Some(b64(ChecksumAlgorithm::Crc32c, &small).as_str())));
+    assert_eq!(
+        (status, confirmed["checksum"]["value"].as_str()),
+        (200, Some(b64(ChecksumAlgorithm::Crc32c, &small).as_str()))
+    );
 }

@@ -35,6 +35,12 @@ use crate::runtime::{uuid_like, FunctionHost, Outcome};
 use crate::template::{GatewayResponse, Route};
 use crate::waf::{CustomResponse, WebAcl};
 
+/// Where the local API also serves the browser upload page
+/// (`web/upload.html`): a local tool beside the API, at a path no route of
+/// the contract can take (no API Gateway stage serves it).
+pub const UPLOAD_PAGE_PATH: &str = "/_local/upload";
+const UPLOAD_PAGE: &str = include_str!("../../web/upload.html");
+
 /// Limit on request bodies, as API Gateway's 10 MB payload limit
 /// (10,485,760 bytes).
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -151,6 +157,12 @@ async fn handle(
     req: Request<Body>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    if parts.method == axum::http::Method::GET && parts.uri.path() == UPLOAD_PAGE_PATH {
+        let mut r = Response::new(Body::from(UPLOAD_PAGE));
+        r.headers_mut().insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
+        r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+        return r;
+    }
     let request_id = uuid_like();
     // API Gateway's own limit comes first: a body over it reaches nothing.
     let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {

@@ -11,6 +11,7 @@ pub mod apigw;
 pub mod bench;
 pub mod capacity;
 pub mod feeder;
+pub mod chromium;
 pub mod gateway;
 pub mod iam;
 pub mod local;

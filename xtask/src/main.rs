@@ -137,6 +137,11 @@ async fn dev() -> Result<ExitCode> {
         println!("queue {id}: {}", stack.physical(id)?.reference);
     }
     println!("api: http://127.0.0.1:{api_port}");
+    println!(
+        "browser upload page: http://127.0.0.1:{api_port}{}?key={}",
+        xtask::gateway::UPLOAD_PAGE_PATH,
+        key.expose()
+    );
     println!("mint another key: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing TABLE_NAME={} cargo xtask mint-key --owner OWNER", moto.endpoint, config.table_name);
     println!("routes:");
     let routes = stack.template.routes()?;
@@ -232,6 +237,7 @@ fn check_template() -> Result<()> {
 async fn test(extra: &[String]) -> Result<ExitCode> {
     check_template()?;
     moto::ensure_installed()?;
+    xtask::chromium::ensure_installed()?;
     let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
     build_functions(&template)?;
     let port = moto::free_port()?;

@@ -370,6 +370,36 @@ impl Stack {
                 .await
                 .with_context(|| format!("setting the lifecycle of {name}"))?;
         }
+        // The template's CORS rules, so that a browser's PUT to a presigned
+        // URL meets locally the preflight it meets on AWS (with none, moto
+        // would allow every origin, method and header).
+        if let Some(rules) =
+            field(&p, "CorsConfiguration").and_then(|c| c.as_mapping()).and_then(|c| field(c, "CorsRules"))
+        {
+            use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+            let texts = |rule: &Value, key: &str| -> Vec<String> {
+                seq(rule.as_mapping().and_then(|r| field(r, key))).iter().filter_map(scalar).collect()
+            };
+            let mut config = CorsConfiguration::builder();
+            for rule in seq(Some(rules)) {
+                let mut r = CorsRule::builder()
+                    .set_allowed_methods(Some(texts(&rule, "AllowedMethods")))
+                    .set_allowed_origins(Some(texts(&rule, "AllowedOrigins")))
+                    .set_allowed_headers(Some(texts(&rule, "AllowedHeaders")))
+                    .set_expose_headers(Some(texts(&rule, "ExposedHeaders")));
+                if let Some(age) = rule.as_mapping().and_then(|r| field(r, "MaxAge")).and_then(Value::as_i64) {
+                    r = r.max_age_seconds(age as i32);
+                }
+                config = config.cors_rules(r.build()?);
+            }
+            client
+                .put_bucket_cors()
+                .bucket(name)
+                .cors_configuration(config.build()?)
+                .send()
+                .await
+                .with_context(|| format!("setting the CORS rules of {name}"))?;
+        }
         self.resources.insert(id.to_owned(), Physical::bucket(name));
         Ok(())
     }
