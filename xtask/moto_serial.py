@@ -98,6 +98,10 @@ def calls(environ, body):
         return [("sqs", target.split(".", 1)[1], doc.get("QueueUrl", "").rsplit("/", 1)[-1])]
     if path.startswith("/moto-api"):
         return []
+    if method == "OPTIONS":
+        # A browser's CORS preflight: it carries the presigned URL's query
+        # (so its credential) but is no S3 action, and IAM authorizes none.
+        return []
     op, resource = s3_operation(method, path, query)
     out = [("s3", op, resource)]
     if op in ("PutObject", "CreateMultipartUpload") and environ.get("HTTP_X_AMZ_TAGGING"):

@@ -115,21 +115,7 @@ pub async fn put(ctx: &Context, args: PutArgs) -> Result<Answer<Session>, Error>
         retries: ctx.retries,
         resume_hint: hint.clone(),
     };
-    let message = format!("interrupted; finish with: {hint}");
-    let (sent, done) = interruptible(&message, async {
-        let sent = transfer::send(&ctx.api, job, ctx.ui.bar(size, "upload")).await?;
-        let done = confirm(ctx, &id, &hint).await?;
-        Ok((sent, done))
-    })
-    .await?;
-    ctx.ui.note(format!(
-        "uploaded {id}: {} part(s) sent ({}) in {:.1} s",
-        sent.parts,
-        human(sent.bytes),
-        started.elapsed().as_secs_f64()
-    ));
-    print_result(ctx, &done, &id)?;
-    Ok(done)
+    send_and_confirm(ctx, job, size, started).await
 }
 
 /// `uploads resume ID FILE`: sends the parts S3 lacks and confirms;
@@ -191,6 +177,14 @@ pub async fn resume(ctx: &Context, args: ResumeArgs) -> Result<Answer<Session>, 
         retries: ctx.retries,
         resume_hint: hint.clone(),
     };
+    send_and_confirm(ctx, job, bytes, started).await
+}
+
+/// Sends the parts of `job` (`bytes` in all) under a progress bar, then
+/// confirms; Ctrl-C stops both with the resume command as the message.
+/// Shared by `put` and `resume`.
+async fn send_and_confirm(ctx: &Context, job: Job, bytes: u64, started: Instant) -> Result<Answer<Session>, Error> {
+    let (id, hint) = (job.id.clone(), job.resume_hint.clone());
     let message = format!("interrupted; finish with: {hint}");
     let (sent, done) = interruptible(&message, async {
         let sent = transfer::send(&ctx.api, job, ctx.ui.bar(bytes, "upload")).await?;

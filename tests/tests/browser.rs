@@ -79,24 +79,7 @@ impl Page {
         let session = self.t.store.get_session(&self.owner, id).await.unwrap().expect("session");
         assert_eq!(session.status, Status::Completed);
         assert!(session.checksums.is_some(), "the page declared checksums");
-        let view: Value = reqwest::Client::new()
-            .get(format!("{}/uploads/{id}", self.api.base))
-            .header("x-api-key", self.key.expose())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let got = reqwest::get(view["download"]["url"].as_str().unwrap()).await.unwrap().bytes().await.unwrap();
-        assert!(
-            got == data,
-            "the bytes S3 holds are the file's: {} bytes, {:?}… for {} bytes, {:?}…",
-            got.len(),
-            &got[..got.len().min(16)],
-            data.len(),
-            &data[..16]
-        );
+        assert!(self.api.download(&self.key, id.as_str()).await == data, "the bytes S3 holds are the file's");
     }
 }
 

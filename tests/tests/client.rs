@@ -120,23 +120,9 @@ impl Client {
     }
 
     /// The bytes S3 holds for completed upload `id`, read through the
-    /// presigned `GET` of its view by a plain HTTP client. (The SDK's
-    /// `GetObject` of `TestStack::object_bytes` checks a checksum header
-    /// against the whole body, which fails for the composite checksum
-    /// moto sends for a multipart object.)
+    /// presigned `GET` of its view ([`LocalApi::download`]).
     async fn s3_bytes(&self, id: &str) -> Vec<u8> {
-        let http = reqwest::Client::new();
-        let view: Value = http
-            .get(format!("{}/uploads/{id}", self.api.base))
-            .header("x-api-key", self.key.expose())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let url = view["download"]["url"].as_str().unwrap_or_else(|| panic!("no download in {view}"));
-        http.get(url).send().await.unwrap().bytes().await.unwrap().to_vec()
+        self.api.download(&self.key, id).await
     }
 }
 

@@ -46,12 +46,7 @@ impl Api {
     }
 
     async fn send(&self, method: Method, path: &str, key: &ApiKey, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.api.base)).header("x-api-key", key.expose());
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let r = req.send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
+        self.api.send(method, path, key, body).await
     }
 
     /// Creates an upload of `data` as `filename`, sends its bytes through
