@@ -31,8 +31,8 @@
 use std::time::Duration;
 
 use crate::domain::{ChecksumType, OwnerId, Session, Status, Timestamp, UploadId};
-use crate::objects::PutChecksum;
 use crate::error::Error;
+use crate::objects::PutChecksum;
 use crate::progress::{self, Held};
 use crate::store::CompleteError;
 use crate::uploads::Uploads;
@@ -95,13 +95,10 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
                     .as_ref()
                     .ok_or_else(|| Error::invariant("confirm", "parts without a multipart upload"))?;
                 let declared = session.checksums.as_ref();
-                let completing = deps.objects.complete_multipart(
-                    &deps.bucket,
-                    &session.object_key,
-                    &mp.s3_upload_id,
-                    parts,
-                    |n| PutChecksum::of(declared, n),
-                );
+                let completing =
+                    deps.objects.complete_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id, parts, |n| {
+                        PutChecksum::of(declared, n)
+                    });
                 match tokio::time::timeout(wait, completing).await {
                     // Completed from exactly the parts checked above: the
                     // object has the session's size.

@@ -75,9 +75,7 @@ impl Error {
             | Error::BytesMissing
             | Error::SizeMismatch
             | Error::ChecksumMismatch
-            | Error::Expired => {
-                StatusCode::CONFLICT
-            }
+            | Error::Expired => StatusCode::CONFLICT,
             Error::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -228,10 +228,7 @@ impl Objects {
                 ChecksumAlgorithm::Crc32c => put.checksum_crc32_c(&c.value),
             };
         }
-        let req = put
-            .presigned(Self::presigning(ttl_seconds)?)
-            .await
-            .map_err(Error::aws("presign put"))?;
+        let req = put.presigned(Self::presigning(ttl_seconds)?).await.map_err(Error::aws("presign put"))?;
         Ok(PresignedPut::from_request(1, size, req))
     }
 
@@ -293,10 +290,7 @@ impl Objects {
         if let Some(a) = algorithm {
             create = create.checksum_algorithm(s3_algorithm(a)).checksum_type(S3ChecksumType::Composite);
         }
-        let out = create
-            .send()
-            .await
-            .map_err(Error::aws("create multipart upload"))?;
+        let out = create.send().await.map_err(Error::aws("create multipart upload"))?;
         out.upload_id.ok_or_else(|| Error::invariant("create multipart upload", "S3 returned no upload id"))
     }
 
@@ -328,10 +322,7 @@ impl Objects {
                 ChecksumAlgorithm::Crc32c => part.checksum_crc32_c(&c.value),
             };
         }
-        let req = part
-            .presigned(Self::presigning(ttl_seconds)?)
-            .await
-            .map_err(Error::aws("presign part"))?;
+        let req = part.presigned(Self::presigning(ttl_seconds)?).await.map_err(Error::aws("presign part"))?;
         Ok(PresignedPut::from_request(n, size, req))
     }
 
@@ -363,7 +354,12 @@ impl Objects {
             for p in out.parts() {
                 if let (Some(n), Some(size), Some(tag)) = (p.part_number(), p.size(), p.e_tag()) {
                     let checksum = p.checksum_sha256().or(p.checksum_crc32_c()).map(str::to_owned);
-                    parts.push(StoredPart { part_number: n as u32, size: size as u64, e_tag: tag.to_owned(), checksum });
+                    parts.push(StoredPart {
+                        part_number: n as u32,
+                        size: size as u64,
+                        e_tag: tag.to_owned(),
+                        checksum,
+                    });
                 }
             }
             if out.is_truncated() != Some(true) {

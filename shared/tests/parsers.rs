@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use lambda_http::http::HeaderValue;
 use lambda_http::{Body, Request, RequestExt};
 use proptest::prelude::*;
@@ -13,8 +15,6 @@ use proptest::sample::Index;
 use serde_json::{json, Map, Value};
 use shared::config::UploadPolicy;
 use shared::cursor::{self, MAX_CURSOR_LEN};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use shared::domain::{hex, valid_content_type, valid_filename, NewUpload, OwnerId, Plan, Timestamp, UploadId};
 use shared::http::{header_upload_id, path_upload_id, query_param};
 use shared::Error;

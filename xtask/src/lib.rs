@@ -10,8 +10,8 @@
 pub mod apigw;
 pub mod bench;
 pub mod capacity;
-pub mod feeder;
 pub mod chromium;
+pub mod feeder;
 pub mod gateway;
 pub mod iam;
 pub mod local;

@@ -52,7 +52,9 @@ impl ChecksumAlgorithm {
     pub fn digest(self, bytes: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha256 => Sha256::digest(bytes).to_vec(),
-            Self::Crc32c => (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32).to_be_bytes().to_vec(),
+            Self::Crc32c => {
+                (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32).to_be_bytes().to_vec()
+            }
         }
     }
 }
@@ -89,10 +91,7 @@ impl Checksums {
     /// From the API's form: standard base64 (padded) of each raw digest,
     /// exactly as S3's `x-amz-checksum-*` headers carry them. `None` unless
     /// every value decodes to a digest of the algorithm's length.
-    pub fn from_base64<'a>(
-        algorithm: ChecksumAlgorithm,
-        values: impl IntoIterator<Item = &'a str>,
-    ) -> Option<Self> {
+    pub fn from_base64<'a>(algorithm: ChecksumAlgorithm, values: impl IntoIterator<Item = &'a str>) -> Option<Self> {
         let mut digests = Vec::new();
         for v in values {
             let raw = STANDARD.decode(v).ok()?;
@@ -175,7 +174,8 @@ mod tests {
         assert_eq!(c.part(2).as_deref(), Some(sha.as_str()));
         assert_eq!(c.part(3), None);
         assert_eq!(c.part(0), None);
-        for bad in ["", "AAAA", "not base64!", &STANDARD.encode([7u8; 31]), &sha.replace('=', ""), &format!("{sha}\n")] {
+        for bad in ["", "AAAA", "not base64!", &STANDARD.encode([7u8; 31]), &sha.replace('=', ""), &format!("{sha}\n")]
+        {
             assert_eq!(Checksums::from_base64(ChecksumAlgorithm::Sha256, [bad]), None, "{bad:?}");
         }
         assert_eq!(Checksums::from_base64(ChecksumAlgorithm::Crc32c, [sha.as_str()]), None);
@@ -188,10 +188,7 @@ mod tests {
         let c = Checksums::of_parts(ChecksumAlgorithm::Sha256, parts);
         let mut joined = Sha256::digest(b"first part").to_vec();
         joined.extend(Sha256::digest(b"second"));
-        assert_eq!(
-            c.object_value(ChecksumType::Composite),
-            format!("{}-2", STANDARD.encode(Sha256::digest(&joined)))
-        );
+        assert_eq!(c.object_value(ChecksumType::Composite), format!("{}-2", STANDARD.encode(Sha256::digest(&joined))));
         let single = Checksums::of_parts(ChecksumAlgorithm::Crc32c, [b"123456789".as_slice()]);
         assert_eq!(single.object_value(ChecksumType::FullObject), "4waSgw==");
         assert_eq!(Checksums::from_stored(ChecksumAlgorithm::Sha256, c.stored().to_vec()), Some(c));

@@ -48,7 +48,9 @@ impl NewUpload {
         }
         let plan = match obj.get("part_size") {
             None => Plan::for_size(size, policy),
-            Some(v) => v.as_u64().and_then(|p| Plan::with_part_size(size, p)).ok_or(Error::Invalid("Invalid part_size"))?,
+            Some(v) => {
+                v.as_u64().and_then(|p| Plan::with_part_size(size, p)).ok_or(Error::Invalid("Invalid part_size"))?
+            }
         };
         let checksums = match (obj.get("checksum_algorithm"), obj.get("checksums")) {
             (None, None) => None,
@@ -227,8 +229,10 @@ mod tests {
         let body = |extra: &str| format!(r#"{{"filename":"a","content_type":"text/plain","size":12582912{extra}}}"#);
         // 12 MiB in parts of 5 MiB: three parts, three checksums.
         let ok = NewUpload::parse(
-            body(&format!(r#","part_size":5242880,"checksum_algorithm":"SHA256","checksums":["{sha}","{sha}","{sha}"]"#))
-                .as_bytes(),
+            body(&format!(
+                r#","part_size":5242880,"checksum_algorithm":"SHA256","checksums":["{sha}","{sha}","{sha}"]"#
+            ))
+            .as_bytes(),
             &p,
         )
         .unwrap();

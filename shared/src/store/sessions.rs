@@ -89,10 +89,9 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
     };
     let checksums = match r.opt_parsed("checksum_algorithm", ChecksumAlgorithm::parse)? {
         None => None,
-        Some(algorithm) => Some(
-            r.blob("checksums")
-                .and_then(|b| Checksums::from_stored(algorithm, b.to_vec()).ok_or_else(|| r.broken("checksums", "is malformed")))?,
-        ),
+        Some(algorithm) => Some(r.blob("checksums").and_then(|b| {
+            Checksums::from_stored(algorithm, b.to_vec()).ok_or_else(|| r.broken("checksums", "is malformed"))
+        })?),
     };
     Ok(Session {
         id: r.parsed("upload_id", UploadId::parse)?,
