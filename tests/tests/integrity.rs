@@ -179,7 +179,7 @@ async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_
 async fn a_multipart_upload_declared_per_part_is_resumed_with_its_checksums_and_reports_the_composite_on(s3: S3) {
     let a = Api::start(s3).await;
     let (owner, key) = a.t.owner("integrity-multipart").await;
-    let part_size = 5 * MIB as usize;
+    let part_size = 5 * MIB;
     let data = bytes(2 * part_size + 1234, 4);
     let parts: Vec<&[u8]> = data.chunks(part_size).collect();
     let sums: Vec<String> = parts.iter().map(|p| b64(ChecksumAlgorithm::Sha256, p)).collect();
@@ -268,7 +268,7 @@ async fn invalid_plans_and_checksums_are_refused_before_anything_is_written_on(s
 async fn altered_bytes_are_refused_by_s3_and_the_part_is_sent_again() {
     let a = Api::start(S3::Verifying).await;
     let (owner, key) = a.t.owner("integrity-altered").await;
-    let part_size = 5 * MIB as usize;
+    let part_size = 5 * MIB;
     let data = bytes(part_size + 4321, 5);
     let sums: Vec<String> = data.chunks(part_size).map(|p| b64(ChecksumAlgorithm::Sha256, p)).collect();
     let body = json!({"filename": "a.bin", "content_type": "application/octet-stream", "size": data.len(),
