@@ -1189,6 +1189,7 @@ mod tests {
             arrived: base + Duration::from_millis(start_ms),
             answered: base + Duration::from_millis(end_ms),
             status: 200,
+            conditions: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod apigw;
 pub mod bench;
 pub mod capacity;
+pub mod catalogue;
 pub mod chromium;
 pub mod feeder;
 pub mod gateway;

@@ -7,6 +7,9 @@
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
 //! - `capacity [--seconds N]`: the capacity model (`xtask/src/capacity.rs`)
 //!   over N seconds of modeled peak (default 60); see `docs/capacity.md`.
+//! - `catalogue [service:Operation[+if-none-match]…]`: the errors each
+//!   operation can answer (`xtask/src/catalogue.rs`: botocore's service
+//!   models plus the common and conditional errors), as Markdown.
 //! - `bench [--iterations N] [--only FUNCTION,…] [--scale N]`: every
 //!   function's release binary measured against the local stack
 //!   (`xtask/src/bench.rs`); prints Markdown tables, see `docs/performance.md`.
@@ -28,7 +31,7 @@ use xtask::feeder::Feeder;
 use xtask::moto::{self, Moto};
 use xtask::stack::{project_root, Stack};
 
-const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
+const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | catalogue [service:Operation[+if-none-match]...] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,6 +41,7 @@ async fn main() -> ExitCode {
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
         Some("capacity") => capacity(&args[1..]),
+        Some("catalogue") => xtask::catalogue::command(&args[1..]),
         Some("bench") => bench(&args[1..]).await,
         Some("check-iam") => match args.get(1) {
             Some(log) => check_iam(std::path::Path::new(log)).map(|()| ExitCode::SUCCESS),

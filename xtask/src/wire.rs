@@ -52,6 +52,10 @@ pub struct Call {
     /// …and the emulator's whole answer read back at.
     pub answered: Instant,
     pub status: u16,
+    /// The conditional headers the request carried (`if-match`,
+    /// `if-none-match`, …, lowercase), for the error catalogue: S3 answers
+    /// 412 and 409 only to calls with a precondition.
+    pub conditions: Vec<String>,
 }
 
 /// What the proxy does to a call a [`Rule`] matches.
@@ -326,6 +330,8 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request<Body>) -> Respons
     let query = parts.uri.query().unwrap_or_default();
     let operation = operation(parts.method.as_str(), path, query, &parts.headers, &body);
     let signer = signer(&parts.headers, query);
+    let conditions: Vec<String> =
+        parts.headers.keys().map(|h| h.as_str().to_owned()).filter(|h| h.starts_with("if-")).collect();
     let fault = up.faults.lock().unwrap_or_else(|e| e.into_inner()).take(&operation, &signer);
     let record = |status: StatusCode| {
         let call = Call {
@@ -334,6 +340,7 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request<Body>) -> Respons
             arrived,
             answered: Instant::now(),
             status: status.as_u16(),
+            conditions: conditions.clone(),
         };
         up.calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
     };
