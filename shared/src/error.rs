@@ -97,17 +97,21 @@ impl Error {
     ///
     /// A 5xx answer without an error code is unavailability too: S3
     /// answers a `HEAD` with no body, so a throttled `HeadObject` (503
-    /// `SlowDown`) carries nothing but its status.
+    /// `SlowDown`) carries nothing but its status. So is a 400 without a
+    /// code: the only 400s S3 gives a `HEAD` the SDK built and signed are
+    /// `ExpiredToken` and `RequestTimeout` (a 403 without a code is a
+    /// refusal, `AccessDenied`, and stays internal).
     pub fn aws<E>(what: &'static str) -> impl FnOnce(E) -> Error
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + AnswerStatus + Into<BoxError>,
     {
         move |e| match e.code() {
-            // An item this call touches is in another transaction: the
-            // owner's writes collide.
-            Some("TransactionConflictException") => Error::TooManyRequests,
+            // An item this call touches is in another transaction (or, in a
+            // multi-Region strongly consistent table, written at once in
+            // another Region): the owner's writes collide.
+            Some("TransactionConflictException" | "ReplicatedWriteConflictException") => Error::TooManyRequests,
             code if is_throttling(code) => Error::Busy,
-            None if e.answer_status().is_some_and(is_unavailable_status) => Error::Busy,
+            None if e.answer_status().is_some_and(|s| is_unavailable_status(s) || s == 400) => Error::Busy,
             // A service's refusal: its code and request id say what
             // happened. Its message stays out of the logs: AWS writes the
             // caller's role ARN, the table or the resource's ARN into some
@@ -171,22 +175,41 @@ pub fn is_unavailable_status(status: u16) -> bool {
     matches!(status, 500 | 502 | 503 | 504)
 }
 
-/// AWS error codes that mean "slow down" or "briefly unavailable".
+/// AWS error codes that mean "slow down" or "briefly unavailable": the
+/// same call succeeds a little later, so the client is told to retry (503
+/// with `Retry-After`), never that the request failed.
+///
+/// Besides throttling and internal errors (DynamoDB's `InternalServerError`,
+/// S3's `InternalError`, SQS's and the common `InternalFailure`, 503
+/// `ServiceUnavailable`): a request S3 or the common errors call timed out
+/// (`RequestTimeout`, 400; `RequestTimeoutException`, 408), and expired
+/// credentials (`ExpiredToken`, S3's 400; `ExpiredTokenException`): a
+/// function's role credentials are renewed by Lambda, so the retry runs
+/// with fresh ones. SQS's `KmsThrottled` is its KMS key throttled.
 pub fn is_throttling(code: Option<&str>) -> bool {
     matches!(
         code,
         Some(
             "ThrottlingException"
                 | "Throttling"
+                | "ThrottledException"
+                | "TooManyRequestsException"
                 | "ProvisionedThroughputExceededException"
                 | "RequestLimitExceeded"
                 | "TransactionInProgressException"
                 | "InternalServerError"
                 | "InternalError"
+                | "InternalFailure"
                 | "ServiceUnavailable"
+                | "ServiceUnavailableException"
                 | "SlowDown"
                 | "RequestThrottled"
                 | "RequestThrottledException"
+                | "KmsThrottled"
+                | "RequestTimeout"
+                | "RequestTimeoutException"
+                | "ExpiredToken"
+                | "ExpiredTokenException"
         )
     )
 }
@@ -221,18 +244,35 @@ mod tests {
 
     #[test]
     fn throttling_is_busy_not_internal() {
-        for code in ["ThrottlingException", "ProvisionedThroughputExceededException", "SlowDown", "InternalError"] {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "SlowDown",
+            "InternalError",
+            "InternalFailure",
+            "ServiceUnavailable",
+            "RequestTimeout",
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "KmsThrottled",
+        ] {
             assert!(is_throttling(Some(code)), "{code}");
         }
         for code in [
             None,
             Some("ConditionalCheckFailedException"),
             Some("ValidationException"),
+            Some("AccessDenied"),
+            Some("AccessDeniedException"),
+            Some("ResourceNotFoundException"),
+            Some("KmsDisabled"),
             Some("NoSuchKey"),
             Some("TransactionConflictException"),
         ] {
             assert!(!is_throttling(code), "{code:?}");
         }
+        let conflict = aws_smithy_types::error::ErrorMetadata::builder().code("ReplicatedWriteConflictException").build();
+        assert!(matches!(Error::aws("update usage")(conflict), Error::TooManyRequests));
         assert_eq!(Error::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(Error::TooManyRequests.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(Error::Busy.retry_after(), Some(1));
@@ -240,9 +280,10 @@ mod tests {
         assert_eq!(Error::NotFound.retry_after(), None);
     }
 
-    /// An S3 `HEAD` answered 503 with no body (as S3 throttles one) is
-    /// `Busy`; a 4xx without a code, or a failure with no answer at all,
-    /// stays an internal failure.
+    /// An S3 `HEAD` answered 503 with no body (as S3 throttles one), or
+    /// 400 (an expired token, a timed-out request), is `Busy`; a 403 or 404
+    /// without a code, or a failure with no answer at all, stays an
+    /// internal failure.
     #[test]
     fn a_5xx_without_an_error_code_is_busy() {
         use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -256,7 +297,9 @@ mod tests {
         };
         assert!(matches!(Error::aws("head object")(answered(503)), Error::Busy));
         assert!(matches!(Error::aws("head object")(answered(500)), Error::Busy));
+        assert!(matches!(Error::aws("head object")(answered(400)), Error::Busy), "ExpiredToken, RequestTimeout");
         assert!(matches!(Error::aws("head object")(answered(403)), Error::Internal { .. }));
+        assert!(matches!(Error::aws("head object")(answered(404)), Error::Internal { .. }));
         let lost: SdkError<HeadObjectError, HttpResponse> = SdkError::timeout_error("no answer");
         assert!(matches!(Error::aws("head object")(lost), Error::Internal { .. }));
     }
