@@ -167,18 +167,35 @@ fn resource(req: &Request) -> String {
 
 /// The API key a request presents in `x-api-key` or `Authorization: Bearer`.
 /// A missing or malformed key is `Unauthorized` without any store call.
+///
+/// Exactly one spelling of each is accepted, the one the web ACL's rate
+/// rules count by (`template.yaml`, `KeyRateLimitAcl`): `x-api-key` is the
+/// key itself; `Authorization` is the scheme `Bearer` in any case, a run of
+/// spaces or tabs, and the key, nothing after it. The ACL normalises the
+/// scheme's case and the whitespace (`LOWERCASE`, `COMPRESS_WHITE_SPACE`)
+/// before it counts, so all the spellings accepted here share one
+/// allowance; anything else is refused, here and at the edge. Whitespace
+/// around a header's value is not part of it (RFC 9110, 5.5).
 pub fn credentials(req: &Request) -> Result<ApiKey, Error> {
     let headers = req.headers();
     let presented = match headers.get("x-api-key") {
-        Some(v) => v.to_str().ok(),
-        None => headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim()),
+        Some(v) => v.to_str().ok().map(|v| v.trim_matches(HTTP_WHITESPACE)),
+        None => headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token),
     };
     presented.and_then(ApiKey::parse).ok_or(Error::Unauthorized)
+}
+
+/// The whitespace HTTP allows inside and around a field value.
+const HTTP_WHITESPACE: [char; 2] = [' ', '\t'];
+
+/// The token of an `Authorization: Bearer <token>` value: the scheme in any
+/// case, one or more spaces or tabs, then a token without whitespace.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_matches(HTTP_WHITESPACE);
+    let (scheme, rest) = value.split_once(HTTP_WHITESPACE)?;
+    let token = rest.trim_start_matches(HTTP_WHITESPACE);
+    let plain = !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic());
+    (scheme.eq_ignore_ascii_case("bearer") && plain).then_some(token)
 }
 
 /// Resolves a key to its owner (unknown or revoked: `Unauthorized`) and
@@ -230,4 +247,19 @@ fn parse_upload_id(raw: &str) -> Result<UploadId, Error> {
     let id = UploadId::parse(raw).ok_or(Error::InvalidUploadId)?;
     Span::current().record("upload_id", id.as_str());
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn a_bearer_token_in_every_spelling_the_edge_counts_as_one() {
+        for v in ["Bearer k", "bearer k", "BEARER k", "Bearer  k", "Bearer\tk", " Bearer \t k ", "bEaReR k"] {
+            assert_eq!(bearer_token(v), Some("k"), "{v:?}");
+        }
+        for v in ["Bearer", "Bearer ", "Basic k", "Bearerk", "Bearer k extra", "Bearer k\u{a0}", "Token k", ""] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
+    }
 }

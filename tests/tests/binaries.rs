@@ -285,3 +285,72 @@ async fn a_key_over_its_rate_limit_gets_429_before_any_function_runs() {
     assert_eq!(r.status(), 201, "another key has its own count");
     assert_eq!(t.store.usage(&quiet_owner).await.unwrap().pending, 1);
 }
+
+/// One key is served at most `KeyRateLimit` requests in 60 s per header
+/// name, however it spells its credentials: scheme case and whitespace of
+/// `Authorization: Bearer` share one allowance, spellings the functions
+/// would refuse are refused at the edge (401) without being counted, and
+/// requests without any credential are limited per source address.
+#[tokio::test]
+async fn no_spelling_of_a_key_multiplies_its_allowance() {
+    let t = TestStack::with_parameters(&[("KeyRateLimit", "10"), ("AnonymousRateLimit", "10")]).await;
+    let (_, key) = t.owner("spelled").await;
+    let api = LocalApi::start(&t).await;
+    let http = reqwest::Client::new();
+    let k = key.expose();
+    let spellings = [
+        format!("Bearer {k}"),
+        format!("bearer {k}"),
+        format!("BEARER {k}"),
+        format!("Bearer  {k}"),
+        format!("Bearer\t{k}"),
+    ];
+    let mut served = 0;
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..10 {
+        for s in &spellings {
+            let r = http.get(format!("{}/uploads", api.base)).header("authorization", s).send().await.unwrap();
+            *statuses.entry(r.status().as_u16()).or_default() += 1;
+            if r.status() == 200 {
+                served += 1;
+            }
+        }
+    }
+    assert_eq!(served, 10, "one allowance for every spelling of Bearer: {statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&40), "{statuses:?}");
+
+    let served = count_served(&http, &api.base, &[("x-api-key", k.to_owned())], 30).await;
+    assert_eq!(served, 10, "x-api-key has one allowance of its own");
+
+    // Spellings the functions refuse never reach them, and count nowhere.
+    for bad in [format!("Basic {k}"), format!("Bearer {k} x"), format!("Bearer{k}")] {
+        let r = http.get(format!("{}/uploads", api.base)).header("authorization", &bad).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "Unauthorized");
+    }
+    let r = http.get(format!("{}/uploads", api.base)).header("x-api-key", k.to_ascii_uppercase()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // No credential: one allowance per source address, then 429.
+    let served = count_served(&http, &api.base, &[], 15).await;
+    assert_eq!(served, 0, "nothing without a key is served");
+    let r = http.get(format!("{}/uploads", api.base)).send().await.unwrap();
+    assert_eq!(r.status(), 429, "the address is over its allowance");
+    assert_eq!(r.headers()["retry-after"], "10");
+}
+
+/// Sends `n` lists with `headers`; how many were answered 200.
+async fn count_served(http: &reqwest::Client, base: &str, headers: &[(&str, String)], n: usize) -> usize {
+    let mut ok = 0;
+    for _ in 0..n {
+        let mut req = http.get(format!("{base}/uploads"));
+        for (h, v) in headers {
+            req = req.header(*h, v);
+        }
+        if req.send().await.unwrap().status() == 200 {
+            ok += 1;
+        }
+    }
+    ok
+}

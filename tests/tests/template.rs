@@ -269,37 +269,72 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
     assert_eq!(ref_of(&stage_wide["ThrottlingBurstLimit"]), Some("ApiThrottleBurstLimit"));
 
     // Per key: a WAF rate-based rule on each header a key can come in,
-    // blocking, limited by KeyRateLimit over 60 s, on the API's stage; each
-    // rule present only while KeyRateLimit is not 0.
-    assert_eq!(parameter_default(&doc, "KeyRateLimit"), 30000);
+    // blocking, limited by KeyRateLimit over 60 s, on the API's stage; the
+    // Bearer header counted with its scheme's case and whitespace
+    // normalised, as the functions accept it; and requests without any
+    // credential limited per source address. Each rule present only while
+    // its limit is not 0; the limits take 0 or WAF's range, 10 and up.
+    for limit in ["KeyRateLimit", "AnonymousRateLimit"] {
+        let p = &doc["Parameters"][limit];
+        let pattern = regex_lite::Regex::new(p["AllowedPattern"].as_str().expect("AllowedPattern")).unwrap();
+        for ok in ["0", "10", "11", "300", "30000", "1999999999", "2000000000"] {
+            assert!(pattern.is_match(ok), "{limit} refuses {ok}");
+        }
+        for bad in ["1", "9", "010", "-1", "2000000001", "9999999999", "", "1e3"] {
+            assert!(!pattern.is_match(bad), "{limit} accepts {bad}, which WAF refuses");
+        }
+    }
+    assert_eq!(doc["Parameters"]["KeyRateLimit"]["Default"], "30000");
     let acl = &doc["Resources"]["KeyRateLimitAcl"];
     assert_eq!(acl["Type"], "AWS::WAFv2::WebACL");
     assert_eq!(acl["Condition"], "WebAclOn");
     assert_eq!(acl["Properties"]["Scope"], "REGIONAL");
     assert!(acl["Properties"]["DefaultAction"].get("Allow").is_some(), "the ACL blocks only what its rules match");
-    let mut headers = Vec::new();
+    let mut keys_seen = Vec::new();
     for (condition, rule) in acl_rules(&doc) {
         if rule["Statement"].get("RateBasedStatement").is_none() {
             continue;
         }
-        assert_eq!(condition, "KeyRateLimitOn", "{rule:?}");
         assert!(rule["Action"].get("Block").is_some(), "{rule:?}");
         let rate = &rule["Statement"]["RateBasedStatement"];
-        assert_eq!(ref_of(&rate["Limit"]), Some("KeyRateLimit"));
         assert_eq!(rate["EvaluationWindowSec"].as_u64(), Some(60));
+        if rate["AggregateKeyType"] == "IP" {
+            assert_eq!(condition, "AnonymousRateLimitOn", "{rule:?}");
+            assert_eq!(ref_of(&rate["Limit"]), Some("AnonymousRateLimit"));
+            assert!(rate.get("ScopeDownStatement").is_some(), "only requests without a credential");
+            keys_seen.push("ip".to_owned());
+            continue;
+        }
+        assert_eq!(condition, "KeyRateLimitOn", "{rule:?}");
+        assert_eq!(ref_of(&rate["Limit"]), Some("KeyRateLimit"));
         assert_eq!(rate["AggregateKeyType"], "CUSTOM_KEYS");
         let keys = rate["CustomKeys"].as_sequence().unwrap();
         assert_eq!(keys.len(), 1, "one key per rule: WAF skips requests missing any of its keys");
-        headers.push(keys[0]["Header"]["Name"].as_str().unwrap().to_owned());
+        let header = keys[0]["Header"]["Name"].as_str().unwrap().to_owned();
+        let transforms: Vec<&str> = keys[0]["Header"]["TextTransformations"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| t["Type"].as_str().unwrap())
+            .collect();
+        if header == "authorization" {
+            assert_eq!(transforms, ["COMPRESS_WHITE_SPACE", "LOWERCASE"], "every spelling of Bearer is one value");
+        }
+        keys_seen.push(header);
     }
-    headers.sort();
-    assert_eq!(headers, ["authorization", "x-api-key"], "every header a key is accepted in");
+    keys_seen.sort();
+    assert_eq!(keys_seen, ["authorization", "ip", "x-api-key"], "every header a key is accepted in, and no key");
+    assert!(
+        acl_rules(&doc).iter().any(|(c, r)| c == "KeyRateLimitOn" && r["Name"] == "credential-spelling"),
+        "credentials spelled otherwise than the functions accept are refused at the edge"
+    );
     assert_switch(&doc, "KeyRateLimitOn", "KeyRateLimit");
+    assert_switch(&doc, "AnonymousRateLimitOn", "AnonymousRateLimit");
     // The ACL and its association exist while either rule is on.
     let or = tagged(&doc["Conditions"]["WebAclOn"], "!Or").and_then(Value::as_sequence).expect("WebAclOn: !Or");
     let mut either: Vec<&str> = or.iter().map(|c| tagged(c, "!Condition").and_then(Value::as_str).unwrap()).collect();
     either.sort();
-    assert_eq!(either, ["KeyRateLimitOn", "RequestBodyLimitOn"]);
+    assert_eq!(either, ["AnonymousRateLimitOn", "KeyRateLimitOn", "RequestBodyLimitOn"]);
     let association = &doc["Resources"]["KeyRateLimitAssociation"];
     assert_eq!(association["Condition"], "WebAclOn");
     assert_eq!(
@@ -363,7 +398,12 @@ fn assert_switch(doc: &Value, condition: &str, parameter: &str) {
     let equals = tagged(&not[0], "!Equals").and_then(Value::as_sequence).expect("!Not [!Equals ...]");
     assert_eq!(ref_of(&equals[0]), Some(parameter), "{condition}");
     assert!(equals[1] == "0" || equals[1] == 0, "{condition} compares with {:?}", equals[1]);
-    assert_eq!(doc["Parameters"][parameter]["MinValue"], 0, "{parameter} accepts 0");
+    let p = &doc["Parameters"][parameter];
+    let zero = match p["AllowedPattern"].as_str() {
+        Some(pattern) => regex_lite::Regex::new(pattern).unwrap().is_match("0"),
+        None => p["MinValue"] == 0,
+    };
+    assert!(zero, "{parameter} accepts 0");
 }
 
 /// A body over `MaxRequestBodyBytes` is refused at the edge with a 413 in

@@ -174,7 +174,8 @@ async fn handle(
         }
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(rule) = gw.web_acl.check(header, body.len() as u64) {
+    let seen = crate::waf::Seen { header: &header, body_len: body.len() as u64, ip: peer.ip() };
+    if let Some(rule) = gw.web_acl.check(&seen) {
         return match &rule.response {
             Some(custom) => waf_response(custom),
             None => gateway_response(&gw, "WAF_FILTERED", &request_id),

@@ -122,10 +122,11 @@ impl Stack {
         parameters: BTreeMap<String, String>,
     ) -> Result<Self> {
         let template = Template::load(&project_root().join("template.yaml"))?;
-        for name in parameters.keys() {
+        for (name, value) in &parameters {
             if template.parameter_default(name).is_none() {
                 bail!("template.yaml has no parameter {name}");
             }
+            template.check_parameter(name, value)?;
         }
         let sdk = sdk_config(endpoint);
         let mut stack = Stack {
@@ -140,6 +141,11 @@ impl Stack {
         let ids: Vec<(String, String)> =
             stack.template.resources.iter().map(|(id, r)| (id.clone(), r.kind.clone())).collect();
         for (id, kind) in &ids {
+            // A resource whose condition does not hold for these parameters
+            // (the optional access-log bucket, say) is not part of the stack.
+            if !stack.exists(id)? {
+                continue;
+            }
             let name = format!("{prefix}-{}", id.to_ascii_lowercase());
             match kind.as_str() {
                 "AWS::DynamoDB::Table" => stack.create_table(id, &name).await?,
@@ -150,7 +156,7 @@ impl Stack {
         }
         // Redrive policies name other queues, so they follow every queue.
         for (id, kind) in &ids {
-            if kind == "AWS::SQS::Queue" {
+            if kind == "AWS::SQS::Queue" && stack.resources.contains_key(id) {
                 stack.set_redrive(id).await?;
             }
         }

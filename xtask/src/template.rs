@@ -117,6 +117,36 @@ impl Template {
         scalar(get(p, "Default")?)
     }
 
+    /// Checks a value given for parameter `name` as CloudFormation does
+    /// before it creates anything: `AllowedValues`, `AllowedPattern` (the
+    /// whole value must match), and `MinValue`/`MaxValue` of a `Number`.
+    pub fn check_parameter(&self, name: &str, value: &str) -> Result<()> {
+        let p = get(&self.parameters, name)
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| anyhow!("template.yaml has no parameter {name}"))?;
+        let why = get(p, "ConstraintDescription").and_then(scalar).unwrap_or_default();
+        if let Some(allowed) = get(p, "AllowedValues").and_then(Value::as_sequence) {
+            if !allowed.iter().filter_map(scalar).any(|a| a == value) {
+                bail!("parameter {name}: {value:?} is not one of its AllowedValues");
+            }
+        }
+        if let Some(pattern) = get(p, "AllowedPattern").and_then(scalar) {
+            let anchored = format!("^(?:{pattern})$");
+            let re = regex_lite::Regex::new(&anchored).with_context(|| format!("parameter {name}: AllowedPattern"))?;
+            if !re.is_match(value) {
+                bail!("parameter {name}: {value:?} does not match its AllowedPattern {pattern} ({why})");
+            }
+        }
+        if get(p, "Type").and_then(scalar).as_deref() == Some("Number") {
+            let n: f64 = value.parse().map_err(|_| anyhow!("parameter {name}: {value:?} is not a number"))?;
+            let bound = |key: &str| get(p, key).and_then(scalar).and_then(|b| b.parse::<f64>().ok());
+            if bound("MinValue").is_some_and(|min| n < min) || bound("MaxValue").is_some_and(|max| n > max) {
+                bail!("parameter {name}: {value} is out of its MinValue..MaxValue");
+            }
+        }
+        Ok(())
+    }
+
     /// A condition's definition (`!Equals`, `!Not`, `!And`, `!Or`,
     /// `!Condition`), unevaluated; [`crate::stack::Stack::condition`]
     /// evaluates it against the stack's parameters.
@@ -267,5 +297,27 @@ mod tests {
         assert_eq!(rate_seconds("rate(5 minutes)"), Some(300));
         assert_eq!(rate_seconds("rate(1 hour)"), Some(3600));
         assert_eq!(rate_seconds("cron(0 * * * ? *)"), None);
+    }
+}
+
+#[cfg(test)]
+mod parameter_tests {
+    use super::*;
+
+    /// A stack with a limit WAF would refuse fails locally as it would on
+    /// AWS, before anything is created.
+    #[test]
+    fn overrides_are_checked_against_the_parameters_constraints() {
+        let t = Template::load(&crate::stack::project_root().join("template.yaml")).unwrap();
+        for ok in ["0", "10", "30000"] {
+            t.check_parameter("KeyRateLimit", ok).unwrap();
+        }
+        for bad in ["1", "9", "abc", "-5"] {
+            assert!(t.check_parameter("KeyRateLimit", bad).is_err(), "{bad}");
+        }
+        assert!(t.check_parameter("LogLevel", "LOUD").is_err());
+        t.check_parameter("LogLevel", "WARN").unwrap();
+        assert!(t.check_parameter("PartSizeBytes", "100").is_err(), "under MinValue");
+        t.check_parameter("PartSizeBytes", "5242880").unwrap();
     }
 }

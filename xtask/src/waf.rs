@@ -2,23 +2,32 @@
 //! template's `AWS::WAFv2::WebACL` (after the stack has resolved its
 //! parameters and `Fn::If` entries, see [`crate::stack::Stack::web_acl`]).
 //!
-//! Two kinds of rule, both blocking, as the template uses them:
+//! The rules the template uses, all blocking:
 //!
-//! - a size constraint on the request body (`SizeConstraintStatement` on
-//!   `Body`): WAF sees at most the first [`DEFAULT_BODY_INSPECTION_LIMIT`]
-//!   bytes of an API Gateway request's body (16 KB unless the ACL's
-//!   `AssociationConfig` raises it), and a longer body is decided by the
-//!   field's `OversizeHandling`;
-//! - rate-based rules that count requests per value of one header (the API
-//!   key) over a trailing window and block a value once its count goes over
-//!   the limit. Blocked requests count too (a client that keeps sending stays
-//!   blocked), and a request without the header is not counted by that rule.
+//! - match statements: a size constraint on the body (WAF sees at most the
+//!   first [`DEFAULT_BODY_INSPECTION_LIMIT`] bytes of an API Gateway
+//!   request's body, 16 KB unless the ACL's `AssociationConfig` raises it,
+//!   and a longer body is decided by the field's `OversizeHandling`) or on
+//!   one header; a regex match on one header; `Not`, `And` and `Or` of
+//!   those. A statement on a header the request does not carry does not
+//!   match;
+//! - rate-based rules that count requests per value of one header, after
+//!   its text transformations, or per source IP, over a trailing window,
+//!   optionally only the requests a scope-down statement matches, and block
+//!   a value once its count goes over the limit. Blocked requests count too
+//!   (a client that keeps sending stays blocked), and a request without the
+//!   header is not counted by that rule.
+//!
+//! Text transformations are applied as WAF defines them, lowest priority
+//! first: `LOWERCASE`, `COMPRESS_WHITE_SPACE` (and `NONE`). Anything else
+//! in the ACL is refused rather than applied approximately.
 //!
 //! Rules run in priority order and Block is terminating, as in WAF: the
 //! first rule that blocks a request decides its answer, and no later rule
 //! sees (or counts) it.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,7 +39,7 @@ use serde_yaml::Value;
 pub const DEFAULT_BODY_INSPECTION_LIMIT: u64 = 16 * 1024;
 
 /// One rule of the ACL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
     pub priority: u64,
@@ -40,14 +49,99 @@ pub struct Rule {
     pub response: Option<CustomResponse>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Statement {
-    /// At most `limit` requests per `window` for each value of `header`
-    /// (lower case, as HTTP header names compare).
-    Rate { header: String, limit: u64, window: Duration },
-    /// The body's size in bytes `operator` `size` (`GT 16384`: a body over
-    /// 16,384 bytes), with `oversize` deciding bodies WAF cannot see whole.
-    BodySize { operator: Operator, size: u64, oversize: Oversize },
+    /// Blocks every request the statement matches.
+    Match(Match),
+    /// Counts the requests `scope_down` matches (all, without one) per value
+    /// of `key` over a trailing `window`, and blocks a value's requests once
+    /// its count goes over `limit`. A request without the key's component
+    /// (a header it does not carry) is not counted.
+    Rate { key: AggregateKey, limit: u64, window: Duration, scope_down: Option<Match> },
+}
+
+/// What a rate-based rule counts requests by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AggregateKey {
+    /// The value of one header (name in lower case, as HTTP header names
+    /// compare), after its text transformations.
+    Header { name: String, transforms: Vec<Transform> },
+    /// The request's source IP address (`AggregateKeyType: IP`).
+    Ip,
+}
+
+/// A match statement, as the template's rules use them.
+#[derive(Debug, Clone)]
+pub enum Match {
+    /// A component's size in bytes `operator` `size` (`GT 16384`).
+    Size { field: Field, operator: Operator, size: u64 },
+    /// A header's value, transformed, matches `regex` (`RegexMatchStatement`).
+    Regex { header: String, transforms: Vec<Transform>, regex: regex_lite::Regex },
+    Not(Box<Match>),
+    And(Vec<Match>),
+    Or(Vec<Match>),
+}
+
+/// The request component a size constraint inspects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// The body, with `oversize` deciding bodies WAF cannot see whole.
+    Body { oversize: Oversize },
+    /// One header's value, after its text transformations. A request
+    /// without the header does not match.
+    Header { name: String, transforms: Vec<Transform> },
+}
+
+/// The text transformations the local ACL applies, as WAF defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    None,
+    /// A-Z to a-z.
+    Lowercase,
+    /// `\f \t \n \r \v` and the non-breaking space (160) become a space,
+    /// then every run of spaces becomes one space.
+    CompressWhiteSpace,
+}
+
+impl Transform {
+    fn parse(v: &Value) -> Result<Vec<Self>> {
+        let mut list: Vec<(u64, Self)> = Vec::new();
+        for t in v.as_sequence().into_iter().flatten() {
+            let priority = number(&t["Priority"], "TextTransformations.Priority")?;
+            let kind = match t["Type"].as_str() {
+                Some("NONE") => Self::None,
+                Some("LOWERCASE") => Self::Lowercase,
+                Some("COMPRESS_WHITE_SPACE") => Self::CompressWhiteSpace,
+                other => bail!("the local gateway applies no text transformation {other:?}"),
+            };
+            list.push((priority, kind));
+        }
+        // WAF applies them from the lowest priority up.
+        list.sort_by_key(|(p, _)| *p);
+        Ok(list.into_iter().map(|(_, t)| t).filter(|t| *t != Self::None).collect())
+    }
+
+    /// `value` after `transforms`, in order.
+    pub fn apply_all(transforms: &[Self], value: &str) -> String {
+        let mut out = value.to_owned();
+        for t in transforms {
+            out = match t {
+                Self::None => out,
+                Self::Lowercase => out.to_ascii_lowercase(),
+                Self::CompressWhiteSpace => {
+                    let mut s = String::with_capacity(out.len());
+                    for c in out.chars() {
+                        let c = if matches!(c, '\u{c}' | '\t' | '\n' | '\r' | '\u{b}' | '\u{a0}') { ' ' } else { c };
+                        if !(c == ' ' && s.ends_with(' ')) {
+                            s.push(c);
+                        }
+                    }
+                    s
+                }
+            };
+        }
+        out
+    }
 }
 
 /// A `SizeConstraintStatement`'s `ComparisonOperator`: the request
@@ -115,6 +209,83 @@ fn number(v: &Value, what: &str) -> Result<u64> {
     text(v).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow!("{what} is not a whole number: {v:?}"))
 }
 
+/// The header a `FieldToMatch` names (`SingleHeader: {Name}`), in lower case.
+fn single_header(field: &Value) -> Option<String> {
+    field.get("SingleHeader").and_then(|h| h["Name"].as_str()).map(str::to_ascii_lowercase)
+}
+
+impl Match {
+    fn parse(statement: &Value) -> Result<Self> {
+        if let Some(size) = statement.get("SizeConstraintStatement") {
+            let field = &size["FieldToMatch"];
+            let transforms = Transform::parse(&size["TextTransformations"])?;
+            let field = if let Some(body) = field.get("Body") {
+                if !transforms.is_empty() {
+                    bail!("the local gateway applies no text transformation to a body");
+                }
+                let oversize = match body.get("OversizeHandling").and_then(Value::as_str) {
+                    None | Some("CONTINUE") => Oversize::Continue,
+                    Some("MATCH") => Oversize::Match,
+                    Some("NO_MATCH") => Oversize::NoMatch,
+                    Some(other) => bail!("OversizeHandling {other}"),
+                };
+                Field::Body { oversize }
+            } else if let Some(name) = single_header(field) {
+                Field::Header { name, transforms }
+            } else {
+                bail!("the local gateway applies size constraints on the body or a single header only");
+            };
+            let operator = size["ComparisonOperator"]
+                .as_str()
+                .and_then(Operator::parse)
+                .ok_or_else(|| anyhow!("ComparisonOperator is not one of EQ NE LE LT GE GT"))?;
+            Ok(Match::Size { field, operator, size: number(&size["Size"], "Size")? })
+        } else if let Some(re) = statement.get("RegexMatchStatement") {
+            let header = single_header(&re["FieldToMatch"])
+                .ok_or_else(|| anyhow!("the local gateway applies regex matches on a single header only"))?;
+            let source = text(&re["RegexString"]).ok_or_else(|| anyhow!("RegexMatchStatement without RegexString"))?;
+            let regex = regex_lite::Regex::new(&source).with_context(|| format!("RegexString {source:?}"))?;
+            Ok(Match::Regex { header, transforms: Transform::parse(&re["TextTransformations"])?, regex })
+        } else if let Some(not) = statement.get("NotStatement") {
+            Ok(Match::Not(Box::new(Match::parse(&not["Statement"])?)))
+        } else if let Some(and) = statement.get("AndStatement") {
+            Ok(Match::And(Self::parse_all(&and["Statements"])?))
+        } else if let Some(or) = statement.get("OrStatement") {
+            Ok(Match::Or(Self::parse_all(&or["Statements"])?))
+        } else {
+            bail!("the local gateway applies size, regex, not, and and or match statements only")
+        }
+    }
+
+    fn parse_all(v: &Value) -> Result<Vec<Self>> {
+        v.as_sequence().into_iter().flatten().map(Self::parse).collect()
+    }
+
+    fn matches(&self, req: &Seen<'_>, inspection_limit: u64) -> bool {
+        match self {
+            Match::Size { field: Field::Body { oversize }, operator, size } => {
+                if req.body_len > inspection_limit {
+                    match oversize {
+                        Oversize::Match => true,
+                        Oversize::NoMatch => false,
+                        Oversize::Continue => operator.holds(inspection_limit, *size),
+                    }
+                } else {
+                    operator.holds(req.body_len, *size)
+                }
+            }
+            Match::Size { field: Field::Header { name, transforms }, operator, size } => (req.header)(name)
+                .is_some_and(|v| operator.holds(Transform::apply_all(transforms, v).len() as u64, *size)),
+            Match::Regex { header, transforms, regex } => {
+                (req.header)(header).is_some_and(|v| regex.is_match(&Transform::apply_all(transforms, v)))
+            }
+            Match::Not(m) => !m.matches(req, inspection_limit),
+            Match::And(all) => all.iter().all(|m| m.matches(req, inspection_limit)),
+            Match::Or(any) => any.iter().any(|m| m.matches(req, inspection_limit)),
+        }
+    }
+}
+
 impl Rule {
     /// One entry of a resolved ACL's `Rules`; `bodies` is its
     /// `CustomResponseBodies`.
@@ -130,43 +301,43 @@ impl Rule {
         };
         let statement = &rule["Statement"];
         let statement = if let Some(rate) = statement.get("RateBasedStatement") {
-            let keys = rate["CustomKeys"].as_sequence().map(Vec::as_slice).unwrap_or_default();
-            let [key] = keys else { bail!("rule {name}: expected one custom key") };
-            let header = key["Header"]["Name"]
-                .as_str()
-                .ok_or_else(|| anyhow!("rule {name}: the local gateway aggregates on a header only"))?
-                .to_ascii_lowercase();
+            let key = match rate["AggregateKeyType"].as_str() {
+                Some("IP") => AggregateKey::Ip,
+                Some("CUSTOM_KEYS") => {
+                    let keys = rate["CustomKeys"].as_sequence().map(Vec::as_slice).unwrap_or_default();
+                    let [key] = keys else { bail!("rule {name}: expected one custom key") };
+                    let header = key["Header"]["Name"]
+                        .as_str()
+                        .ok_or_else(|| anyhow!("rule {name}: the local gateway aggregates on a header only"))?
+                        .to_ascii_lowercase();
+                    let transforms = Transform::parse(&key["Header"]["TextTransformations"])
+                        .with_context(|| format!("rule {name}"))?;
+                    AggregateKey::Header { name: header, transforms }
+                }
+                other => bail!("rule {name}: AggregateKeyType {other:?}"),
+            };
             let limit = number(&rate["Limit"], &format!("rule {name}: Limit"))?;
+            if limit < MIN_RATE_LIMIT {
+                bail!("rule {name}: Limit {limit} is under WAF's minimum, {MIN_RATE_LIMIT}");
+            }
             let window = match rate.get("EvaluationWindowSec") {
                 Some(w) => number(w, &format!("rule {name}: EvaluationWindowSec"))?,
                 None => 300,
             };
-            Statement::Rate { header, limit, window: Duration::from_secs(window) }
-        } else if let Some(size) = statement.get("SizeConstraintStatement") {
-            let Some(body) = size["FieldToMatch"].get("Body") else {
-                bail!("rule {name}: the local gateway applies size constraints on the body only");
+            let scope_down = match rate.get("ScopeDownStatement") {
+                Some(s) => Some(Match::parse(s).with_context(|| format!("rule {name}: ScopeDownStatement"))?),
+                None => None,
             };
-            let transformations = size["TextTransformations"].as_sequence().map(Vec::as_slice).unwrap_or_default();
-            if transformations.iter().any(|t| t["Type"].as_str() != Some("NONE")) {
-                bail!("rule {name}: the local gateway applies no text transformation");
-            }
-            let operator = size["ComparisonOperator"]
-                .as_str()
-                .and_then(Operator::parse)
-                .ok_or_else(|| anyhow!("rule {name}: ComparisonOperator is not one of EQ NE LE LT GE GT"))?;
-            let oversize = match body.get("OversizeHandling").and_then(Value::as_str) {
-                None | Some("CONTINUE") => Oversize::Continue,
-                Some("MATCH") => Oversize::Match,
-                Some("NO_MATCH") => Oversize::NoMatch,
-                Some(other) => bail!("rule {name}: OversizeHandling {other}"),
-            };
-            Statement::BodySize { operator, size: number(&size["Size"], &format!("rule {name}: Size"))?, oversize }
+            Statement::Rate { key, limit, window: Duration::from_secs(window), scope_down }
         } else {
-            bail!("rule {name}: the local gateway applies rate-based and body size rules only");
+            Statement::Match(Match::parse(statement).with_context(|| format!("rule {name}"))?)
         };
         Ok(Rule { name, priority, statement, response })
     }
 }
+
+/// The smallest `Limit` WAF accepts for a rate-based rule.
+pub const MIN_RATE_LIMIT: u64 = 10;
 
 impl CustomResponse {
     fn parse(r: &Value, bodies: &Value) -> Result<Self> {
@@ -203,8 +374,16 @@ impl CustomResponse {
     }
 }
 
+/// What the ACL sees of a request: its headers (by lower-case name), its
+/// body's length and its source address.
+pub struct Seen<'a> {
+    pub header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
+    pub body_len: u64,
+    pub ip: IpAddr,
+}
+
 /// The web ACL: its rules in priority order and the rate rules' counts,
-/// per (rule, header value), in one-second buckets.
+/// per (rule, aggregation key), in one-second buckets.
 pub struct WebAcl {
     rules: Vec<Rule>,
     body_inspection_limit: u64,
@@ -289,32 +468,33 @@ impl WebAcl {
 
     /// Runs a request through the rules, counting it under the rate rules
     /// it reaches; the rule that blocks it, if any.
-    pub fn check<'a>(&self, header: impl Fn(&str) -> Option<&'a str>, body_len: u64) -> Option<&Rule> {
-        self.check_at(self.started.elapsed().as_secs(), header, body_len)
+    pub fn check(&self, req: &Seen<'_>) -> Option<&Rule> {
+        self.check_at(self.started.elapsed().as_secs(), req)
     }
 
-    fn check_at<'a>(&self, second: u64, header: impl Fn(&str) -> Option<&'a str>, body_len: u64) -> Option<&Rule> {
+    fn check_at(&self, second: u64, req: &Seen<'_>) -> Option<&Rule> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         for (i, rule) in self.rules.iter().enumerate() {
             let blocks = match &rule.statement {
-                Statement::BodySize { operator, size, oversize } => {
-                    if body_len > self.body_inspection_limit {
-                        match oversize {
-                            Oversize::Match => true,
-                            Oversize::NoMatch => false,
-                            Oversize::Continue => operator.holds(self.body_inspection_limit, *size),
+                Statement::Match(m) => m.matches(req, self.body_inspection_limit),
+                Statement::Rate { key, limit, window, scope_down } => {
+                    if scope_down.as_ref().is_some_and(|s| !s.matches(req, self.body_inspection_limit)) {
+                        continue;
+                    }
+                    let value = match key {
+                        AggregateKey::Ip => Some(req.ip.to_string()),
+                        AggregateKey::Header { name, transforms } => {
+                            (req.header)(name).map(|v| Transform::apply_all(transforms, v))
                         }
-                    } else {
-                        operator.holds(body_len, *size)
+                    };
+                    match value {
+                        None => false,
+                        Some(value) => {
+                            let n = counts.entry((i, value)).or_default().count(second, window.as_secs().max(1));
+                            n > *limit
+                        }
                     }
                 }
-                Statement::Rate { header: name, limit, window } => match header(name) {
-                    None => false,
-                    Some(value) => {
-                        let n = counts.entry((i, value.to_owned())).or_default().count(second, window.as_secs().max(1));
-                        n > *limit
-                    }
-                },
             };
             if blocks {
                 return Some(rule);
@@ -326,13 +506,37 @@ impl WebAcl {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+    fn check<'a>(acl: &'a WebAcl, second: u64, headers: &[(&str, &str)], body_len: u64) -> Option<&'a str> {
+        check_from(acl, second, headers, body_len, IP)
+    }
+
+    fn check_from<'a>(
+        acl: &'a WebAcl,
+        second: u64,
+        headers: &[(&str, &str)],
+        body_len: u64,
+        ip: IpAddr,
+    ) -> Option<&'a str> {
+        let header = |name: &str| headers.iter().find(|(h, _)| *h == name).map(|(_, v)| *v);
+        acl.check_at(second, &Seen { header: &header, body_len, ip }).map(|r| r.name.as_str())
+    }
 
     fn rate(name: &str, priority: u64, header: &str, limit: u64) -> Rule {
         Rule {
             name: name.into(),
             priority,
-            statement: Statement::Rate { header: header.into(), limit, window: Duration::from_secs(60) },
+            statement: Statement::Rate {
+                key: AggregateKey::Header { name: header.into(), transforms: vec![] },
+                limit,
+                window: Duration::from_secs(60),
+                scope_down: None,
+            },
             response: None,
         }
     }
@@ -341,89 +545,140 @@ mod tests {
         WebAcl::new(vec![rate("key", 0, "x-api-key", limit), rate("bearer", 1, "authorization", limit)])
     }
 
-    fn name(rule: Option<&Rule>) -> Option<&str> {
-        rule.map(|r| r.name.as_str())
-    }
-
     #[test]
     fn blocks_a_value_past_its_limit_within_the_window() {
         let l = limiter(3);
-        let a = |h: &str| (h == "x-api-key").then_some("a");
-        let b = |h: &str| (h == "x-api-key").then_some("b");
+        let a = [("x-api-key", "a")];
+        let b = [("x-api-key", "b")];
         for second in 0..3 {
-            assert_eq!(name(l.check_at(second, a, 0)), None);
+            assert_eq!(check(&l, second, &a, 0), None);
         }
-        assert_eq!(name(l.check_at(10, a, 0)), Some("key"), "fourth request within 60 s");
-        assert_eq!(name(l.check_at(10, b, 0)), None, "another key keeps its own count");
+        assert_eq!(check(&l, 10, &a, 0), Some("key"), "fourth request within 60 s");
+        assert_eq!(check(&l, 10, &b, 0), None, "another key keeps its own count");
         // Blocked requests count: at 61 s the window holds seconds 2..=61,
         // that is the third and fourth requests, plus this one.
-        assert_eq!(name(l.check_at(61, a, 0)), None);
-        assert_eq!(name(l.check_at(61, a, 0)), Some("key"));
+        assert_eq!(check(&l, 61, &a, 0), None);
+        assert_eq!(check(&l, 61, &a, 0), Some("key"));
         // Once every counted request is older than the window, it passes.
-        assert_eq!(name(l.check_at(200, a, 0)), None);
+        assert_eq!(check(&l, 200, &a, 0), None);
     }
 
     #[test]
     fn counts_under_each_header_a_request_carries() {
         let l = limiter(1);
-        let none = |_: &str| None;
         for _ in 0..5 {
-            assert_eq!(name(l.check_at(0, none, 0)), None, "a request without a key header is not counted");
+            assert_eq!(check(&l, 0, &[], 0), None, "a request without a key header is not counted");
         }
-        let bearer = |h: &str| (h == "authorization").then_some("Bearer k");
-        assert_eq!(name(l.check_at(0, bearer, 0)), None);
-        assert_eq!(name(l.check_at(0, bearer, 0)), Some("bearer"));
-        let both = |h: &str| match h {
-            "x-api-key" => Some("k2"),
-            "authorization" => Some("Bearer k2"),
-            _ => None,
-        };
-        assert_eq!(name(l.check_at(0, both, 0)), None);
-        assert_eq!(name(l.check_at(0, both, 0)), Some("key"));
+        let bearer = [("authorization", "Bearer k")];
+        assert_eq!(check(&l, 0, &bearer, 0), None);
+        assert_eq!(check(&l, 0, &bearer, 0), Some("bearer"));
+        let both = [("x-api-key", "k2"), ("authorization", "Bearer k2")];
+        assert_eq!(check(&l, 0, &both, 0), None);
+        assert_eq!(check(&l, 0, &both, 0), Some("key"));
     }
 
-    /// A resolved ACL as the template declares it: the body rule first,
-    /// then the rate rules, every number as `!Ref` resolves it (text).
-    const ACL: &str = r#"
-DefaultAction: { Allow: {} }
-CustomResponseBodies:
-  request-body-too-large:
-    ContentType: APPLICATION_JSON
-    Content: '{"error":"Request body too large"}'
-Rules:
-  - Name: max-request-body
-    Priority: 0
-    Action:
-      Block:
-        CustomResponse:
-          ResponseCode: 413
-          CustomResponseBodyKey: request-body-too-large
-    Statement:
-      SizeConstraintStatement:
-        FieldToMatch: { Body: { OversizeHandling: MATCH } }
-        ComparisonOperator: GT
-        Size: "100"
-        TextTransformations: [{ Priority: 0, Type: NONE }]
-  - Name: per-x-api-key
-    Priority: 1
-    Action: { Block: {} }
-    Statement:
-      RateBasedStatement:
-        Limit: "2"
-        EvaluationWindowSec: 60
-        AggregateKeyType: CUSTOM_KEYS
-        CustomKeys: [{ Header: { Name: x-api-key, TextTransformations: [{ Priority: 0, Type: NONE }] } }]
-"#;
+    #[test]
+    fn transformations_are_wafs() {
+        use Transform::*;
+        assert_eq!(Transform::apply_all(&[CompressWhiteSpace, Lowercase], "BeArEr \t\u{a0} K\r\nX"), "bearer k x");
+        assert_eq!(Transform::apply_all(&[Lowercase], "A  B"), "a  b");
+        assert_eq!(Transform::apply_all(&[CompressWhiteSpace], " a  "), " a ", "no trim: runs become one space");
+    }
+
+    /// The template's ACL, resolved: read from `template.yaml` itself, so
+    /// these tests hold the rules that deploy.
+    fn template_acl(key_limit: &str, anonymous_limit: &str) -> WebAcl {
+        let mut stack = crate::stack::Stack::unprovisioned("t").unwrap();
+        stack.parameters.insert("KeyRateLimit".into(), key_limit.into());
+        stack.parameters.insert("AnonymousRateLimit".into(), anonymous_limit.into());
+        stack.parameters.insert("MaxRequestBodyBytes".into(), "100".into());
+        stack.web_acl().unwrap()
+    }
+
+    const KEY: &str = "usk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// However a caller spells one key, it gets one allowance per header
+    /// name: scheme case and whitespace count as the same value, and the
+    /// spellings the functions would not accept never reach them.
+    #[test]
+    fn one_key_one_allowance_per_header_however_spelled() {
+        let acl = template_acl("10", "10");
+        let spellings = [
+            format!("Bearer {KEY}"),
+            format!("bearer {KEY}"),
+            format!("BEARER {KEY}"),
+            format!("Bearer  {KEY}"),
+            format!("Bearer\t{KEY}"),
+            format!("bEaReR \t {KEY}"),
+        ];
+        let mut served = 0;
+        for round in 0..4 {
+            for s in &spellings {
+                if check(&acl, round, &[("authorization", s)], 0).is_none() {
+                    served += 1;
+                }
+            }
+        }
+        assert_eq!(served, 10, "every spelling of the Authorization header shares one allowance");
+        let mut served = 0;
+        for _ in 0..30 {
+            if check(&acl, 5, &[("x-api-key", KEY)], 0).is_none() {
+                served += 1;
+            }
+        }
+        assert_eq!(served, 10, "x-api-key has its own allowance, and only one");
+    }
 
     #[test]
-    fn parses_the_body_size_rule_and_its_custom_response() {
-        let acl = WebAcl::parse(&serde_yaml::from_str(ACL).unwrap()).unwrap();
-        let [body, key] = acl.rules() else { panic!("{:?}", acl.rules()) };
-        assert_eq!(body.name, "max-request-body");
-        assert_eq!(
-            body.statement,
-            Statement::BodySize { operator: Operator::Gt, size: 100, oversize: Oversize::Match }
-        );
+    fn a_credential_the_functions_would_refuse_is_refused_at_the_edge_and_counts_nowhere() {
+        let acl = template_acl("10", "10");
+        let refused = [
+            ("x-api-key", format!(" {KEY}")),
+            ("x-api-key", format!("{KEY} ")),
+            ("x-api-key", KEY.to_ascii_uppercase()),
+            ("x-api-key", format!("{KEY}0")),
+            ("authorization", format!(" Bearer {KEY}")),
+            ("authorization", format!("Bearer {KEY} ")),
+            ("authorization", format!("Basic {KEY}")),
+            ("authorization", format!("Bearer{KEY}")),
+            ("authorization", format!("Bearer {KEY} extra")),
+        ];
+        for (h, v) in &refused {
+            for _ in 0..20 {
+                assert_eq!(check(&acl, 0, &[(h, v.as_str())], 0), Some("credential-spelling"), "{h}: {v:?}");
+            }
+        }
+        let blocked = acl.rules().iter().find(|r| r.name == "credential-spelling").unwrap();
+        let response = blocked.response.as_ref().expect("its own answer");
+        assert_eq!(response.status, 401);
+        // None of those was counted under the key.
+        assert_eq!(check(&acl, 0, &[("x-api-key", KEY)], 0), None);
+    }
+
+    #[test]
+    fn requests_without_a_key_are_limited_per_source_address() {
+        let acl = template_acl("10", "10");
+        let other = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+        let served = (0..25).filter(|_| check(&acl, 0, &[], 0).is_none()).count();
+        assert_eq!(served, 10);
+        assert_eq!(check(&acl, 0, &[("x-api-key", "")], 0), Some("per-ip-without-key"), "an empty key is no key");
+        assert_eq!(check_from(&acl, 0, &[], 0, other), None, "another address has its own allowance");
+        assert_eq!(check(&acl, 0, &[("x-api-key", KEY)], 0), None, "a keyed request is the key's");
+    }
+
+    #[test]
+    fn a_body_over_the_size_is_blocked_before_any_rate_rule_counts_it() {
+        let acl = template_acl("10", "10");
+        let k = [("x-api-key", KEY)];
+        assert_eq!(check(&acl, 0, &k, 0), None, "no body");
+        assert_eq!(check(&acl, 0, &k, 100), None, "exactly the size");
+        for _ in 0..20 {
+            assert_eq!(check(&acl, 0, &k, 101), Some("max-request-body"));
+            assert_eq!(check(&acl, 0, &[], 7 << 20), Some("max-request-body"), "no key needed");
+        }
+        let served = (0..20).filter(|_| check(&acl, 0, &k, 10).is_none()).count();
+        assert_eq!(served, 8, "two counted requests before, eight more");
+        let body = acl.rules().iter().find(|r| r.name == "max-request-body").unwrap();
         assert_eq!(
             body.response,
             Some(CustomResponse {
@@ -432,26 +687,6 @@ Rules:
                 body: Some(("application/json".into(), r#"{"error":"Request body too large"}"#.into())),
             })
         );
-        assert_eq!(
-            key.statement,
-            Statement::Rate { header: "x-api-key".into(), limit: 2, window: Duration::from_secs(60) }
-        );
-        assert_eq!(key.response, None, "no custom response: API Gateway's WAF_FILTERED answers");
-    }
-
-    #[test]
-    fn a_body_over_the_size_is_blocked_before_any_rate_rule_counts_it() {
-        let acl = WebAcl::parse(&serde_yaml::from_str(ACL).unwrap()).unwrap();
-        let k = |h: &str| (h == "x-api-key").then_some("k");
-        assert_eq!(name(acl.check_at(0, k, 0)), None, "no body");
-        assert_eq!(name(acl.check_at(0, k, 100)), None, "exactly the size");
-        // Over the size: blocked by the body rule, which ends the evaluation,
-        // so the key's rate rule never counts these.
-        for _ in 0..5 {
-            assert_eq!(name(acl.check_at(0, k, 101)), Some("max-request-body"));
-            assert_eq!(name(acl.check_at(0, |_| None, 7 << 20)), Some("max-request-body"), "no key needed");
-        }
-        assert_eq!(name(acl.check_at(0, k, 10)), Some("per-x-api-key"), "third counted request of k");
     }
 
     #[test]
@@ -461,33 +696,39 @@ Rules:
             WebAcl::new(vec![Rule {
                 name: "body".into(),
                 priority: 0,
-                statement: Statement::BodySize { operator: Operator::Gt, size, oversize },
+                statement: Statement::Match(Match::Size { field: Field::Body { oversize }, operator: Operator::Gt, size }),
                 response: None,
             }])
         };
-        let decide = |acl: &WebAcl, len: u64| acl.check_at(0, |_| None, len).is_some();
-        // MATCH: a size up to the inspection limit is exact.
+        let decide = |acl: &WebAcl, len: u64| check(acl, 0, &[], len).is_some();
         let exact = acl(limit, Oversize::Match);
         assert!(!decide(&exact, limit));
         assert!(decide(&exact, limit + 1));
-        // A size above the limit cannot be honoured: WAF sees `limit` bytes,
-        // and MATCH blocks every longer body.
         let above = acl(limit + 1000, Oversize::Match);
         assert!(decide(&above, limit + 1), "under the size, yet blocked");
-        // CONTINUE judges the inspected part only: never over the limit.
         let cont = acl(limit + 1000, Oversize::Continue);
         assert!(!decide(&cont, 10 << 20), "a 10 MiB body passes");
         assert!(!decide(&acl(limit, Oversize::NoMatch), 10 << 20));
-        // AssociationConfig raises the limit.
-        let mut raised: Value = serde_yaml::from_str(ACL).unwrap();
-        raised["AssociationConfig"] =
-            serde_yaml::from_str("RequestBody: { API_GATEWAY: { DefaultSizeInspectionLimit: KB_64 } }").unwrap();
-        assert_eq!(WebAcl::parse(&raised).unwrap().body_inspection_limit, 64 * 1024);
     }
 
     #[test]
     fn refuses_what_it_would_not_apply_faithfully() {
-        let base: Value = serde_yaml::from_str(ACL).unwrap();
+        let base: Value = serde_yaml::from_str(
+            r#"
+DefaultAction: { Allow: {} }
+Rules:
+  - Name: r
+    Priority: 0
+    Action: { Block: {} }
+    Statement:
+      RateBasedStatement:
+        Limit: "10"
+        AggregateKeyType: CUSTOM_KEYS
+        CustomKeys: [{ Header: { Name: x-api-key, TextTransformations: [{ Priority: 0, Type: NONE }] } }]
+"#,
+        )
+        .unwrap();
+        assert!(WebAcl::parse(&base).is_ok());
         let edit = |path: &[&str], value: &str| {
             let mut acl = base.clone();
             let mut v = &mut acl["Rules"][0];
@@ -498,17 +739,12 @@ Rules:
             WebAcl::parse(&acl).map(|_| ())
         };
         assert!(edit(&["Action"], "{ Count: {} }").is_err());
-        assert!(edit(&["Statement", "SizeConstraintStatement", "FieldToMatch"], "{ UriPath: {} }").is_err());
+        assert!(edit(&["Statement", "RateBasedStatement", "Limit"], "\"9\"").is_err(), "WAF's minimum is 10");
         assert!(edit(
-            &["Statement", "SizeConstraintStatement", "TextTransformations"],
-            "[{ Priority: 0, Type: LOWERCASE }]"
+            &["Statement", "RateBasedStatement", "CustomKeys"],
+            "[{ Header: { Name: x-api-key, TextTransformations: [{ Priority: 0, Type: URL_DECODE }] } }]"
         )
         .is_err());
-        assert!(edit(&["Action", "Block", "CustomResponse", "CustomResponseBodyKey"], "missing").is_err());
-        assert!(edit(
-            &["Action", "Block", "CustomResponse", "ResponseHeaders"],
-            "[{ Name: Content-Type, Value: text/plain }]"
-        )
-        .is_err());
+        assert!(edit(&["Statement"], "{ ByteMatchStatement: {} }").is_err());
     }
 }
