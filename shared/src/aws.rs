@@ -92,7 +92,7 @@ pub fn objects(sdk: &SdkConfig, config: &Config) -> Objects {
         Some(url) => s3.endpoint_url(url),
         None => s3,
     };
-    Objects::new(aws_sdk_s3::Client::from_conf(s3.build()))
+    Objects::new(aws_sdk_s3::Client::from_conf(s3.build())).signing_with(sdk.credentials_provider())
 }
 
 pub fn cleanup_queue(sdk: &SdkConfig, config: &Config) -> CleanupQueue {

@@ -30,9 +30,11 @@
 
 use std::time::Duration;
 
+use tokio::time::{timeout_at, Instant};
+
 use crate::domain::{ChecksumType, OwnerId, Session, Status, Timestamp, UploadId};
 use crate::error::Error;
-use crate::objects::PutChecksum;
+use crate::objects::{Completion, PutChecksum};
 use crate::progress::{self, Held};
 use crate::store::CompleteError;
 use crate::uploads::Uploads;
@@ -46,6 +48,12 @@ pub const SWEEP_COMPLETING_AFTER_SECONDS: i64 = 60;
 /// once its session has expired, the sweeper expires it like any other.
 pub const ABANDONED_AFTER_SECONDS: i64 = crate::domain::COMPLETION_ABANDONED_AFTER_SECONDS;
 
+/// Time kept, before a confirm must answer, for what follows S3's work:
+/// untagging the object and the commit (two calls; with the SDK's retries
+/// of a throttled call, a few seconds at worst). S3's calls (`ListParts`,
+/// `CompleteMultipartUpload`, `HeadObject`) must be done by then.
+pub const COMMIT_RESERVE: Duration = Duration::from_secs(3);
+
 /// What a confirm achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
@@ -55,28 +63,48 @@ pub enum Confirmed {
     InProgress(Session),
 }
 
-/// Confirms `owner`'s upload `id`, waiting at most `wait` for S3 to
-/// complete a multipart upload.
-pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, wait: Duration) -> Result<Confirmed, Error> {
+/// Confirms `owner`'s upload `id`, answering by `answer_by`.
+pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, answer_by: Instant) -> Result<Confirmed, Error> {
     let session = deps.store.get_session(owner, id).await?.ok_or(Error::NotFound)?;
-    confirm_read(deps, session, wait).await
+    confirm_read(deps, session, answer_by).await
+}
+
+/// A confirm out of time before its commit: a completing session is still
+/// in progress (202; a retry or the sweeper finishes it); otherwise nothing
+/// was changed, and the client may simply confirm again (503 with
+/// `Retry-After`).
+fn out_of_time(session: Session) -> Result<Confirmed, Error> {
+    match session.completing_since {
+        Some(_) => Ok(Confirmed::InProgress(session)),
+        None => Err(Error::Busy),
+    }
 }
 
 /// Confirms the upload `session`, as the caller just read it (strongly
 /// consistent; every write below is conditioned on its version, so a stale
 /// read costs a retry, never a wrong answer). A single `PUT` takes one
 /// `HeadObject`, the untagging and the commit.
-pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) -> Result<Confirmed, Error> {
+///
+/// Everything is done by `answer_by`: S3's calls by [`COMMIT_RESERVE`]
+/// before it, so that the untagging and the commit are never cut short by
+/// the caller's deadline (API Gateway's 29 s, the Lambda's timeout, the
+/// sweeper's run). A confirm that runs out of time before its commit
+/// answers as [`out_of_time`] says.
+pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Instant) -> Result<Confirmed, Error> {
     if session.status == Status::Completed {
         return Ok(Confirmed::Completed(session));
     }
     if session.completing_since.is_none() && session.expires_at <= Timestamp::now() {
         return Err(Error::Expired);
     }
+    let s3_by = answer_by.checked_sub(COMMIT_RESERVE).unwrap_or(answer_by);
     // The object's size, once something has told us.
     let mut object = None;
     if session.multipart.is_some() {
-        let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
+        let held = match timeout_at(s3_by, progress::inspect(&deps.objects, &deps.bucket, &session)).await {
+            Ok(held) => held?,
+            Err(_) => return out_of_time(session),
+        };
         match &held {
             Held::Object(size) => object = Some(*size),
             Held::Parts(parts) => {
@@ -87,7 +115,7 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
                         Some(marked) => marked,
                         // Changed since read: a concurrent confirm or delete.
                         // Start over from what the store holds now.
-                        None => return Box::pin(confirm(deps, &session.owner, &session.id, wait)).await,
+                        None => return Box::pin(confirm(deps, &session.owner, &session.id, answer_by)).await,
                     };
                 }
                 let mp = session
@@ -99,14 +127,23 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
                     deps.objects.complete_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id, parts, |n| {
                         PutChecksum::of(declared, n)
                     });
-                match tokio::time::timeout(wait, completing).await {
+                match timeout_at(s3_by, completing).await {
                     // Completed from exactly the parts checked above: the
                     // object has the session's size.
-                    Ok(Ok(true)) => object = Some(Some(session.size)),
+                    Ok(Ok(Completion::Completed)) => object = Some(Some(session.size)),
                     // S3 no longer knows the upload (completed by a
                     // concurrent confirm, say): the object check decides.
-                    Ok(Ok(false)) => {}
+                    Ok(Ok(Completion::Gone)) => {}
+                    // Another completion of this upload is in flight (409):
+                    // it, a retry or the sweeper finishes.
+                    Ok(Ok(Completion::Conflict)) => return Ok(Confirmed::InProgress(session)),
                     Ok(Err(e)) => return Err(e),
+                    // Not answered in time. The request is dropped, and S3
+                    // documents nothing of a completion whose caller went
+                    // away: the session stays completing, and a retry or
+                    // the sweeper (which gives it the rest of its run) calls
+                    // CompleteMultipartUpload again, which S3 answers for
+                    // the same parts, or finds the object.
                     Err(_) => return Ok(Confirmed::InProgress(session)),
                 }
             }
@@ -118,7 +155,10 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
             // A single PUT's object carries the checksum it was sent with:
             // read it in the same HeadObject.
             let algorithm = session.checksums.as_ref().filter(|_| session.multipart.is_none()).map(|c| c.algorithm());
-            let stored = deps.objects.object(&deps.bucket, &session.object_key, algorithm).await?;
+            let stored = match timeout_at(s3_by, deps.objects.object(&deps.bucket, &session.object_key, algorithm)).await {
+                Ok(stored) => stored?,
+                Err(_) => return out_of_time(session),
+            };
             if let (Some(stored), Some(declared)) = (&stored, algorithm.and(session.checksums.as_ref())) {
                 if stored.checksum.as_deref() != Some(declared.object_value(ChecksumType::FullObject).as_str()) {
                     return Err(Error::ChecksumMismatch);
@@ -142,6 +182,11 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, wait: Duration) 
         None => return Err(Error::BytesMissing),
         Some(size) if size != session.size => return Err(Error::SizeMismatch),
         Some(_) => {}
+    }
+    // The untagging and the commit need their reserve: without it, answer
+    // now rather than be cut off between the two.
+    if Instant::now() >= s3_by {
+        return out_of_time(session);
     }
     // The bytes are final: untag before the commit, never re-tag.
     deps.objects.mark_completed(&deps.bucket, &session.object_key).await?;

@@ -2,7 +2,7 @@
 //! the one place an outcome becomes an API Gateway response.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::request::RequestContext;
@@ -140,6 +140,36 @@ fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response
         headers.insert("x-request-id", v);
     }
     response
+}
+
+/// How long API Gateway (REST) waits for an integration's answer; past it,
+/// the client gets API Gateway's own 504, outside the API's error shape.
+pub const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(29);
+
+/// Kept free before the earliest deadline, for writing the answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// The instant by which a handler must have answered `req`, waiting at
+/// most `max_wait` from now: the earliest of that, API Gateway's timeout
+/// counted from when it received the request (`requestTimeEpoch`, which
+/// includes a cold start), and the Lambda's own deadline, less a margin.
+pub fn answer_by(req: &Request, max_wait: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let until = |epoch_ms: i64| now + Duration::from_millis(epoch_ms.saturating_sub(now_ms).max(0) as u64);
+    let mut by = now + max_wait;
+    if let Some(RequestContext::ApiGatewayV1(ctx)) = req.request_context_ref() {
+        if ctx.request_time_epoch > 0 {
+            by = by.min(until(ctx.request_time_epoch + API_GATEWAY_TIMEOUT.as_millis() as i64));
+        }
+    }
+    if let Some(deadline) = req.lambda_context_ref().map(|c| c.deadline).filter(|d| *d > 0) {
+        by = by.min(until(deadline as i64));
+    }
+    by.checked_sub(ANSWER_MARGIN).filter(|b| *b > now).unwrap_or(now)
 }
 
 /// API Gateway's id for the request; the Lambda invocation id when the

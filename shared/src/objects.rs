@@ -10,6 +10,7 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm as S3Algorithm, ChecksumMode, ChecksumType as S3ChecksumType, CompletedMultipartUpload,
     CompletedPart, Delete, ObjectIdentifier,
 };
+use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
 use serde::Serialize;
 
@@ -33,6 +34,61 @@ pub const DELETE_BATCH: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Objects {
     client: Client,
+    /// Where presigned URLs get their credentials (the client's own
+    /// provider, which its configuration does not give back), and the
+    /// ones they were last signed with. Without a provider, URLs are
+    /// signed by the client as it is, for their whole lifetime.
+    provider: Option<SharedCredentialsProvider>,
+    signing: std::sync::Arc<tokio::sync::Mutex<Option<Credentials>>>,
+}
+
+/// Kept between the credentials' expiry and the last instant a URL signed
+/// with them is said to work.
+pub const CREDENTIALS_MARGIN_SECONDS: u64 = 30;
+
+/// When a batch of presigned URLs works, and the credentials they are
+/// signed with: from `start` (a whole second, as `X-Amz-Date` has no
+/// fraction) for `ttl` seconds, which is never past the credentials'
+/// expiry, so the expiry the API reports is the one S3 applies.
+///
+/// A URL signed with temporary credentials stops working when they expire,
+/// whatever its `X-Amz-Expires`; the SDK's identity cache refreshes them
+/// only shortly before their expiry, so without this a URL said to last 15
+/// minutes could die within seconds.
+#[derive(Debug, Clone)]
+pub struct UrlWindow {
+    start: u64,
+    ttl: u64,
+    credentials: Option<Credentials>,
+}
+
+impl UrlWindow {
+    /// The instant every URL of the window stops working.
+    pub fn expires_at(&self) -> Timestamp {
+        Timestamp::from_unix_millis(((self.start + self.ttl) * 1000) as i64)
+    }
+
+    /// Seconds the window's URLs work for.
+    pub fn ttl_seconds(&self) -> u64 {
+        self.ttl
+    }
+
+    fn presigning(&self) -> Result<PresigningConfig, Error> {
+        PresigningConfig::builder()
+            .start_time(UNIX_EPOCH + Duration::from_secs(self.start))
+            .expires_in(Duration::from_secs(self.ttl))
+            .build()
+            .map_err(Error::internal("presign"))
+    }
+
+    /// The client's configuration with exactly these credentials.
+    fn signer(&self) -> aws_sdk_s3::config::Builder {
+        let mut b = aws_sdk_s3::config::Builder::default();
+        if let Some(c) = &self.credentials {
+            b = b.credentials_provider(c.clone());
+        }
+        b
+    }
 }
 
 /// A presigned `PUT` a client sends one part (or the whole object) to.
@@ -147,6 +203,21 @@ pub struct StoredPart {
     pub checksum: Option<String>,
 }
 
+/// What S3 answered a `CompleteMultipartUpload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Completed from the parts named: the object exists now.
+    Completed,
+    /// S3 no longer knows the upload (completed or aborted meanwhile), or
+    /// the object already exists (412: completed by a concurrent call).
+    Gone,
+    /// 409 `ConditionalRequestConflict`: a conflicting operation on the
+    /// key is in flight (a concurrent completion of the same upload, by
+    /// another confirm or the sweeper). S3 asks the caller to retry; the
+    /// session stays completing, so a later confirm or the sweeper does.
+    Conflict,
+}
+
 /// A key `DeleteObjects` could not remove, with S3's error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFailure {
@@ -156,7 +227,46 @@ pub struct KeyFailure {
 
 impl Objects {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self { client, provider: None, signing: Default::default() }
+    }
+
+    /// Presigned URLs signed with credentials from `provider` (the one the
+    /// client was built with), never said to outlive them.
+    pub fn signing_with(mut self, provider: Option<SharedCredentialsProvider>) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// The window of URLs signed now for `ttl_seconds`: with the last
+    /// credentials used if they outlive it (plus a margin), else with
+    /// credentials asked of the provider again (a provider whose
+    /// credentials are about to expire hands out new ones); if even those
+    /// expire sooner, the window ends [`CREDENTIALS_MARGIN_SECONDS`] before
+    /// they do.
+    pub async fn url_window(&self, ttl_seconds: i64) -> Result<UrlWindow, Error> {
+        let start = Timestamp::now().unix_seconds().max(0) as u64;
+        let ttl = ttl_seconds.max(1) as u64;
+        let outlives = |c: &Credentials| {
+            c.expiry().is_none_or(|e| e >= UNIX_EPOCH + Duration::from_secs(start + ttl + CREDENTIALS_MARGIN_SECONDS))
+        };
+        let Some(provider) = &self.provider else {
+            return Ok(UrlWindow { start, ttl, credentials: None });
+        };
+        let mut cached = self.signing.lock().await;
+        let credentials = match cached.as_ref() {
+            Some(c) if outlives(c) => c.clone(),
+            _ => {
+                let fresh = provider.provide_credentials().await.map_err(Error::internal("resolve signing credentials"))?;
+                *cached = Some(fresh.clone());
+                fresh
+            }
+        };
+        drop(cached);
+        let ttl = match credentials.expiry().and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
+            Some(expiry) => ttl.min(expiry.as_secs().saturating_sub(start + CREDENTIALS_MARGIN_SECONDS)).max(1),
+            None => ttl,
+        };
+        Ok(UrlWindow { start, ttl, credentials: Some(credentials) })
     }
 
     /// Deletes `keys` from `bucket` with batched `DeleteObjects` calls.
@@ -191,10 +301,6 @@ impl Objects {
         Ok(failures)
     }
 
-    fn presigning(ttl_seconds: i64) -> Result<PresigningConfig, Error> {
-        PresigningConfig::expires_in(Duration::from_secs(ttl_seconds.max(1) as u64)).map_err(Error::internal("presign"))
-    }
-
     /// A presigned single `PUT` of exactly `size` bytes of `content_type`
     /// (both signed, so the client cannot store something else), conditional
     /// on there being no object yet (`If-None-Match: *`, signed too): once
@@ -210,7 +316,7 @@ impl Objects {
         content_type: &str,
         size: u64,
         checksum: Option<&PutChecksum>,
-        ttl_seconds: i64,
+        window: &UrlWindow,
     ) -> Result<PresignedPut, Error> {
         let mut put = self
             .client
@@ -228,11 +334,16 @@ impl Objects {
                 ChecksumAlgorithm::Crc32c => put.checksum_crc32_c(&c.value),
             };
         }
-        let req = put.presigned(Self::presigning(ttl_seconds)?).await.map_err(Error::aws("presign put"))?;
+        let req = put
+            .customize()
+            .config_override(window.signer())
+            .presigned(window.presigning()?)
+            .await
+            .map_err(Error::aws("presign put"))?;
         Ok(PresignedPut::from_request(1, size, req))
     }
 
-    /// A presigned `GET` of the object at `key`, working for `ttl_seconds`,
+    /// A presigned `GET` of the object at `key`, working for `window`,
     /// that S3 answers with `Content-Type: content_type` and
     /// `Content-Disposition: attachment` naming `filename`
     /// ([`attachment_disposition`]), both signed into the URL
@@ -245,17 +356,8 @@ impl Objects {
         key: &ObjectKey,
         filename: &str,
         content_type: &str,
-        ttl_seconds: i64,
+        window: &UrlWindow,
     ) -> Result<PresignedGet, Error> {
-        // Signed as of a whole second (X-Amz-Date has no fraction), so the
-        // stated expiry is exactly the URL's, never later.
-        let start = Timestamp::now().unix_seconds().max(0) as u64;
-        let ttl = ttl_seconds.max(1) as u64;
-        let config = PresigningConfig::builder()
-            .start_time(UNIX_EPOCH + Duration::from_secs(start))
-            .expires_in(Duration::from_secs(ttl))
-            .build()
-            .map_err(Error::internal("presign"))?;
         let req = self
             .client
             .get_object()
@@ -263,11 +365,12 @@ impl Objects {
             .key(key.as_str())
             .response_content_type(content_type)
             .response_content_disposition(attachment_disposition(filename))
-            .presigned(config)
+            .customize()
+            .config_override(window.signer())
+            .presigned(window.presigning()?)
             .await
             .map_err(Error::aws("presign get"))?;
-        let expires_at = Timestamp::from_unix_millis(((start + ttl) * 1000) as i64);
-        Ok(PresignedGet { url: req.uri().to_owned(), expires_at })
+        Ok(PresignedGet { url: req.uri().to_owned(), expires_at: window.expires_at() })
     }
 
     /// Starts a multipart upload of `content_type`; returns S3's upload id.
@@ -305,7 +408,7 @@ impl Objects {
         n: u32,
         size: u64,
         checksum: Option<&PutChecksum>,
-        ttl_seconds: i64,
+        window: &UrlWindow,
     ) -> Result<PresignedPut, Error> {
         let mut part = self
             .client
@@ -322,7 +425,12 @@ impl Objects {
                 ChecksumAlgorithm::Crc32c => part.checksum_crc32_c(&c.value),
             };
         }
-        let req = part.presigned(Self::presigning(ttl_seconds)?).await.map_err(Error::aws("presign part"))?;
+        let req = part
+            .customize()
+            .config_override(window.signer())
+            .presigned(window.presigning()?)
+            .await
+            .map_err(Error::aws("presign part"))?;
         Ok(PresignedPut::from_request(n, size, req))
     }
 
@@ -373,9 +481,7 @@ impl Objects {
 
     /// Completes a multipart upload from `parts`, on condition that there is
     /// no object at `key` yet (`If-None-Match: *`), so a late second call can
-    /// never put back a pending-tagged object over a confirmed one. `false`
-    /// when S3 no longer knows the upload (completed or aborted meanwhile)
-    /// or the object already exists (completed by a concurrent call).
+    /// never put back a pending-tagged object over a confirmed one.
     ///
     /// An upload with a checksum algorithm must name each part's checksum
     /// (S3 checks them against the parts it holds): `checksums` gives the
@@ -387,7 +493,7 @@ impl Objects {
         s3_upload_id: &str,
         parts: &[StoredPart],
         checksums: impl Fn(u32) -> Option<PutChecksum>,
-    ) -> Result<bool, Error> {
+    ) -> Result<Completion, Error> {
         let parts = parts
             .iter()
             .map(|p| {
@@ -411,8 +517,9 @@ impl Objects {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.code(), Some("NoSuchUpload") | Some("PreconditionFailed")) => Ok(false),
+            Ok(_) => Ok(Completion::Completed),
+            Err(e) if matches!(e.code(), Some("NoSuchUpload") | Some("PreconditionFailed")) => Ok(Completion::Gone),
+            Err(e) if e.code() == Some("ConditionalRequestConflict") => Ok(Completion::Conflict),
             Err(e) => Err(Error::aws("complete multipart upload")(e)),
         }
     }
@@ -575,10 +682,11 @@ mod tests {
         let key = ObjectKey::for_upload(&owner, &UploadId::generate());
         let sha = PutChecksum { algorithm: ChecksumAlgorithm::Sha256, value: "x".repeat(43) + "=" };
         let crc = PutChecksum { algorithm: ChecksumAlgorithm::Crc32c, value: "4waSgw==".into() };
-        let put = objects.presign_put("bucket", &key, "text/plain", 10, Some(&sha), 60).await.unwrap();
+        let window = objects.url_window(60).await.unwrap();
+        let put = objects.presign_put("bucket", &key, "text/plain", 10, Some(&sha), &window).await.unwrap();
         assert_eq!(put.headers.get("x-amz-checksum-sha256"), Some(&sha.value));
         assert_eq!(put.headers.get("x-amz-sdk-checksum-algorithm").map(String::as_str), Some("SHA256"));
-        let part = objects.presign_part("bucket", &key, "mp", 2, 10, Some(&crc), 60).await.unwrap();
+        let part = objects.presign_part("bucket", &key, "mp", 2, 10, Some(&crc), &window).await.unwrap();
         assert_eq!(part.headers.get("x-amz-checksum-crc32c"), Some(&crc.value));
         let signed = |url: &str| {
             let url = url::Url::parse(url).unwrap();
@@ -597,7 +705,7 @@ mod tests {
             signed.sort_unstable();
             assert_eq!(listed, signed);
         }
-        let plain = objects.presign_put("bucket", &key, "text/plain", 10, None, 60).await.unwrap();
+        let plain = objects.presign_put("bucket", &key, "text/plain", 10, None, &window).await.unwrap();
         assert!(!plain.headers.keys().any(|h| h.contains("checksum")), "{:?}", plain.headers);
     }
 
@@ -618,8 +726,9 @@ mod tests {
         let owner = OwnerId::parse("team-a").unwrap();
         let key = ObjectKey::for_upload(&owner, &UploadId::generate());
         let before = Timestamp::now();
+        let window = objects.url_window(900).await.unwrap();
         let get =
-            objects.presign_get("bucket", &key, "Grüße \"1\".txt", "text/plain; charset=utf-8", 900).await.unwrap();
+            objects.presign_get("bucket", &key, "Grüße \"1\".txt", "text/plain; charset=utf-8", &window).await.unwrap();
         let after = Timestamp::now();
 
         let url = url::Url::parse(&get.url).unwrap();
@@ -634,5 +743,49 @@ mod tests {
         let signed_at = Timestamp::parse(&rfc3339).unwrap().unix_seconds();
         assert_eq!(get.expires_at.unix_millis(), (signed_at + 900) * 1000, "exactly the URL's expiry");
         assert!(before.unix_seconds() <= signed_at && signed_at <= after.unix_seconds());
+    }
+
+    /// A URL signed with credentials that expire in two minutes is said,
+    /// and made, to expire before they do; once the provider has fresh
+    /// credentials, the URLs get their whole lifetime, signed with those.
+    #[tokio::test]
+    async fn no_url_is_said_to_outlive_the_credentials_it_is_signed_with() {
+        // One set of credentials expiring in two minutes, then one lasting
+        // two hours; counting how often they are asked for.
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = asked.clone();
+        let expiring = aws_credential_types::credential_fn::provide_credentials_fn(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let life = if n == 0 { 120 } else { 7200 };
+                let expiry = std::time::SystemTime::now() + Duration::from_secs(life);
+                Ok(Credentials::new(format!("ASIA{n}"), "secret", Some("token".into()), Some(expiry), "test"))
+            }
+        });
+        let objects =
+            Objects::new(Client::from_conf(offline_config())).signing_with(Some(SharedCredentialsProvider::new(expiring)));
+        let owner = OwnerId::parse("team-a").unwrap();
+        let key = ObjectKey::for_upload(&owner, &UploadId::generate());
+        let query = |url: &str| -> std::collections::HashMap<String, String> {
+            url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+        };
+
+        let short = objects.url_window(900).await.unwrap();
+        let now = Timestamp::now().unix_seconds();
+        let said = short.expires_at().unix_seconds();
+        assert!(said <= now + 120 - CREDENTIALS_MARGIN_SECONDS as i64, "said {said}, credentials end at {}", now + 120);
+        let put = objects.presign_put("bucket", &key, "text/plain", 10, None, &short).await.unwrap();
+        let q = query(&put.url);
+        assert_eq!(q["X-Amz-Expires"], short.ttl_seconds().to_string(), "the URL's own expiry is the one said");
+        assert!(q["X-Amz-Credential"].starts_with("ASIA0/"), "{}", q["X-Amz-Credential"]);
+
+        let full = objects.url_window(900).await.unwrap();
+        assert_eq!(full.ttl_seconds(), 900, "fresh credentials give the whole lifetime");
+        let get = objects.presign_get("bucket", &key, "a.txt", "text/plain", &full).await.unwrap();
+        assert!(query(&get.url)["X-Amz-Credential"].starts_with("ASIA1/"));
+        assert_eq!(get.expires_at, full.expires_at());
+        let again = objects.url_window(900).await.unwrap();
+        assert_eq!(again.ttl_seconds(), 900);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2, "lasting credentials are kept");
     }
 }

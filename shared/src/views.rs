@@ -64,7 +64,8 @@ pub fn parts(s: &Session) -> impl Iterator<Item = (u32, u64)> + '_ {
 /// `Content-Disposition: attachment` naming its filename. Signed locally:
 /// no call to S3.
 pub async fn download(objects: &Objects, bucket: &str, s: &Session, policy: &UploadPolicy) -> Result<Value, Error> {
-    let get = objects.presign_get(bucket, &s.object_key, &s.filename, &s.content_type, policy.url_ttl_seconds).await?;
+    let window = objects.url_window(policy.url_ttl_seconds).await?;
+    let get = objects.presign_get(bucket, &s.object_key, &s.filename, &s.content_type, &window).await?;
     Ok(json!({ "url": get.url, "method": "GET", "expires_at": get.expires_at.to_rfc3339() }))
 }
 
@@ -78,16 +79,18 @@ pub async fn instructions(
     missing: &[u32],
     policy: &UploadPolicy,
 ) -> Result<Value, Error> {
-    let ttl = policy.url_ttl_seconds;
-    let urls_expire_at = Timestamp::now().plus_seconds(ttl);
+    // One window for all the URLs: they share their expiry, which is the
+    // one reported.
+    let window = objects.url_window(policy.url_ttl_seconds).await?;
+    let urls_expire_at = window.expires_at();
     let mut puts = Vec::new();
     for &n in missing.iter().take(MAX_URLS_PER_RESPONSE) {
         let size = part_len(s.size, s.multipart.as_ref().map_or(s.size, |m| m.part_size), n);
         let checksum = PutChecksum::of(s.checksums.as_ref(), n);
         let checksum = checksum.as_ref();
         let put = match &s.multipart {
-            None => objects.presign_put(bucket, &s.object_key, &s.content_type, s.size, checksum, ttl).await?,
-            Some(mp) => objects.presign_part(bucket, &s.object_key, &mp.s3_upload_id, n, size, checksum, ttl).await?,
+            None => objects.presign_put(bucket, &s.object_key, &s.content_type, s.size, checksum, &window).await?,
+            Some(mp) => objects.presign_part(bucket, &s.object_key, &mp.s3_upload_id, n, size, checksum, &window).await?,
         };
         puts.push(put);
     }

@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
     LifecycleRule, LifecycleRuleFilter,
 };
 use shared::domain::{ChecksumAlgorithm, ChecksumType, Checksums, ObjectKey, OwnerId, UploadId};
-use shared::objects::{attachment_disposition, Objects, PresignedPut, PutChecksum, StoredPart};
+use shared::objects::{attachment_disposition, Completion, Objects, PresignedPut, PutChecksum, StoredPart};
 use xtask::s3verify::{Signers, VerifyingS3};
 
 const BUCKET: &str = "uploads";
@@ -266,8 +266,12 @@ async fn presigned_parts_complete_and_a_presigned_get_reads_the_bytes_back() {
     forged[1].e_tag = "\"00000000000000000000000000000000\"".into();
     assert!(env.objects.complete_multipart(BUCKET, &key, &id, &forged, |_| None).await.is_err());
 
-    assert!(env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.unwrap());
-    assert!(!env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.unwrap(), "done already");
+    assert_eq!(env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.unwrap(), Completion::Completed);
+    assert_eq!(
+        env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.unwrap(),
+        Completion::Gone,
+        "done already"
+    );
     assert_eq!(env.objects.list_parts(BUCKET, &key, &id).await.unwrap(), None, "NoSuchUpload once completed");
     assert_eq!(object_bytes(&env, &key).await, data);
     assert_eq!(tags(&env, &key).await, [("upload-state".to_owned(), "pending".to_owned())]);
@@ -366,11 +370,13 @@ async fn a_signed_checksum_refuses_other_bytes_of_a_part_and_the_object_gets_the
         assert_eq!(listed, [declared.part(1), declared.part(2)], "{algorithm:?}: ListParts gives each part's checksum");
         // S3 wants each part's checksum in the completion of such an upload.
         assert!(env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.is_err());
-        assert!(env
-            .objects
-            .complete_multipart(BUCKET, &key, &id, &parts, |n| PutChecksum::of(Some(&declared), n))
-            .await
-            .unwrap());
+        assert_eq!(
+            env.objects
+                .complete_multipart(BUCKET, &key, &id, &parts, |n| PutChecksum::of(Some(&declared), n))
+                .await
+                .unwrap(),
+            Completion::Completed
+        );
         assert_eq!(object_bytes(&env, &key).await, data);
         let stored = env.objects.object(BUCKET, &key, Some(algorithm)).await.unwrap().unwrap();
         assert_eq!(

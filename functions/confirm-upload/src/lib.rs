@@ -25,8 +25,10 @@ pub const RETRY_AFTER_SECONDS: u32 = 5;
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
         let (_, session) = http::caller_and_path_session(&deps.store, &req).await?;
-        let wait = Duration::from_secs(deps.policy.confirm_wait_seconds);
-        Ok(match completion::confirm_read(deps, session, wait).await? {
+        // The whole confirm, S3's work and the commit, fits before API
+        // Gateway's timeout and the Lambda's deadline.
+        let answer_by = http::answer_by(&req, Duration::from_secs(deps.policy.confirm_wait_seconds));
+        Ok(match completion::confirm_read(deps, session, answer_by).await? {
             Confirmed::Completed(session) => Reply::ok(views::session(&session)),
             Confirmed::InProgress(session) => {
                 let mut body = views::session(&session);

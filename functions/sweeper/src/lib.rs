@@ -201,10 +201,12 @@ async fn settle(deps: &Deps, s: &DueSession, now: Timestamp, stop_at: Instant) -
     if let Some(since) = s.completing_since {
         let abandoned = since.plus_seconds(completion::ABANDONED_AFTER_SECONDS) <= now;
         if !abandoned || s.expires_at > now {
-            let wait = stop_at
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_secs(deps.uploads.policy.confirm_wait_seconds));
-            return Ok(match completion::confirm(&deps.uploads, &s.owner, &s.id, wait).await {
+            // The rest of the run, not a client's budget: S3 may take
+            // minutes to complete 10,000 parts, and documents nothing of a
+            // completion whose caller went away, so the sweeper is where a
+            // long completion gets the time to finish.
+            let answer_by = tokio::time::Instant::from_std(stop_at);
+            return Ok(match completion::confirm(&deps.uploads, &s.owner, &s.id, answer_by).await {
                 Ok(Confirmed::Completed(_)) => Done::Completed,
                 Ok(Confirmed::InProgress(_)) => Done::Nothing,
                 // Deleted meanwhile: nothing to finish.

@@ -175,26 +175,16 @@ impl Store {
     /// Writes a task outside a deletion: for re-driving and for tests that
     /// need a task in a given state.
     pub async fn put_cleanup_task(&self, task: &CleanupTask) -> Result<(), Error> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(task.to_item()))
-            .send()
-            .await
-            .map_err(Error::aws("write cleanup task"))?;
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(task.to_item()));
+        super::retry_conflicts(|| request.clone().send()).await.map_err(Error::aws("write cleanup task"))?;
         Ok(())
     }
 
     /// Removes a finished task. Removing one already gone is not an error,
     /// so a redelivered message succeeds.
     pub async fn delete_cleanup_task(&self, id: &UploadId) -> Result<(), Error> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(id)))
-            .send()
-            .await
-            .map_err(Error::aws("delete cleanup task"))?;
+        let request = self.client.delete_item().table_name(&self.table).set_key(Some(key(id)));
+        super::retry_conflicts(|| request.clone().send()).await.map_err(Error::aws("delete cleanup task"))?;
         Ok(())
     }
 }
@@ -226,7 +216,7 @@ impl Store {
     /// re-drives it. The attempt count after the claim, or `None` when
     /// another sweeper got there first (or the task is gone).
     pub async fn claim_cleanup_task(&self, task: &DueTask, next: Timestamp) -> Result<Option<u32>, Error> {
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -236,10 +226,8 @@ impl Store {
             .expression_attribute_values(":new", s(time_sort_key(next, &task.upload_id)))
             .expression_attribute_values(":old", s(&task.due))
             .expression_attribute_values(":one", super::item::n(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match result {
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
+        match super::retry_conflicts(|| request.clone().send()).await {
             Ok(out) => {
                 let attrs = out.attributes.unwrap_or_default();
                 Ok(Some(Reader::new(&attrs, "claim cleanup task").opt_num("attempts")?.unwrap_or(1)))

@@ -225,6 +225,37 @@ where
     Ok(returned)
 }
 
+/// How many times a single-item write is sent while DynamoDB answers
+/// `TransactionConflictException`.
+pub const SINGLE_WRITE_ATTEMPTS: u32 = 6;
+
+/// Sends a single-item write (`PutItem`, `UpdateItem`, `DeleteItem`) again
+/// while DynamoDB answers `TransactionConflictException`: the item is in a
+/// transaction of another request at that moment (a create, confirm or
+/// delete of the same owner or session), which DynamoDB documents as a
+/// possible answer to a single-item write and the SDK does not retry. With
+/// jittered backoff (10 ms doubling), at most [`SINGLE_WRITE_ATTEMPTS`]
+/// times; the last answer is returned as it is (and becomes `Error::aws`'s
+/// 429 with `Retry-After`). Every write sent through here is conditional or
+/// idempotent, so sending it again is safe.
+pub(crate) async fn retry_conflicts<T, E, F, Fut>(mut send: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    let mut attempt = 0;
+    loop {
+        match send().await {
+            Err(e) if e.code() == Some("TransactionConflictException") && attempt + 1 < SINGLE_WRITE_ATTEMPTS => {
+                sessions::backoff(attempt).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 pub mod layout {
     pub const PK: &str = "pk";
     pub const SK: &str = "sk";

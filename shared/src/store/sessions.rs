@@ -410,7 +410,7 @@ impl Store {
     /// read; `None` when it changed (the caller reads it again).
     pub async fn mark_completing(&self, session: &Session, sweep_at: Timestamp) -> Result<Option<Session>, Error> {
         let now = Timestamp::now();
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -425,10 +425,8 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":owner", s(session.owner.as_str()))
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":version", n(session.version))
-            .send()
-            .await;
-        match result {
+            .expression_attribute_values(":version", n(session.version));
+        match super::retry_conflicts(|| request.clone().send()).await {
             // The condition held: the session was pending.
             Ok(_) => Ok(session.mark_completing(now)),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
