@@ -632,3 +632,46 @@ impl TestStack {
         }
     }
 }
+
+impl TestStack {
+    /// A pending multipart session of `size` bytes planned as one part (a
+    /// single part may be smaller than S3's 5 MiB minimum: it is the last),
+    /// expiring at `expires_at`; with `bytes`, its part is already in S3,
+    /// so a confirm completes it. Cheap enough to make one per test case.
+    pub async fn pending_one_part(
+        &self,
+        owner: &OwnerId,
+        size: u64,
+        bytes: Option<&[u8]>,
+        expires_at: Timestamp,
+    ) -> Session {
+        let id = UploadId::generate();
+        let key = ObjectKey::for_upload(owner, &id);
+        let mp =
+            self.s3.create_multipart_upload().bucket(&self.config.bucket_name).key(key.as_str()).send().await.unwrap();
+        let s3_upload_id = mp.upload_id.unwrap();
+        if let Some(bytes) = bytes {
+            assert_eq!(bytes.len() as u64, size, "the part is the whole upload");
+            self.s3
+                .upload_part()
+                .bucket(&self.config.bucket_name)
+                .key(key.as_str())
+                .upload_id(&s3_upload_id)
+                .part_number(1)
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .unwrap();
+        }
+        let multipart = Multipart { s3_upload_id, part_size: 5 * MIB as u64, part_count: 1 };
+        let session = Session { expires_at, ..Self::new_session(owner, id, size, Some(multipart)) };
+        self.store.create_session(&session, QUOTA, MAX_PENDING).await.unwrap();
+        session
+    }
+
+    /// Every cleanup task's upload id in the table.
+    pub async fn cleanup_task_ids(&self) -> Vec<UploadId> {
+        let items = self.scan_table().await;
+        items.keys().filter_map(|(pk, _)| pk.strip_prefix("CLEANUP#").and_then(UploadId::parse)).collect()
+    }
+}
