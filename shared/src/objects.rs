@@ -63,6 +63,14 @@ pub struct UrlWindow {
 }
 
 impl UrlWindow {
+    /// A window from now for `ttl_seconds`, signed with whatever
+    /// credentials the client has (for tools and tests; the functions use
+    /// [`Objects::url_window`]).
+    pub fn starting_now(ttl_seconds: i64) -> Self {
+        let start = Timestamp::now().unix_seconds().max(0) as u64;
+        UrlWindow { start, ttl: ttl_seconds.max(1) as u64, credentials: None }
+    }
+
     /// The instant every URL of the window stops working.
     pub fn expires_at(&self) -> Timestamp {
         Timestamp::from_unix_millis(((self.start + self.ttl) * 1000) as i64)
@@ -250,7 +258,7 @@ impl Objects {
             c.expiry().is_none_or(|e| e >= UNIX_EPOCH + Duration::from_secs(start + ttl + CREDENTIALS_MARGIN_SECONDS))
         };
         let Some(provider) = &self.provider else {
-            return Ok(UrlWindow { start, ttl, credentials: None });
+            return Ok(UrlWindow::starting_now(ttl_seconds));
         };
         let mut cached = self.signing.lock().await;
         let credentials = match cached.as_ref() {

@@ -29,7 +29,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, OwnerId, UploadId};
 use tests::{LocalApi, TestStack};
-use xtask::waf::{Operator, Oversize, Statement};
+use xtask::waf::{Field, Match, Operator, Oversize, Statement};
 
 const MIB: usize = 1024 * 1024;
 /// API Gateway's limit on a REST API request's body.
@@ -890,8 +890,12 @@ fn behind_the_web_acl(table: &mut [Case], body_limit: Option<u64>) {
 /// The body size limit of the stack's web ACL, if it has one.
 fn body_limit(t: &TestStack) -> Option<u64> {
     let acl = t.stack.web_acl().expect("the stack's web ACL");
-    acl.rules().iter().find_map(|r| match r.statement {
-        Statement::BodySize { operator: Operator::Gt, size, oversize: Oversize::Match } => Some(size),
+    acl.rules().iter().find_map(|r| match &r.statement {
+        Statement::Match(Match::Size {
+            field: Field::Body { oversize: Oversize::Match },
+            operator: Operator::Gt,
+            size,
+        }) => Some(*size),
         _ => None,
     })
 }

@@ -3,7 +3,7 @@
 use serde_yaml::Value;
 use xtask::stack::{project_root, Stack};
 use xtask::template::Template;
-use xtask::waf::{Operator, Oversize, Statement};
+use xtask::waf::{AggregateKey, Field, Match, Statement};
 
 fn raw() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("template.yaml")).unwrap()).unwrap()
@@ -249,9 +249,17 @@ fn every_function_logs_to_its_own_group_with_retention() {
     groups.sort();
     groups.dedup();
     assert_eq!(groups.len(), functions.len(), "functions share a log group");
-    let all_groups =
-        doc["Resources"].as_mapping().unwrap().values().filter(|r| r["Type"] == "AWS::Logs::LogGroup").count();
-    assert_eq!(all_groups, functions.len(), "a log group belongs to no function");
+    // Besides the functions' groups, only the API's access log and the web
+    // ACL's log (tested below).
+    let mut others: Vec<&str> = doc["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(id, r)| r["Type"] == "AWS::Logs::LogGroup" && !groups.iter().any(|g| *id == g.as_str()))
+        .map(|(id, _)| id.as_str().unwrap())
+        .collect();
+    others.sort();
+    assert_eq!(others, ["ApiAccessLogGroup", "WafLogGroup"], "a log group belongs to no function and no log");
 }
 
 #[test]
@@ -444,33 +452,48 @@ fn request_bodies_over_the_limit_get_413_at_the_edge() {
 /// parameters as CloudFormation resolves its conditions and `Fn::If` rules.
 #[test]
 fn the_local_web_acl_follows_the_parameters() {
+    // Each rule by name, with what decides it: the body's size, or the
+    // rate rule's key and limit.
     let acl = |overrides: &[(&str, &str)]| {
         let mut stack = Stack::unprovisioned("t").unwrap();
         stack.parameters = overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let acl = stack.web_acl().unwrap();
-        acl.rules().iter().map(|r| (r.name.clone(), r.statement.clone())).collect::<Vec<_>>()
+        acl.rules()
+            .iter()
+            .map(|r| {
+                let what = match &r.statement {
+                    Statement::Match(Match::Size { field: Field::Body { .. }, size, .. }) => format!("body > {size}"),
+                    Statement::Match(_) => "match".to_owned(),
+                    Statement::Rate { key: AggregateKey::Ip, limit, .. } => format!("ip {limit}"),
+                    Statement::Rate { key: AggregateKey::Header { name, .. }, limit, .. } => format!("{name} {limit}"),
+                };
+                (r.name.clone(), what)
+            })
+            .collect::<Vec<_>>()
     };
-    let body = |size| Statement::BodySize { operator: Operator::Gt, size, oversize: Oversize::Match };
-    let rate = |header: &str, limit| Statement::Rate {
-        header: header.into(),
-        limit,
-        window: std::time::Duration::from_secs(60),
-    };
+    let rule = |name: &str, what: &str| (name.to_owned(), what.to_owned());
     let all = acl(&[]);
     assert_eq!(
         all,
         [
-            ("max-request-body".into(), body(16384)),
-            ("per-x-api-key".into(), rate("x-api-key", 30000)),
-            ("per-bearer-key".into(), rate("authorization", 30000)),
+            rule("max-request-body", "body > 16384"),
+            rule("credential-spelling", "match"),
+            rule("per-x-api-key", "x-api-key 30000"),
+            rule("per-bearer-key", "authorization 30000"),
+            rule("per-ip-without-key", "ip 300"),
         ]
     );
-    assert_eq!(acl(&[("MaxRequestBodyBytes", "4096")])[0], ("max-request-body".into(), body(4096)));
+    assert_eq!(acl(&[("MaxRequestBodyBytes", "4096")])[0], rule("max-request-body", "body > 4096"));
     assert_eq!(acl(&[("MaxRequestBodyBytes", "0")]), all[1..]);
-    assert_eq!(acl(&[("KeyRateLimit", "0")]), all[..1]);
-    assert_eq!(acl(&[("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0")]), [], "no web ACL at all");
+    assert_eq!(acl(&[("KeyRateLimit", "0")]), [all[0].clone(), all[4].clone()]);
+    assert_eq!(acl(&[("AnonymousRateLimit", "0")]), all[..4]);
+    assert_eq!(
+        acl(&[("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0"), ("AnonymousRateLimit", "0")]),
+        [],
+        "no web ACL at all"
+    );
     let mut stack = Stack::unprovisioned("t").unwrap();
-    stack.parameters = [("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0")]
+    stack.parameters = [("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0"), ("AnonymousRateLimit", "0")]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
@@ -691,4 +714,331 @@ fn policies_grant_the_calls_the_functions_make() {
         assert!(allows("ConfirmUpload", action, &objects), "ConfirmUpload: {action}");
     }
     assert!(allows("Sweeper", "s3:ListBucket", &bucket), "Sweeper: ListBucket (404, not 403)");
+}
+
+// Operations: access logs, bucket access logs, tracing, WAF logs, the API's
+// alarms (docs/operations.md).
+
+/// Every `$context.…` variable in an access log format, in order.
+fn context_variables(format: &str) -> Vec<String> {
+    format
+        .match_indices("$context.")
+        .map(|(at, _)| {
+            format[at..]
+                .chars()
+                .skip(1)
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
+                .collect::<String>()
+                .trim_end_matches('.')
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The format with each variable replaced by a sample value, as API Gateway
+/// renders it (`$context.error.messageString` comes quoted).
+fn render_access_log(format: &str) -> serde_json::Value {
+    let mut line = String::new();
+    let mut rest = format;
+    while let Some(at) = rest.find("$context.") {
+        line.push_str(&rest[..at]);
+        let variable: String = rest[at + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+        let variable = variable.trim_end_matches('.');
+        line.push_str(if variable == "context.error.messageString" { "\"Internal server error\"" } else { "sample" });
+        rest = &rest[at + 1 + variable.len()..];
+    }
+    line.push_str(rest);
+    serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("the access log format is not JSON once rendered: {e}: {line}"))
+}
+
+#[test]
+fn api_access_logs_record_each_request_without_credentials() {
+    let doc = raw();
+    let api = &doc["Resources"]["UploadsApi"]["Properties"];
+    let setting = &api["AccessLogSetting"];
+    let destination = tagged(&setting["DestinationArn"], "!Sub").and_then(Value::as_str).expect("DestinationArn: !Sub");
+    assert!(destination.ends_with(":log-group:${ApiAccessLogGroup}"), "{destination}");
+    let group = &doc["Resources"]["ApiAccessLogGroup"];
+    assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+    assert_eq!(ref_of(&group["Properties"]["RetentionInDays"]), Some("LogRetentionDays"));
+    assert!(group["Condition"].is_null(), "the access log is always on");
+
+    let format = setting["Format"].as_str().expect("a format");
+    assert!(!format.contains('\n'), "one line per request");
+    // Only variables that carry no credential: an allowlist, so a variable
+    // added later is looked at before it is logged.
+    let allowed = [
+        "context.requestId",
+        "context.extendedRequestId",
+        "context.requestTime",
+        "context.requestTimeEpoch",
+        "context.identity.sourceIp",
+        "context.identity.userAgent",
+        "context.httpMethod",
+        "context.resourcePath",
+        "context.path",
+        "context.protocol",
+        "context.status",
+        "context.responseLength",
+        "context.responseLatency",
+        "context.integration.latency",
+        "context.integration.status",
+        "context.integration.error",
+        "context.integration.requestId",
+        "context.waf.status",
+        "context.waf.latency",
+        "context.waf.error",
+        "context.wafResponseCode",
+        "context.error.messageString",
+        "context.error.responseType",
+        "context.xrayTraceId",
+    ];
+    let variables = context_variables(format);
+    for v in &variables {
+        assert!(allowed.contains(&v.as_str()), "${v} is not known to carry no credential");
+    }
+    let lower = format.to_ascii_lowercase();
+    for secret in ["apikey", "api-key", "api_key", "authorization", "$input", "header", "$method", "$stagevariables"] {
+        assert!(!lower.contains(secret), "the access log format mentions {secret}");
+    }
+    // Who, what, outcome, how long; WAF's verdict and the gateway's error.
+    let line = render_access_log(format);
+    let expect = [
+        ("requestId", "context.requestId"),
+        ("sourceIp", "context.identity.sourceIp"),
+        ("userAgent", "context.identity.userAgent"),
+        ("httpMethod", "context.httpMethod"),
+        ("resourcePath", "context.resourcePath"),
+        ("status", "context.status"),
+        ("integrationLatency", "context.integration.latency"),
+        ("responseLatency", "context.responseLatency"),
+        ("wafStatus", "context.waf.status"),
+        ("wafResponseCode", "context.wafResponseCode"),
+        ("errorMessage", "context.error.messageString"),
+    ];
+    for (field, variable) in expect {
+        assert!(!line[field].is_null(), "no {field} in the access log");
+        assert!(
+            format.contains(&format!("\"{field}\":\"${variable}\""))
+                || format.contains(&format!("\"{field}\":${variable}")),
+            "{field} is not ${variable}"
+        );
+    }
+
+    // API Gateway's CloudWatch role (account-wide): opt-in, and kept when
+    // the stack goes.
+    assert_eq!(doc["Parameters"]["CreateApiGatewayLoggingRole"]["Default"], "false");
+    let on =
+        tagged(&doc["Conditions"]["CreateApiGatewayLoggingRoleOn"], "!Equals").and_then(Value::as_sequence).unwrap();
+    assert_eq!(ref_of(&on[0]), Some("CreateApiGatewayLoggingRole"));
+    assert_eq!(on[1], "true");
+    let account = &doc["Resources"]["ApiGatewayAccountSettings"];
+    let role = &doc["Resources"]["ApiGatewayLoggingRole"];
+    assert_eq!(account["Type"], "AWS::ApiGateway::Account");
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    for r in [account, role] {
+        assert_eq!(r["Condition"], "CreateApiGatewayLoggingRoleOn");
+        assert_eq!(r["DeletionPolicy"], "Retain", "deleting the stack must not break other APIs' logs");
+    }
+    assert_eq!(
+        tagged(&account["Properties"]["CloudWatchRoleArn"], "!GetAtt").and_then(Value::as_str),
+        Some("ApiGatewayLoggingRole.Arn")
+    );
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["Service"], "apigateway.amazonaws.com");
+    let managed = tagged(&role["Properties"]["ManagedPolicyArns"][0], "!Sub").and_then(Value::as_str).unwrap();
+    assert!(managed.ends_with(":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"), "{managed}");
+    // The stage waits for the setting when the stack makes it.
+    let tags = tagged(&group["Properties"]["Tags"], "!If").and_then(Value::as_sequence).expect("Tags: !If");
+    assert_eq!(tags[0], "CreateApiGatewayLoggingRoleOn");
+    assert_eq!(ref_of(&tags[1][0]["Value"]), Some("ApiGatewayAccountSettings"));
+    assert_eq!(ref_of(&tags[2]), Some("AWS::NoValue"));
+}
+
+#[test]
+fn every_function_and_the_stage_are_traced() {
+    let doc = raw();
+    assert_eq!(doc["Globals"]["Function"]["Tracing"], "Active");
+    for f in function_ids(&doc) {
+        let own = &doc["Resources"][f.as_str()]["Properties"]["Tracing"];
+        assert!(own.is_null() || *own == "Active", "{f} overrides Tracing with {own:?}");
+    }
+    assert_eq!(doc["Resources"]["UploadsApi"]["Properties"]["TracingEnabled"], true);
+}
+
+/// Every header name the web ACL's rules read (match statements and rate
+/// keys), wherever it is nested.
+fn acl_header_names(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                if k == "SingleHeader" || k == "Header" {
+                    if let Some(name) = child["Name"].as_str() {
+                        out.push(name.to_ascii_lowercase());
+                    }
+                }
+                acl_header_names(child, out);
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|x| acl_header_names(x, out)),
+        Value::Tagged(t) => acl_header_names(&t.value, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn waf_logs_redact_every_credential_header() {
+    let doc = raw();
+    let acl = &doc["Resources"]["KeyRateLimitAcl"];
+    let logging = &doc["Resources"]["WafLogging"];
+    assert_eq!(logging["Type"], "AWS::WAFv2::LoggingConfiguration");
+    assert_eq!(logging["Condition"], acl["Condition"], "logged exactly when the ACL exists");
+    let p = &logging["Properties"];
+    assert_eq!(tagged(&p["ResourceArn"], "!GetAtt").and_then(Value::as_str), Some("KeyRateLimitAcl.Arn"));
+    let destinations = p["LogDestinationConfigs"].as_sequence().unwrap();
+    assert_eq!(destinations.len(), 1);
+    let destination = tagged(&destinations[0], "!Sub").and_then(Value::as_str).unwrap();
+    assert!(destination.ends_with(":log-group:${WafLogGroup}"), "{destination} (WAF takes the ARN without :*)");
+    let group = &doc["Resources"]["WafLogGroup"];
+    assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+    assert_eq!(group["Condition"], acl["Condition"]);
+    let name = tagged(&group["Properties"]["LogGroupName"], "!Sub").and_then(Value::as_str).unwrap();
+    assert!(name.starts_with("aws-waf-logs-"), "WAF logs only to groups named aws-waf-logs-…: {name}");
+    assert_eq!(ref_of(&group["Properties"]["RetentionInDays"]), Some("LogRetentionDays"));
+
+    let mut redacted: Vec<String> = p["RedactedFields"]
+        .as_sequence()
+        .expect("RedactedFields")
+        .iter()
+        .map(|f| f["SingleHeader"]["Name"].as_str().expect("a redacted header").to_ascii_lowercase())
+        .collect();
+    redacted.sort();
+    assert_eq!(redacted, ["authorization", "x-api-key"], "both headers a key comes in");
+    // Whatever header the rules come to read, its value stays out of the log.
+    let mut read = Vec::new();
+    acl_header_names(&acl["Properties"]["Rules"], &mut read);
+    read.sort();
+    read.dedup();
+    assert!(!read.is_empty());
+    for header in read {
+        assert!(redacted.contains(&header), "the ACL's rules read {header}, which its log does not redact");
+    }
+    // Blocked and counted requests; allowed ones are in the access log.
+    let filter = &p["LoggingFilter"];
+    assert_eq!(filter["DefaultBehavior"], "DROP");
+    let kept: Vec<&str> = filter["Filters"][0]["Conditions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c["ActionCondition"]["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(filter["Filters"][0]["Behavior"], "KEEP");
+    assert!(kept.contains(&"BLOCK") && kept.contains(&"COUNT"), "{kept:?}");
+}
+
+#[test]
+fn bucket_access_logs_are_an_option_into_a_private_bucket() {
+    let doc = raw();
+    assert_eq!(doc["Parameters"]["S3AccessLogging"]["Default"], "false");
+    let on = tagged(&doc["Conditions"]["S3AccessLoggingOn"], "!Equals").and_then(Value::as_sequence).unwrap();
+    assert_eq!(ref_of(&on[0]), Some("S3AccessLogging"));
+    assert_eq!(on[1], "true");
+
+    let logging = tagged(&doc["Resources"]["UploadsBucket"]["Properties"]["LoggingConfiguration"], "!If")
+        .and_then(Value::as_sequence)
+        .expect("LoggingConfiguration: !If");
+    assert_eq!(logging[0], "S3AccessLoggingOn");
+    assert_eq!(ref_of(&logging[1]["DestinationBucketName"]), Some("UploadsBucketLogs"));
+    let prefix = logging[1]["LogFilePrefix"].as_str().unwrap();
+    assert_eq!(ref_of(&logging[2]), Some("AWS::NoValue"));
+
+    let bucket = &doc["Resources"]["UploadsBucketLogs"];
+    assert_eq!(bucket["Type"], "AWS::S3::Bucket");
+    assert_eq!(bucket["Condition"], "S3AccessLoggingOn");
+    let b = &bucket["Properties"];
+    for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        assert_eq!(b["PublicAccessBlockConfiguration"][k], true, "{k}");
+    }
+    // S3's log delivery writes to SSE-S3 buckets.
+    assert_eq!(
+        b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "AES256"
+    );
+    let rules = b["LifecycleConfiguration"]["Rules"].as_sequence().unwrap();
+    assert!(rules
+        .iter()
+        .any(|r| r["Status"] == "Enabled" && ref_of(&r["ExpirationInDays"]) == Some("LogRetentionDays")));
+
+    let policy = &doc["Resources"]["UploadsBucketLogsPolicy"];
+    assert_eq!(policy["Condition"], "S3AccessLoggingOn");
+    assert_eq!(ref_of(&policy["Properties"]["Bucket"]), Some("UploadsBucketLogs"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    let delivery = statements.iter().find(|s| s["Effect"] == "Allow").expect("log delivery allowed");
+    assert_eq!(delivery["Principal"]["Service"], "logging.s3.amazonaws.com");
+    assert_eq!(delivery["Action"], "s3:PutObject");
+    let resource = tagged(&delivery["Resource"], "!Sub").and_then(Value::as_str).unwrap();
+    assert_eq!(resource, format!("${{UploadsBucketLogs.Arn}}/{prefix}*"));
+    assert_eq!(
+        tagged(&delivery["Condition"]["ArnLike"]["aws:SourceArn"], "!GetAtt").and_then(Value::as_str),
+        Some("UploadsBucket.Arn"),
+        "only the uploads bucket's logs"
+    );
+    assert_eq!(ref_of(&delivery["Condition"]["StringEquals"]["aws:SourceAccount"]), Some("AWS::AccountId"));
+    let tls = statements.iter().find(|s| s["Effect"] == "Deny").expect("TLS only");
+    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    assert_eq!(tls["Action"], "s3:*");
+
+    // The local stack creates it only when asked to.
+    let mut stack = Stack::unprovisioned("t").unwrap();
+    assert!(!stack.exists("UploadsBucketLogs").unwrap());
+    stack.parameters = [("S3AccessLogging".to_owned(), "true".to_owned())].into_iter().collect();
+    assert!(stack.exists("UploadsBucketLogs").unwrap());
+    // Tools take the first bucket of the template as the uploads bucket.
+    let t = Template::load(&project_root().join("template.yaml")).unwrap();
+    assert_eq!(t.of_kind("AWS::S3::Bucket").next().map(|(id, _)| id), Some("UploadsBucket"));
+}
+
+#[test]
+fn api_alarms_watch_server_errors_and_p99_latency() {
+    let doc = raw();
+    // The alarms find the stage's metrics by the API's name.
+    assert_eq!(ref_of(&doc["Resources"]["UploadsApi"]["Properties"]["Name"]), Some("AWS::StackName"));
+    let stage: Value = serde_yaml::from_str("!Ref UploadsApi.Stage").unwrap();
+    let name: Value = serde_yaml::from_str("!Ref AWS::StackName").unwrap();
+    for (id, metric) in [("ApiServerErrorsAlarm", "5XXError"), ("ApiLatencyAlarm", "Latency")] {
+        let alarm = &doc["Resources"][id];
+        assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm", "{id}");
+        let p = &alarm["Properties"];
+        assert_eq!(p["Namespace"], "AWS/ApiGateway", "{id}");
+        assert_eq!(p["MetricName"], metric, "{id}");
+        let dims: Vec<(String, Value)> = p["Dimensions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|d| (d["Name"].as_str().unwrap().to_owned(), d["Value"].clone()))
+            .collect();
+        assert_eq!(dims, [("ApiName".to_owned(), name.clone()), ("Stage".to_owned(), stage.clone())], "{id}");
+        let actions = tagged(&p["AlarmActions"], "!If").and_then(Value::as_sequence).unwrap();
+        assert_eq!(actions[0], "HasAlarmTopic", "{id}");
+        assert_eq!(ref_of(&actions[1][0]), Some("AlarmTopicArn"), "{id}");
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{id}");
+    }
+    // Any 5xx within a minute.
+    let errors = &doc["Resources"]["ApiServerErrorsAlarm"]["Properties"];
+    assert_eq!(errors["Statistic"], "Sum");
+    assert!(errors["Period"].as_u64().is_some_and(|p| p <= 60));
+    assert_eq!(errors["EvaluationPeriods"], 1);
+    assert_eq!(errors["Threshold"], 1);
+    assert_eq!(errors["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    // p99 above the parameter's threshold.
+    let latency = &doc["Resources"]["ApiLatencyAlarm"]["Properties"];
+    assert_eq!(latency["ExtendedStatistic"], "p99");
+    assert!(latency["Statistic"].is_null());
+    assert_eq!(ref_of(&latency["Threshold"]), Some("ApiLatencyAlarmMilliseconds"));
+    assert_eq!(latency["ComparisonOperator"], "GreaterThanThreshold");
+    let threshold = parameter_default(&doc, "ApiLatencyAlarmMilliseconds");
+    // Under API Gateway's 29 s integration timeout, or it could never fire.
+    assert!(threshold > 0 && threshold < 29_000, "{threshold}");
+    assert!(doc["Parameters"]["ApiLatencyAlarmMilliseconds"]["MaxValue"].as_u64().is_some_and(|m| m <= 29_000));
 }
