@@ -12,6 +12,23 @@ use crate::store::{CleanupTask, DeleteScope, Store};
 /// its final pass (covers a confirm or part upload in flight at that moment).
 pub const FINAL_PASS_MARGIN_SECONDS: i64 = 60;
 
+/// The slowest transfer a final pass waits for: a client sending a `PUT`
+/// at 512 KiB/s (4 Mbit/s). S3 checks a presigned URL's expiry when a
+/// request starts, so a part begun just before its URL expired can land
+/// long after: the final pass of a deletion waits, beyond the URLs'
+/// lifetime and [`FINAL_PASS_MARGIN_SECONDS`], as long as the session's
+/// largest `PUT` takes at this rate. Bytes of a slower transfer still
+/// landing after it are left to the bucket's lifecycle rules (the pending
+/// tag's expiry, the abort of incomplete multipart uploads).
+pub const SLOWEST_TRANSFER_BYTES_PER_SECOND: u64 = 512 * 1024;
+
+/// How long the largest `PUT` of `session` (a part, or the whole object)
+/// may take at [`SLOWEST_TRANSFER_BYTES_PER_SECOND`], in whole seconds.
+pub fn in_flight_allowance_seconds(session: &Session) -> i64 {
+    let largest = session.multipart.as_ref().map_or(session.size, |m| m.part_size.min(session.size));
+    largest.div_ceil(SLOWEST_TRANSFER_BYTES_PER_SECOND) as i64
+}
+
 /// Everything a deletion touches.
 #[derive(Debug, Clone)]
 pub struct Deleter {

@@ -149,18 +149,22 @@ pub const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(29);
 /// Kept free before the earliest deadline, for writing the answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
-/// The instant by which a handler must have answered `req`, waiting at
-/// most `max_wait` from now: the earliest of that, API Gateway's timeout
-/// counted from when it received the request (`requestTimeEpoch`, which
-/// includes a cold start), and the Lambda's own deadline, less a margin.
-pub fn answer_by(req: &Request, max_wait: Duration) -> tokio::time::Instant {
+/// The instant by which a handler must have answered `req`: `budget` from
+/// now, and never later than API Gateway's timeout counted from when it
+/// received the request (`requestTimeEpoch`, which includes a cold start)
+/// or the Lambda's own deadline, less a margin for writing the answer.
+pub fn answer_by(req: &Request, budget: Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
-    let until = |epoch_ms: i64| now + Duration::from_millis(epoch_ms.saturating_sub(now_ms).max(0) as u64);
-    let mut by = now + max_wait;
+    // An epoch instant, as a tokio instant, less the margin.
+    let until = |epoch_ms: i64| {
+        let left = Duration::from_millis(epoch_ms.saturating_sub(now_ms).max(0) as u64);
+        now + left.saturating_sub(ANSWER_MARGIN)
+    };
+    let mut by = now + budget;
     if let Some(RequestContext::ApiGatewayV1(ctx)) = req.request_context_ref() {
         if ctx.request_time_epoch > 0 {
             by = by.min(until(ctx.request_time_epoch + API_GATEWAY_TIMEOUT.as_millis() as i64));
@@ -169,7 +173,7 @@ pub fn answer_by(req: &Request, max_wait: Duration) -> tokio::time::Instant {
     if let Some(deadline) = req.lambda_context_ref().map(|c| c.deadline).filter(|d| *d > 0) {
         by = by.min(until(deadline as i64));
     }
-    by.checked_sub(ANSWER_MARGIN).filter(|b| *b > now).unwrap_or(now)
+    by
 }
 
 /// API Gateway's id for the request; the Lambda invocation id when the

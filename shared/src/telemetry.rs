@@ -102,9 +102,23 @@ mod tests {
 /// stdout that Lambda's log pipeline turns into the metric `name` (no
 /// dimensions) in `namespace`.
 pub fn metric(namespace: &str, name: &str, value: f64) {
+    println!("{}", metric_line(namespace, name, value, crate::domain::Timestamp::now()));
+}
+
+/// The level every metric line carries: the most severe Lambda knows, so
+/// that no `ApplicationLogLevel` (the template's `LogLevel`, up to FATAL)
+/// filters a metric out. Lambda gives a JSON line without a valid `level`,
+/// or without a valid RFC 3339 `timestamp`, the level INFO, and drops it
+/// at WARN and above: the alarms on these metrics could never fire.
+pub const METRIC_LEVEL: &str = "FATAL";
+
+/// One metric's Embedded Metric Format line, as of `now`.
+pub fn metric_line(namespace: &str, name: &str, value: f64, now: crate::domain::Timestamp) -> serde_json::Value {
     let mut line = serde_json::json!({
+        "level": METRIC_LEVEL,
+        "timestamp": now.to_rfc3339(),
         "_aws": {
-            "Timestamp": crate::domain::Timestamp::now().unix_millis(),
+            "Timestamp": now.unix_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
                 "Dimensions": [[]],
@@ -113,5 +127,28 @@ pub fn metric(namespace: &str, name: &str, value: f64) {
         },
     });
     line[name] = serde_json::json!(value);
-    println!("{line}");
+    line
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+    use crate::domain::Timestamp;
+
+    /// The line passes Lambda's log-level filter at every level the
+    /// template allows, and is still a valid EMF document.
+    #[test]
+    fn a_metric_line_survives_every_log_level() {
+        let now = Timestamp::parse("2026-12-06T12:00:00Z").unwrap();
+        let line = metric_line("UploadSessions/s", "StuckCleanupTasks", 2.0, now);
+        assert_eq!(line["level"], "FATAL");
+        let stamp = line["timestamp"].as_str().unwrap();
+        assert_eq!(Timestamp::parse(stamp), Some(now), "an RFC 3339 timestamp Lambda accepts");
+        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+        let levels = template.split("AllowedValues: [TRACE, DEBUG, INFO, WARN, ERROR, FATAL]").count();
+        assert!(levels > 1, "LogLevel's values are the ones this test knows");
+        assert_eq!(line["_aws"]["Timestamp"], now.unix_millis());
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "StuckCleanupTasks");
+        assert_eq!(line["StuckCleanupTasks"], 2.0);
+    }
 }

@@ -326,3 +326,23 @@ async fn store_failure_is_500_without_internal_detail() {
     assert!(!body.to_string().contains("no-such-table"));
     assert!(t.store.get_session(&owner, &upload.id).await.unwrap().is_some());
 }
+
+/// S3 checks a presigned URL's expiry when a request starts, so a part
+/// begun just before its URL expired can land long after. A deletion's
+/// final pass waits, past the URLs' lifetime and the margin, as long as the
+/// session's largest part takes at the slowest transfer rate allowed for.
+#[tokio::test]
+async fn the_final_pass_waits_out_a_part_in_flight_at_the_urls_expiry() {
+    let t = TestStack::new().await;
+    let (owner, _) = t.owner("slow-link").await;
+    let deleter = t.deleter();
+    let session = t.pending_multipart(&owner, 1).await;
+    let part = session.multipart.as_ref().unwrap().part_size;
+    let task = deleter.delete(&owner, &session.id, shared::store::DeleteScope::Any).await.unwrap().unwrap();
+    let waited = task.final_pass_at.unix_seconds() - task.created_at.unix_seconds();
+    let in_flight = part.div_ceil(shared::deletion::SLOWEST_TRANSFER_BYTES_PER_SECOND) as i64;
+    assert_eq!(in_flight, 10, "a 5 MiB part at 512 KiB/s");
+    assert_eq!(waited, deleter.final_pass_delay_seconds + in_flight);
+    let stored = t.store.get_cleanup_task(&session.id).await.unwrap().unwrap();
+    assert_eq!(stored.final_pass_at, task.final_pass_at, "the durable task carries it");
+}

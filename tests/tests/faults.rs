@@ -611,3 +611,63 @@ async fn the_sweeper_fails_cleanly_before_its_commit_and_expires_once_after_a_lo
     assert_eq!(f.t.multipart_uploads_for(&expired.object_key).await, 0);
     assert!(f.t.store.get_cleanup_task(&expired.id).await.unwrap().is_none());
 }
+
+/// Answers only real AWS gives, each injected where it comes:
+///
+/// - `CompleteMultipartUpload` answered 409 `ConditionalRequestConflict`
+///   (another completion of the upload in flight) is a completion in
+///   progress, 202 with `Retry-After`, never a 500 that makes the client
+///   upload again; the retry completes it;
+/// - `UpdateItem` answered `TransactionConflictException` (the session is
+///   in another request's transaction; the SDK does not retry it) is sent
+///   again, so the confirm answers as if nothing had happened;
+/// - S3 slower than the confirm's whole budget before its commit (here
+///   `ListParts`, which the old budget did not cover) gets a 503 with
+///   `Retry-After` by the deadline, nothing changed.
+#[tokio::test]
+async fn conflicts_only_aws_answers_and_a_slow_s3_keep_confirm_in_its_contract() {
+    let f = Faulty::start("conflicted", SMALL_PARTS, &[("CONFIRM_WAIT_SECONDS", "1")]).await;
+    let size = 6 * MIB + 7;
+
+    // 409 on completion.
+    let id = f.uploaded(size, 11).await;
+    let rule = f.proxy.inject(
+        Rule::new("s3:CompleteMultipartUpload", Fault::refuse(409, "ConditionalRequestConflict")).by("ConfirmUpload"),
+    );
+    let busy = f.confirm(&id).await;
+    assert_eq!((busy.status, busy.retry_after.as_deref()), (202, Some("5")), "{busy:?}");
+    assert_eq!(busy.body["completion"], "in_progress");
+    assert!(f.proxy.applied_by(rule) >= 1);
+    f.proxy.lift(rule);
+    let done = f.confirm(&id).await;
+    assert_eq!((done.status, done.body["status"].as_str()), (200, Some("completed")), "{done:?}");
+    assert_eq!(f.usage().await, [size as u64, 0, size as u64, 0], "counted once");
+
+    // TransactionConflictException on the single-item write that marks the
+    // session completing, three times in a row.
+    let id = f.uploaded(size, 12).await;
+    let conflict = Fault::refuse(400, "TransactionConflictException");
+    let rule = f.proxy.inject(Rule::new("dynamodb:UpdateItem", conflict).by("ConfirmUpload").next(3));
+    let done = f.confirm(&id).await;
+    assert_eq!(f.proxy.applied_by(rule), 3, "the conflicts reached the function");
+    assert_eq!((done.status, done.body["status"].as_str()), (200, Some("completed")), "{done:?}");
+    assert_eq!(f.usage().await, [2 * size as u64, 0, 2 * size as u64, 0]);
+
+    // ListParts slower than the whole budget (1 s for S3): answered by the
+    // deadline, 503 with Retry-After, nothing changed; then completed.
+    let id = f.uploaded(size, 13).await;
+    let before = f.world().await;
+    let rule =
+        f.proxy.inject(Rule::new("s3:ListParts", Fault::Delay(Duration::from_secs(6))).by("ConfirmUpload").next(1));
+    let started = std::time::Instant::now();
+    let slow = f.confirm(&id).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "answered by its deadline, not S3's pace: {took:?}");
+    slow.assert_error(503, "Service busy", Some("1"));
+    assert_eq!(f.proxy.applied_by(rule), 1);
+    assert_same(&before, &f.world().await, "a confirm out of time before its commit");
+    let done = f.confirm(&id).await;
+    assert_eq!((done.status, done.body["status"].as_str()), (200, Some("completed")), "{done:?}");
+    assert_eq!(f.usage().await, [3 * size as u64, 0, 3 * size as u64, 0]);
+    assert_eq!(f.t.all_multipart_uploads().await, [], "no upload left open");
+}

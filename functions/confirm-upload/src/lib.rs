@@ -27,7 +27,9 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
         let (_, session) = http::caller_and_path_session(&deps.store, &req).await?;
         // The whole confirm, S3's work and the commit, fits before API
         // Gateway's timeout and the Lambda's deadline.
-        let answer_by = http::answer_by(&req, Duration::from_secs(deps.policy.confirm_wait_seconds));
+        // CONFIRM_WAIT_SECONDS is S3's share; the commit's reserve follows.
+        let budget = Duration::from_secs(deps.policy.confirm_wait_seconds) + completion::COMMIT_RESERVE;
+        let answer_by = http::answer_by(&req, budget);
         Ok(match completion::confirm_read(deps, session, answer_by).await? {
             Confirmed::Completed(session) => Reply::ok(views::session(&session)),
             Confirmed::InProgress(session) => {

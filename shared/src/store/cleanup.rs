@@ -31,9 +31,11 @@ pub struct CleanupTask {
     /// S3's id of an unfinished multipart upload to abort, if any.
     pub multipart_upload_id: Option<String>,
     pub created_at: Timestamp,
-    /// When the last presigned URL handed out for the upload has expired
-    /// (plus a margin). Until then a late `PUT` could still land bytes, so
-    /// cleanup makes one more pass at this time before removing the task.
+    /// When the last presigned URL handed out for the upload has expired,
+    /// plus a margin, plus the time the session's largest `PUT` begun just
+    /// before then may take ([`crate::deletion::in_flight_allowance_seconds`]).
+    /// Until then a late `PUT` could still land bytes, so cleanup makes one
+    /// more pass at this time before removing the task.
     pub final_pass_at: Timestamp,
     /// How many times the sweeper has re-driven the task (its message was
     /// lost, or cleanup kept failing). Each re-drive waits longer; past a

@@ -495,7 +495,12 @@ impl Store {
                 }
             }
             let now = Timestamp::now();
-            let task = CleanupTask::for_session(&session, bucket, now, now.plus_seconds(final_pass_delay_seconds));
+            // The final pass also waits out a PUT of this session's largest
+            // part begun just before its URL expired (S3 checks a URL's
+            // expiry when a request starts, not when it ends).
+            let final_pass_at =
+                now.plus_seconds(final_pass_delay_seconds + crate::deletion::in_flight_allowance_seconds(&session));
+            let task = CleanupTask::for_session(&session, bucket, now, final_pass_at);
             // Names this attempt: DynamoDB answers a resent request with the
             // same token as the first (for 10 minutes), and the task records
             // it, so an attempt whose answer was lost can tell its own commit.
