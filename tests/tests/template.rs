@@ -1042,3 +1042,111 @@ fn api_alarms_watch_server_errors_and_p99_latency() {
     assert!(threshold > 0 && threshold < 29_000, "{threshold}");
     assert!(doc["Parameters"]["ApiLatencyAlarmMilliseconds"]["MaxValue"].as_u64().is_some_and(|m| m <= 29_000));
 }
+
+/// What SAM CLI itself (`samcli`, from `.venv-tools/`) puts in each
+/// function's container for `sam local invoke -t TEMPLATE --env-vars FILE`:
+/// its own resolution, run without Docker.
+const SAM_ENV: &str = r#"
+import json, sys
+from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
+stacks, _ = SamLocalStackProvider.get_stacks(sys.argv[1])
+provider = SamFunctionProvider(stacks)
+runner = LocalLambdaRunner(local_runtime=None, function_provider=provider, cwd=".", real_path=".",
+                           env_vars_values=json.load(open(sys.argv[2])))
+print(json.dumps({f.name: {"env": runner._make_env_vars(f).resolve(), "codeuri": f.codeuri}
+                  for f in provider.get_all()}))
+"#;
+
+/// `cargo xtask dev`'s files for `sam local` (xtask/src/samlocal.rs), for a
+/// stack named as dev's with its bucket in the verifying S3 and its queue
+/// URLs as moto gives them: one entry per function of the template, each
+/// with every variable template.yaml gives that function (Globals and its
+/// own) resolved, the endpoints and the queue URL on `host.docker.internal`;
+/// and, through SAM CLI's own code, each container gets all of them (SAM
+/// drops a variable its template does not declare: hence the local
+/// template).
+#[test]
+fn sam_local_env_vars_point_every_function_at_the_dev_stack() {
+    use xtask::samlocal::{self, CONTAINER_HOST};
+    let mut stack = Stack::unprovisioned("dev").unwrap();
+    stack.endpoint = "http://127.0.0.1:5055".into();
+    stack.s3_endpoint = Some("http://127.0.0.1:5056".into());
+    for (id, physical) in stack.resources.iter_mut() {
+        if physical.arn.starts_with("arn:aws:sqs:") {
+            physical.reference = format!("http://127.0.0.1:5055/123456789012/dev-{}", id.to_ascii_lowercase());
+        }
+    }
+    let dir = project_root().join("target").join("tmp").join(format!("sam-local-{}", std::process::id()));
+    let files = samlocal::write(&stack, CONTAINER_HOST, &dir).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files.env_vars).unwrap()).unwrap();
+    samlocal::check(&stack, &file, CONTAINER_HOST).unwrap();
+
+    // Against the template's own text: Globals.Function.Environment plus
+    // each function's.
+    let doc = raw();
+    let globals = doc["Globals"]["Function"]["Environment"]["Variables"].as_mapping().unwrap().clone();
+    let ids = function_ids(&doc);
+    let functions = Template::load(&project_root().join("template.yaml")).unwrap().functions().unwrap();
+    assert_eq!(ids.len(), functions.len());
+    let entries: Vec<&String> = file.as_object().unwrap().keys().filter(|k| *k != "Parameters").collect();
+    assert_eq!(entries.len(), ids.len(), "{entries:?}");
+    for id in &ids {
+        let env = file[id.as_str()].as_object().unwrap_or_else(|| panic!("no entry for {id}"));
+        let mut declared = globals.clone();
+        if let Some(own) = doc["Resources"][id.as_str()]["Properties"]["Environment"]["Variables"].as_mapping() {
+            declared.extend(own.clone());
+        }
+        for (name, _) in &declared {
+            let name = name.as_str().unwrap();
+            let value = env.get(name).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{id}: no {name}"));
+            assert!(!value.is_empty() && !value.contains("!Ref") && !value.contains("${"), "{id}: {name}={value}");
+        }
+        assert_eq!(env["TABLE_NAME"], "dev-uploadstable", "{id}");
+        assert_eq!(env["BUCKET_NAME"], "dev-uploadsbucket", "{id}");
+        assert_eq!(env["CLEANUP_QUEUE_URL"], "http://host.docker.internal:5055/123456789012/dev-cleanupqueue", "{id}");
+        assert_eq!(env["AWS_ENDPOINT_URL"], "http://host.docker.internal:5055", "{id}");
+        assert_eq!(env["AWS_ENDPOINT_URL_S3"], "http://host.docker.internal:5056", "{id}");
+        assert_eq!(env["AWS_REGION"], "us-east-1", "{id}");
+        assert_eq!(env["AWS_SECRET_ACCESS_KEY"], "testing", "{id}");
+        assert_eq!(env["S3_FORCE_PATH_STYLE"], "true", "{id}");
+        for (name, value) in env {
+            let value = value.as_str().unwrap();
+            assert!(!value.contains("127.0.0.1") && !value.contains("localhost"), "{id}: {name}={value}");
+        }
+    }
+    let commands = samlocal::commands(&files, CONTAINER_HOST);
+    assert!(commands.iter().all(|c| c.contains("--env-vars ") && c.contains(" -t ")), "{commands:?}");
+
+    // SAM CLI's own resolution, when its virtualenv is there (`cargo xtask
+    // test` installs it first).
+    let python = project_root().join(".venv-tools").join("bin").join("python");
+    if !python.exists() {
+        eprintln!("skipping SAM CLI's resolution: no {}", python.display());
+        return;
+    }
+    let out = std::process::Command::new(&python)
+        .args(["-c", SAM_ENV])
+        .arg(&files.template)
+        .arg(&files.env_vars)
+        .current_dir(project_root())
+        .env("SAM_CLI_TELEMETRY", "0")
+        // The host's own AWS settings must not reach the containers.
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sam: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for id in &ids {
+        let container = &sam[id.as_str()]["env"];
+        for (name, value) in file[id.as_str()].as_object().unwrap() {
+            assert_eq!(&container[name], value, "{id}: SAM gives {name} {}", container[name]);
+        }
+        let code = sam[id.as_str()]["codeuri"].as_str().unwrap();
+        assert!(code.ends_with(&format!(".aws-sam/build/{id}")), "{id}: {code}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -20,6 +20,7 @@ pub mod moto;
 pub mod rng;
 pub mod runtime;
 pub mod s3verify;
+pub mod samlocal;
 pub mod stack;
 pub mod template;
 pub mod waf;

@@ -1,8 +1,11 @@
 //! `cargo xtask <command>`: the project's dev commands.
 //!
-//! - `dev`: the whole API locally (moto on loopback, resources from
+//! - `dev`: the whole API locally (moto on loopback, the bucket in the
+//!   verifying S3 unless `UPLOADS_VERIFYING_S3=0`, resources from
 //!   `template.yaml`, every function as its real binary, the API on
-//!   `http://127.0.0.1:3000`, the cleanup queue fed to its function).
+//!   `http://127.0.0.1:3000`, the cleanup queue fed to its function), and
+//!   the files `sam local` runs the functions against it with
+//!   (`target/dev/sam-env.json`, `xtask/src/samlocal.rs`).
 //! - `test`: the template checks, then every test against a moto server of its own.
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
 //! - `capacity [--seconds N]`: the capacity model (`xtask/src/capacity.rs`)
@@ -121,9 +124,45 @@ async fn dev() -> Result<ExitCode> {
         _ => ApiKey::generate(),
     };
 
-    let moto = Moto::start(moto_port).await.with_context(|| format!("starting moto on 127.0.0.1:{moto_port}"))?;
+    let listen: std::net::IpAddr = env_or("UPLOADS_LISTEN", "127.0.0.1")
+        .parse()
+        .context("UPLOADS_LISTEN must be an IP address (127.0.0.1, 0.0.0.0, 172.17.0.1...)")?;
+    let verifying = match env_or("UPLOADS_VERIFYING_S3", "1").as_str() {
+        "1" | "true" => true,
+        "0" | "false" => false,
+        other => bail!("UPLOADS_VERIFYING_S3 must be 1 or 0, not {other:?}"),
+    };
+    let s3_port: u16 = env_or("UPLOADS_S3_PORT", "5056").parse().context("UPLOADS_S3_PORT")?;
+    let container_host = env_or("UPLOADS_CONTAINER_HOST", xtask::samlocal::CONTAINER_HOST);
+
+    let moto = Moto::start_listening(listen, moto_port, None)
+        .await
+        .with_context(|| format!("starting moto on {}", SocketAddr::new(listen, moto_port)))?;
+    // The bucket in the verifying S3 (xtask/src/s3verify.rs): presigned URLs
+    // without their signed headers, expired, or with other bytes than a
+    // signed checksum are refused here as on S3; moto takes them all.
+    let s3 = if verifying {
+        let addr = SocketAddr::new(listen, s3_port);
+        let signers = xtask::s3verify::Signers::AnyKeyId("testing".into());
+        Some(xtask::s3verify::VerifyingS3::start_in_temp(addr, signers).await.with_context(|| {
+            format!("starting the verifying S3 on {addr} (UPLOADS_S3_PORT; UPLOADS_VERIFYING_S3=0 keeps S3 in moto)")
+        })?)
+    } else {
+        None
+    };
     let overrides = xtask::stack::parse_overrides(&env_or("UPLOADS_PARAMETER_OVERRIDES", ""))?;
-    let stack = Stack::provision_with(&moto.endpoint, "dev", overrides).await?;
+    let stack = Stack::provision_on(&moto.endpoint, s3.as_ref().map(|s| s.endpoint.as_str()), "dev", overrides).await?;
+    if s3.is_some() {
+        let policy = stack.config()?.uploads;
+        let largest = policy.part_size_bytes.max(policy.multipart_threshold_bytes);
+        if largest as usize > xtask::s3verify::MAX_BODY {
+            bail!(
+                "the verifying S3 takes bodies up to {} bytes, and these parameters sign PUTs of up to {largest}: \
+                 lower PartSizeBytes/MultipartThresholdBytes or set UPLOADS_VERIFYING_S3=0",
+                xtask::s3verify::MAX_BODY
+            );
+        }
+    }
     build_functions(&stack.template)?;
     stack.store()?.put_api_key(&key, &owner).await?;
 
@@ -134,6 +173,14 @@ async fn dev() -> Result<ExitCode> {
     println!("x-api-key: {}", key.expose());
     println!("owner: {owner}");
     println!("emulator endpoint: {}", moto.endpoint);
+    match &s3 {
+        Some(s3) => println!(
+            "S3 endpoint: {} (verifying S3: SigV4 and presigned URLs checked as on S3; objects in {})",
+            s3.endpoint,
+            s3.root.display()
+        ),
+        None => println!("S3 endpoint: {} (moto: presigned URLs are not checked)", moto.endpoint),
+    }
     println!("table: {}", config.table_name);
     println!("bucket: {}", config.bucket_name);
     for (id, kind) in stack.template.resources.iter().filter(|(_, r)| r.kind == "AWS::SQS::Queue") {
@@ -153,6 +200,15 @@ async fn dev() -> Result<ExitCode> {
         println!("  {} {} -> {}", r.method, r.path, r.function);
     }
     println!("schedules run every {}s locally (UPLOADS_SWEEP_SECONDS)", env_or("UPLOADS_SWEEP_SECONDS", "30"));
+    let sam_files = xtask::samlocal::write(&stack, &container_host, &project_root().join("target").join("dev"))?;
+    println!("sam local env vars: {}", sam_files.env_vars.display());
+    println!("sam local template: {} (after `sam build`; needs Docker)", sam_files.template.display());
+    for command in xtask::samlocal::commands(&sam_files, &container_host) {
+        println!("  {command}");
+    }
+    if listen.is_loopback() {
+        println!("  (containers reach the stack on Docker Desktop; on Linux start dev with UPLOADS_LISTEN=0.0.0.0 or the docker0 address)");
+    }
     println!("Ctrl-C stops everything.");
 
     // Event sources: SQS queues feed their functions.
@@ -213,6 +269,7 @@ async fn dev() -> Result<ExitCode> {
         f.abort();
     }
     drop(hosts);
+    drop(s3);
     moto.stop().await;
     Ok(ExitCode::SUCCESS)
 }

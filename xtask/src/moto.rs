@@ -73,6 +73,17 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The address a client on this machine uses for a server listening on
+/// `listen`: loopback for an unspecified address (`0.0.0.0`, `::`), else
+/// `listen` itself.
+pub fn reachable(listen: std::net::IpAddr) -> std::net::IpAddr {
+    match listen {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        other => other,
+    }
+}
+
 /// A running moto server. Dropping it stops the server.
 pub struct Moto {
     pub endpoint: String,
@@ -90,6 +101,18 @@ impl Moto {
     /// As [`Moto::start`], logging every call to `call_log` (one JSON line
     /// each; see `xtask/moto_serial.py` and [`crate::iam`]).
     pub async fn start_with_call_log(port: u16, call_log: Option<&std::path::Path>) -> Result<Self> {
+        Self::start_listening(std::net::Ipv4Addr::LOCALHOST.into(), port, call_log).await
+    }
+
+    /// As [`Moto::start_with_call_log`], listening on `listen` rather than
+    /// loopback (`0.0.0.0`, say, so containers reach it: see
+    /// `cargo xtask dev`'s `UPLOADS_LISTEN`). The endpoint names
+    /// `127.0.0.1` when `listen` is unspecified, else `listen`.
+    pub async fn start_listening(
+        listen: std::net::IpAddr,
+        port: u16,
+        call_log: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let python = ensure_installed()?;
         let logs = project_root().join("target").join("moto");
         std::fs::create_dir_all(&logs)?;
@@ -103,7 +126,7 @@ impl Moto {
         cmd.env("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", (64 * 1024 * 1024).to_string());
         cmd.arg(project_root().join("xtask").join("moto_serial.py")).args([
             "--host",
-            "127.0.0.1",
+            &listen.to_string(),
             "--port",
             &port.to_string(),
         ]);
@@ -117,7 +140,7 @@ impl Moto {
             .kill_on_drop(true)
             .spawn()
             .context("starting moto")?;
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let endpoint = format!("http://{}", std::net::SocketAddr::new(reachable(listen), port));
         let mut moto = Moto { endpoint, log, child };
         moto.wait_ready().await?;
         Ok(moto)

@@ -158,7 +158,10 @@ impl VerifyingS3 {
         Self::start_in_temp(SocketAddr::from(([127, 0, 0, 1], 0)), signers).await
     }
 
-    async fn start_in_temp(addr: SocketAddr, signers: Signers) -> Result<Self> {
+    /// As [`VerifyingS3::start_with`], listening on `addr` (`0.0.0.0:5056`,
+    /// say, for `cargo xtask dev`); the endpoint names loopback when its
+    /// address is unspecified.
+    pub async fn start_in_temp(addr: SocketAddr, signers: Signers) -> Result<Self> {
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| anyhow!("random folder name: {e}"))?;
         let name: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
@@ -195,7 +198,8 @@ impl VerifyingS3 {
                 });
             }
         });
-        Ok(Self { endpoint: format!("http://{local}"), root: root.to_owned(), remove_root: false, server })
+        let reachable = SocketAddr::new(crate::moto::reachable(local.ip()), local.port());
+        Ok(Self { endpoint: format!("http://{reachable}"), root: root.to_owned(), remove_root: false, server })
     }
 
     /// An S3 client of this server: [`ACCESS_KEY`] and [`SECRET_KEY`],
