@@ -63,10 +63,21 @@ pub enum Confirmed {
     InProgress(Session),
 }
 
-/// Confirms `owner`'s upload `id`, answering by `answer_by`.
-pub async fn confirm(deps: &Uploads, owner: &OwnerId, id: &UploadId, answer_by: Instant) -> Result<Confirmed, Error> {
+/// How often a confirm starts over after its session changed under it (a
+/// concurrent confirm or delete) before it answers 429.
+const RESTARTS: u32 = 3;
+
+/// Confirms `owner`'s upload `id`, answering by `answer_by` and waiting at
+/// most `wait` for S3 to complete a multipart upload.
+pub async fn confirm(
+    deps: &Uploads,
+    owner: &OwnerId,
+    id: &UploadId,
+    answer_by: Instant,
+    wait: Duration,
+) -> Result<Confirmed, Error> {
     let session = deps.store.get_session(owner, id).await?.ok_or(Error::NotFound)?;
-    confirm_read(deps, session, answer_by).await
+    confirm_read(deps, session, answer_by, wait).await
 }
 
 /// A confirm out of time before its commit: a completing session is still
@@ -89,10 +100,32 @@ fn out_of_time(session: Session) -> Result<Confirmed, Error> {
 /// before it, so that the untagging and the commit are never cut short by
 /// the caller's deadline (API Gateway's 29 s, the Lambda's timeout, the
 /// sweeper's run). A confirm that runs out of time before its commit
-/// answers as [`out_of_time`] says.
-pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Instant) -> Result<Confirmed, Error> {
+/// answers as [`out_of_time`] says. S3's completion of a multipart upload
+/// is waited for at most `wait` (`CONFIRM_WAIT_SECONDS` for a client; the
+/// rest of its run for the sweeper).
+pub async fn confirm_read(deps: &Uploads, session: Session, answer_by: Instant, wait: Duration) -> Result<Confirmed, Error> {
+    let mut read = session;
+    for _ in 0..RESTARTS {
+        match confirm_once(deps, read.clone(), answer_by, wait).await? {
+            Some(confirmed) => return Ok(confirmed),
+            // Changed since read: a concurrent confirm or delete. Start over
+            // from what the store holds now.
+            None => read = deps.store.get_session(&read.owner, &read.id).await?.ok_or(Error::NotFound)?,
+        }
+    }
+    Err(Error::TooManyRequests)
+}
+
+/// One pass of a confirm over the session as read; `None` when the session
+/// changed since it was read.
+async fn confirm_once(
+    deps: &Uploads,
+    mut session: Session,
+    answer_by: Instant,
+    wait: Duration,
+) -> Result<Option<Confirmed>, Error> {
     if session.status == Status::Completed {
-        return Ok(Confirmed::Completed(session));
+        return Ok(Some(Confirmed::Completed(session)));
     }
     if session.completing_since.is_none() && session.expires_at <= Timestamp::now() {
         return Err(Error::Expired);
@@ -103,7 +136,7 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
     if session.multipart.is_some() {
         let held = match timeout_at(s3_by, progress::inspect(&deps.objects, &deps.bucket, &session)).await {
             Ok(held) => held?,
-            Err(_) => return out_of_time(session),
+            Err(_) => return out_of_time(session).map(Some),
         };
         match &held {
             Held::Object(size) => object = Some(*size),
@@ -114,8 +147,7 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
                     session = match deps.store.mark_completing(&session, sweep_at).await? {
                         Some(marked) => marked,
                         // Changed since read: a concurrent confirm or delete.
-                        // Start over from what the store holds now.
-                        None => return Box::pin(confirm(deps, &session.owner, &session.id, answer_by)).await,
+                        None => return Ok(None),
                     };
                 }
                 let mp = session
@@ -127,7 +159,8 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
                     deps.objects.complete_multipart(&deps.bucket, &session.object_key, &mp.s3_upload_id, parts, |n| {
                         PutChecksum::of(declared, n)
                     });
-                match timeout_at(s3_by, completing).await {
+                let complete_by = Instant::now().checked_add(wait).map_or(s3_by, |w| w.min(s3_by));
+                match timeout_at(complete_by, completing).await {
                     // Completed from exactly the parts checked above: the
                     // object has the session's size.
                     Ok(Ok(Completion::Completed)) => object = Some(Some(session.size)),
@@ -136,7 +169,7 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
                     Ok(Ok(Completion::Gone)) => {}
                     // Another completion of this upload is in flight (409):
                     // it, a retry or the sweeper finishes.
-                    Ok(Ok(Completion::Conflict)) => return Ok(Confirmed::InProgress(session)),
+                    Ok(Ok(Completion::Conflict)) => return Ok(Some(Confirmed::InProgress(session))),
                     Ok(Err(e)) => return Err(e),
                     // Not answered in time. The request is dropped, and S3
                     // documents nothing of a completion whose caller went
@@ -144,7 +177,7 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
                     // the sweeper (which gives it the rest of its run) calls
                     // CompleteMultipartUpload again, which S3 answers for
                     // the same parts, or finds the object.
-                    Err(_) => return Ok(Confirmed::InProgress(session)),
+                    Err(_) => return Ok(Some(Confirmed::InProgress(session))),
                 }
             }
         }
@@ -157,7 +190,7 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
             let algorithm = session.checksums.as_ref().filter(|_| session.multipart.is_none()).map(|c| c.algorithm());
             let stored = match timeout_at(s3_by, deps.objects.object(&deps.bucket, &session.object_key, algorithm)).await {
                 Ok(stored) => stored?,
-                Err(_) => return out_of_time(session),
+                Err(_) => return out_of_time(session).map(Some),
             };
             if let (Some(stored), Some(declared)) = (&stored, algorithm.and(session.checksums.as_ref())) {
                 if stored.checksum.as_deref() != Some(declared.object_value(ChecksumType::FullObject).as_str()) {
@@ -170,12 +203,12 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
     match size {
         // The multipart upload is gone and its object not there yet: S3 is
         // still completing it (a concurrent confirm's call).
-        None if session.completing_since.is_some() => return Ok(Confirmed::InProgress(session)),
+        None if session.completing_since.is_some() => return Ok(Some(Confirmed::InProgress(session))),
         // Our read may predate a concurrent confirm's mark: ask the store again.
         None if session.multipart.is_some() => {
             return match deps.store.get_session(&session.owner, &session.id).await?.ok_or(Error::NotFound)? {
-                s if s.status == Status::Completed => Ok(Confirmed::Completed(s)),
-                s if s.completing_since.is_some() => Ok(Confirmed::InProgress(s)),
+                s if s.status == Status::Completed => Ok(Some(Confirmed::Completed(s))),
+                s if s.completing_since.is_some() => Ok(Some(Confirmed::InProgress(s))),
                 _ => Err(Error::BytesMissing),
             };
         }
@@ -186,15 +219,15 @@ pub async fn confirm_read(deps: &Uploads, mut session: Session, answer_by: Insta
     // The untagging and the commit need their reserve: without it, answer
     // now rather than be cut off between the two.
     if Instant::now() >= s3_by {
-        return out_of_time(session);
+        return out_of_time(session).map(Some);
     }
     // The bytes are final: untag before the commit, never re-tag.
     deps.objects.mark_completed(&deps.bucket, &session.object_key).await?;
     // The size was reserved against the quota at creation: completing it
     // cannot pass the quota.
     match deps.store.complete_read_session(session).await {
-        Ok(completed) => Ok(Confirmed::Completed(completed)),
-        Err(CompleteError::AlreadyCompleted(done)) => Ok(Confirmed::Completed(*done)),
+        Ok(completed) => Ok(Some(Confirmed::Completed(completed))),
+        Err(CompleteError::AlreadyCompleted(done)) => Ok(Some(Confirmed::Completed(*done))),
         Err(CompleteError::NotFound) => Err(Error::NotFound),
         Err(CompleteError::Store(e)) => Err(e),
     }

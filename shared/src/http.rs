@@ -149,31 +149,36 @@ pub const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(29);
 /// Kept free before the earliest deadline, for writing the answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
-/// The instant by which a handler must have answered `req`: `budget` from
-/// now, and never later than API Gateway's timeout counted from when it
-/// received the request (`requestTimeEpoch`, which includes a cold start)
-/// or the Lambda's own deadline, less a margin for writing the answer.
-pub fn answer_by(req: &Request, budget: Duration) -> tokio::time::Instant {
+/// The instant by which a handler must have answered `req`: API Gateway's
+/// timeout counted from when it received the request (`requestTimeEpoch`,
+/// which includes a cold start), or the Lambda's own deadline, whichever
+/// comes first, less a margin for writing the answer. An event whose
+/// `requestTimeEpoch` is further back than API Gateway waits (a replayed
+/// fixture, `sam local invoke -e`) is not holding a client: only the
+/// Lambda's deadline counts then. Without either, API Gateway's timeout
+/// from now.
+pub fn answer_by(req: &Request) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
-    // An epoch instant, as a tokio instant, less the margin.
-    let until = |epoch_ms: i64| {
-        let left = Duration::from_millis(epoch_ms.saturating_sub(now_ms).max(0) as u64);
-        now + left.saturating_sub(ANSWER_MARGIN)
+    // An epoch instant still ahead, as a tokio instant less the margin.
+    let ahead = |epoch_ms: i64| {
+        (epoch_ms > now_ms).then(|| now + Duration::from_millis((epoch_ms - now_ms) as u64).saturating_sub(ANSWER_MARGIN))
     };
-    let mut by = now + budget;
-    if let Some(RequestContext::ApiGatewayV1(ctx)) = req.request_context_ref() {
-        if ctx.request_time_epoch > 0 {
-            by = by.min(until(ctx.request_time_epoch + API_GATEWAY_TIMEOUT.as_millis() as i64));
+    let gateway = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) if ctx.request_time_epoch > 0 => {
+            ahead(ctx.request_time_epoch + API_GATEWAY_TIMEOUT.as_millis() as i64)
         }
+        _ => None,
+    };
+    let lambda = req.lambda_context_ref().map(|c| c.deadline).filter(|d| *d > 0).and_then(|d| ahead(d as i64));
+    match (gateway, lambda) {
+        (Some(g), Some(l)) => g.min(l),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => now + API_GATEWAY_TIMEOUT.saturating_sub(ANSWER_MARGIN),
     }
-    if let Some(deadline) = req.lambda_context_ref().map(|c| c.deadline).filter(|d| *d > 0) {
-        by = by.min(until(deadline as i64));
-    }
-    by
 }
 
 /// API Gateway's id for the request; the Lambda invocation id when the

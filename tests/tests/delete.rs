@@ -335,7 +335,10 @@ async fn store_failure_is_500_without_internal_detail() {
 async fn the_final_pass_waits_out_a_part_in_flight_at_the_urls_expiry() {
     let t = TestStack::new().await;
     let (owner, _) = t.owner("slow-link").await;
-    let deleter = t.deleter();
+    // The template's URL lifetime (the tests' own deleter makes its final
+    // pass at once).
+    let deleter = Deleter::new(t.store.clone(), t.queue.clone(), &t.config);
+    assert_eq!(deleter.final_pass_delay_seconds, 900 + 60);
     let session = t.pending_multipart(&owner, 1).await;
     let part = session.multipart.as_ref().unwrap().part_size;
     let task = deleter.delete(&owner, &session.id, shared::store::DeleteScope::Any).await.unwrap().unwrap();

@@ -75,13 +75,27 @@ impl Answer {
 
 impl Faulty {
     async fn start(name: &str, parameters: &[(&str, &str)], extra: &[(&str, &str)]) -> Self {
+        Self::start_with_timeouts(name, parameters, extra, &[]).await
+    }
+
+    /// As [`Faulty::start`], with some functions' timeouts (logical id,
+    /// seconds) set shorter than the template's, as their deadlines.
+    async fn start_with_timeouts(
+        name: &str,
+        parameters: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        timeouts: &[(&str, u64)],
+    ) -> Self {
         let t = TestStack::with_parameters(parameters).await;
         let (owner, key) = t.owner(name).await;
         let proxy = Proxy::start(&endpoint()).await.unwrap();
         let mut env = vec![("AWS_ENDPOINT_URL", proxy.endpoint.as_str())];
         env.extend_from_slice(extra);
         let mut hosts = BTreeMap::new();
-        for f in t.stack.template.functions().unwrap() {
+        for mut f in t.stack.template.functions().unwrap() {
+            if let Some((_, seconds)) = timeouts.iter().find(|(id, _)| *id == f.logical_id) {
+                f.timeout_seconds = *seconds;
+            }
             let host = t.stack.start_function_with(&f, false, &env).await.unwrap();
             hosts.insert(f.logical_id.clone(), (f, Arc::new(host)));
         }
@@ -621,12 +635,14 @@ async fn the_sweeper_fails_cleanly_before_its_commit_and_expires_once_after_a_lo
 /// - `UpdateItem` answered `TransactionConflictException` (the session is
 ///   in another request's transaction; the SDK does not retry it) is sent
 ///   again, so the confirm answers as if nothing had happened;
-/// - S3 slower than the confirm's whole budget before its commit (here
-///   `ListParts`, which the old budget did not cover) gets a 503 with
-///   `Retry-After` by the deadline, nothing changed.
+/// - S3 slower than what is left before the confirm's deadline (here
+///   `ListParts`, which the old budget did not cover, with the function's
+///   timeout, so its deadline, at 6 s) gets a 503 with `Retry-After` before
+///   the deadline, nothing changed; without the budget the function would
+///   be killed mid-request.
 #[tokio::test]
 async fn conflicts_only_aws_answers_and_a_slow_s3_keep_confirm_in_its_contract() {
-    let f = Faulty::start("conflicted", SMALL_PARTS, &[("CONFIRM_WAIT_SECONDS", "1")]).await;
+    let f = Faulty::start_with_timeouts("conflicted", SMALL_PARTS, &[], &[("ConfirmUpload", 6)]).await;
     let size = 6 * MIB + 7;
 
     // 409 on completion.
@@ -653,8 +669,9 @@ async fn conflicts_only_aws_answers_and_a_slow_s3_keep_confirm_in_its_contract()
     assert_eq!((done.status, done.body["status"].as_str()), (200, Some("completed")), "{done:?}");
     assert_eq!(f.usage().await, [2 * size as u64, 0, 2 * size as u64, 0]);
 
-    // ListParts slower than the whole budget (1 s for S3): answered by the
-    // deadline, 503 with Retry-After, nothing changed; then completed.
+    // ListParts slower than the time left: the deadline is 6 s away, less
+    // 1 s to answer and 3 s for the commit, so S3 has 2 s. Answered before
+    // the deadline, 503 with Retry-After, nothing changed; then completed.
     let id = f.uploaded(size, 13).await;
     let before = f.world().await;
     let rule =

@@ -598,8 +598,7 @@ mod tests {
     const KEY: &str = "usk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     /// However a caller spells one key, it gets one allowance per header
-    /// name: scheme case and whitespace count as the same value, and the
-    /// spellings the functions would not accept never reach them.
+    /// name: scheme case and whitespace count as the same value.
     #[test]
     fn one_key_one_allowance_per_header_however_spelled() {
         let acl = template_acl("10", "10");
@@ -629,30 +628,18 @@ mod tests {
         assert_eq!(served, 10, "x-api-key has its own allowance, and only one");
     }
 
+    /// Spellings the functions refuse are counted apart from the key's
+    /// (and answered 401 by the functions): they take nothing from it.
     #[test]
-    fn a_credential_the_functions_would_refuse_is_refused_at_the_edge_and_counts_nowhere() {
+    fn a_spelling_the_functions_refuse_takes_nothing_from_the_key() {
         let acl = template_acl("10", "10");
-        let refused = [
-            ("x-api-key", format!(" {KEY}")),
-            ("x-api-key", format!("{KEY} ")),
-            ("x-api-key", KEY.to_ascii_uppercase()),
-            ("x-api-key", format!("{KEY}0")),
-            ("authorization", format!(" Bearer {KEY}")),
-            ("authorization", format!("Bearer {KEY} ")),
-            ("authorization", format!("Basic {KEY}")),
-            ("authorization", format!("Bearer{KEY}")),
-            ("authorization", format!("Bearer {KEY} extra")),
-        ];
-        for (h, v) in &refused {
+        for bad in [format!("Basic {KEY}"), format!("Bearer {KEY} x"), format!("Bearer{KEY}")] {
             for _ in 0..20 {
-                assert_eq!(check(&acl, 0, &[(h, v.as_str())], 0), Some("credential-spelling"), "{h}: {v:?}");
+                check(&acl, 0, &[("authorization", bad.as_str())], 0);
             }
         }
-        let blocked = acl.rules().iter().find(|r| r.name == "credential-spelling").unwrap();
-        let response = blocked.response.as_ref().expect("its own answer");
-        assert_eq!(response.status, 401);
-        // None of those was counted under the key.
-        assert_eq!(check(&acl, 0, &[("x-api-key", KEY)], 0), None);
+        let served = (0..10).filter(|_| check(&acl, 0, &[("authorization", &format!("Bearer {KEY}"))], 0).is_none());
+        assert_eq!(served.count(), 10);
     }
 
     #[test]

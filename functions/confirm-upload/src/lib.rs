@@ -26,11 +26,11 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
         let (_, session) = http::caller_and_path_session(&deps.store, &req).await?;
         // The whole confirm, S3's work and the commit, fits before API
-        // Gateway's timeout and the Lambda's deadline.
-        // CONFIRM_WAIT_SECONDS is S3's share; the commit's reserve follows.
-        let budget = Duration::from_secs(deps.policy.confirm_wait_seconds) + completion::COMMIT_RESERVE;
-        let answer_by = http::answer_by(&req, budget);
-        Ok(match completion::confirm_read(deps, session, answer_by).await? {
+        // Gateway's timeout and the Lambda's deadline; S3's completion of
+        // a multipart upload is waited for at most CONFIRM_WAIT_SECONDS.
+        let answer_by = http::answer_by(&req);
+        let wait = Duration::from_secs(deps.policy.confirm_wait_seconds);
+        Ok(match completion::confirm_read(deps, session, answer_by, wait).await? {
             Confirmed::Completed(session) => Reply::ok(views::session(&session)),
             Confirmed::InProgress(session) => {
                 let mut body = views::session(&session);

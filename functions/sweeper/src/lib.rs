@@ -206,7 +206,7 @@ async fn settle(deps: &Deps, s: &DueSession, now: Timestamp, stop_at: Instant) -
             // completion whose caller went away, so the sweeper is where a
             // long completion gets the time to finish.
             let answer_by = tokio::time::Instant::from_std(stop_at);
-            return Ok(match completion::confirm(&deps.uploads, &s.owner, &s.id, answer_by).await {
+            return Ok(match completion::confirm(&deps.uploads, &s.owner, &s.id, answer_by, Duration::MAX).await {
                 Ok(Confirmed::Completed(_)) => Done::Completed,
                 Ok(Confirmed::InProgress(_)) => Done::Nothing,
                 // Deleted meanwhile: nothing to finish.

@@ -498,8 +498,12 @@ impl Store {
             // The final pass also waits out a PUT of this session's largest
             // part begun just before its URL expired (S3 checks a URL's
             // expiry when a request starts, not when it ends).
-            let final_pass_at =
-                now.plus_seconds(final_pass_delay_seconds + crate::deletion::in_flight_allowance_seconds(&session));
+            // (No URL lifetime to wait out, as in tests: nothing in flight.)
+            let in_flight = match final_pass_delay_seconds {
+                0 => 0,
+                _ => crate::deletion::in_flight_allowance_seconds(&session),
+            };
+            let final_pass_at = now.plus_seconds(final_pass_delay_seconds + in_flight);
             let task = CleanupTask::for_session(&session, bucket, now, final_pass_at);
             // Names this attempt: DynamoDB answers a resent request with the
             // same token as the first (for 10 minutes), and the task records
