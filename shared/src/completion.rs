@@ -103,7 +103,12 @@ fn out_of_time(session: Session) -> Result<Confirmed, Error> {
 /// answers as [`out_of_time`] says. S3's completion of a multipart upload
 /// is waited for at most `wait` (`CONFIRM_WAIT_SECONDS` for a client; the
 /// rest of its run for the sweeper).
-pub async fn confirm_read(deps: &Uploads, session: Session, answer_by: Instant, wait: Duration) -> Result<Confirmed, Error> {
+pub async fn confirm_read(
+    deps: &Uploads,
+    session: Session,
+    answer_by: Instant,
+    wait: Duration,
+) -> Result<Confirmed, Error> {
     let mut read = session;
     for _ in 0..RESTARTS {
         match confirm_once(deps, read.clone(), answer_by, wait).await? {
@@ -188,10 +193,11 @@ async fn confirm_once(
             // A single PUT's object carries the checksum it was sent with:
             // read it in the same HeadObject.
             let algorithm = session.checksums.as_ref().filter(|_| session.multipart.is_none()).map(|c| c.algorithm());
-            let stored = match timeout_at(s3_by, deps.objects.object(&deps.bucket, &session.object_key, algorithm)).await {
-                Ok(stored) => stored?,
-                Err(_) => return out_of_time(session).map(Some),
-            };
+            let stored =
+                match timeout_at(s3_by, deps.objects.object(&deps.bucket, &session.object_key, algorithm)).await {
+                    Ok(stored) => stored?,
+                    Err(_) => return out_of_time(session).map(Some),
+                };
             if let (Some(stored), Some(declared)) = (&stored, algorithm.and(session.checksums.as_ref())) {
                 if stored.checksum.as_deref() != Some(declared.object_value(ChecksumType::FullObject).as_str()) {
                     return Err(Error::ChecksumMismatch);

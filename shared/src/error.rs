@@ -271,7 +271,8 @@ mod tests {
         ] {
             assert!(!is_throttling(code), "{code:?}");
         }
-        let conflict = aws_smithy_types::error::ErrorMetadata::builder().code("ReplicatedWriteConflictException").build();
+        let conflict =
+            aws_smithy_types::error::ErrorMetadata::builder().code("ReplicatedWriteConflictException").build();
         assert!(matches!(Error::aws("update usage")(conflict), Error::TooManyRequests));
         assert_eq!(Error::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(Error::TooManyRequests.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -136,6 +136,10 @@ fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(origin) = cors_allow_origin() {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
+    }
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", v);
     }
@@ -165,7 +169,8 @@ pub fn answer_by(req: &Request) -> tokio::time::Instant {
         .unwrap_or_default();
     // An epoch instant still ahead, as a tokio instant less the margin.
     let ahead = |epoch_ms: i64| {
-        (epoch_ms > now_ms).then(|| now + Duration::from_millis((epoch_ms - now_ms) as u64).saturating_sub(ANSWER_MARGIN))
+        (epoch_ms > now_ms)
+            .then(|| now + Duration::from_millis((epoch_ms - now_ms) as u64).saturating_sub(ANSWER_MARGIN))
     };
     let gateway = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(ctx)) if ctx.request_time_epoch > 0 => {
@@ -179,6 +184,25 @@ pub fn answer_by(req: &Request) -> tokio::time::Instant {
         (Some(one), None) | (None, Some(one)) => one,
         (None, None) => now + API_GATEWAY_TIMEOUT.saturating_sub(ANSWER_MARGIN),
     }
+}
+
+/// The headers a page may read from an answer besides the CORS-safelisted
+/// ones: the request id and how long to wait before retrying.
+pub const EXPOSED_HEADERS: &str = "retry-after,x-request-id";
+
+/// The origin browsers may call the API from (`CORS_ALLOW_ORIGIN`, the
+/// template's `CorsAllowOrigin`: one origin or `*`), read once; `None`
+/// when unset (no CORS headers).
+fn cors_allow_origin() -> Option<&'static HeaderValue> {
+    static ORIGIN: std::sync::OnceLock<Option<HeaderValue>> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(|| {
+            std::env::var("CORS_ALLOW_ORIGIN")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+        })
+        .as_ref()
 }
 
 /// API Gateway's id for the request; the Lambda invocation id when the

@@ -4,13 +4,13 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm as S3Algorithm, ChecksumMode, ChecksumType as S3ChecksumType, CompletedMultipartUpload,
     CompletedPart, Delete, ObjectIdentifier,
 };
-use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
 use serde::Serialize;
 
@@ -264,7 +264,8 @@ impl Objects {
         let credentials = match cached.as_ref() {
             Some(c) if outlives(c) => c.clone(),
             _ => {
-                let fresh = provider.provide_credentials().await.map_err(Error::internal("resolve signing credentials"))?;
+                let fresh =
+                    provider.provide_credentials().await.map_err(Error::internal("resolve signing credentials"))?;
                 *cached = Some(fresh.clone());
                 fresh
             }
@@ -770,8 +771,8 @@ mod tests {
                 Ok(Credentials::new(format!("ASIA{n}"), "secret", Some("token".into()), Some(expiry), "test"))
             }
         });
-        let objects =
-            Objects::new(Client::from_conf(offline_config())).signing_with(Some(SharedCredentialsProvider::new(expiring)));
+        let objects = Objects::new(Client::from_conf(offline_config()))
+            .signing_with(Some(SharedCredentialsProvider::new(expiring)));
         let owner = OwnerId::parse("team-a").unwrap();
         let key = ObjectKey::for_upload(&owner, &UploadId::generate());
         let query = |url: &str| -> std::collections::HashMap<String, String> {

@@ -90,7 +90,9 @@ pub async fn instructions(
         let checksum = checksum.as_ref();
         let put = match &s.multipart {
             None => objects.presign_put(bucket, &s.object_key, &s.content_type, s.size, checksum, &window).await?,
-            Some(mp) => objects.presign_part(bucket, &s.object_key, &mp.s3_upload_id, n, size, checksum, &window).await?,
+            Some(mp) => {
+                objects.presign_part(bucket, &s.object_key, &mp.s3_upload_id, n, size, checksum, &window).await?
+            }
         };
         puts.push(put);
     }

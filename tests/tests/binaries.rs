@@ -108,7 +108,7 @@ async fn local_api_serves_the_template_routes_and_feeds_cleanup() {
     ] {
         let r = http.request(method, format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 403);
-        assert_eq!(r.json::<Value>().await.unwrap()["message"], "Missing Authentication Token");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "Missing Authentication Token");
     }
 
     let r =
@@ -356,4 +356,78 @@ async fn count_served(http: &reqwest::Client, base: &str, headers: &[(&str, Stri
         }
     }
     ok
+}
+
+/// A page on another origin can call the API and read every answer: each
+/// route answers its preflight, and the functions' answers, success and
+/// error, and the gateway's own (a missing route, a rate limit, a body too
+/// large) carry the allowed origin and expose the request id.
+#[tokio::test]
+async fn every_answer_a_browser_can_get_carries_the_allowed_origin() {
+    let origin = "https://app.example.com";
+    let t = TestStack::with_parameters(&[("CorsAllowOrigin", origin), ("KeyRateLimit", "10")]).await;
+    let (_, key) = t.owner("cors").await;
+    let api = LocalApi::start(&t).await;
+    let http = reqwest::Client::new();
+    let id = UploadId::generate();
+    let cors = |r: &reqwest::Response, what: &str| {
+        assert_eq!(r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap()), Some(origin), "{what}");
+    };
+
+    for path in ["/uploads".to_owned(), format!("/uploads/{id}"), format!("/uploads/{id}/confirm")] {
+        let r = http
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", api.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "preflight of {path}");
+        cors(&r, "preflight");
+        let allowed = r.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
+        assert!(allowed.split(',').any(|h| h == "authorization"), "{allowed}");
+        let methods = r.headers()["access-control-allow-methods"].to_str().unwrap().to_owned();
+        assert!(methods.contains("POST") && methods.contains("DELETE"), "{methods}");
+    }
+
+    let list = http.get(format!("{}/uploads", api.base)).header("x-api-key", key.expose()).send().await.unwrap();
+    assert_eq!(list.status(), 200);
+    cors(&list, "a success");
+    let exposed = list.headers()["access-control-expose-headers"].to_str().unwrap().to_owned();
+    assert!(exposed.contains("x-request-id") && exposed.contains("retry-after"), "{exposed}");
+
+    let missing =
+        http.get(format!("{}/uploads/{id}", api.base)).header("x-api-key", key.expose()).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    cors(&missing, "a function's error");
+
+    let nowhere = http.get(format!("{}/elsewhere", api.base)).send().await.unwrap();
+    assert_eq!(nowhere.status(), 403);
+    cors(&nowhere, "the gateway's 403");
+    let body: Value = nowhere.json().await.unwrap();
+    assert_eq!(body["error"], "Missing Authentication Token", "in the API's error shape: {body}");
+    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
+
+    let big = http
+        .post(format!("{}/uploads", api.base))
+        .header("x-api-key", key.expose())
+        .header("content-type", "application/json")
+        .body(vec![b' '; 20_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    cors(&big, "the web ACL's 413");
+
+    let mut limited = None;
+    for _ in 0..15 {
+        let r = http.get(format!("{}/uploads", api.base)).header("x-api-key", key.expose()).send().await.unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let limited = limited.expect("the key's rate limit");
+    cors(&limited, "the gateway's 429");
 }

@@ -125,9 +125,16 @@ impl Scenario {
 /// What a scenario's function answered.
 #[derive(Debug, Clone)]
 enum Answer {
-    Api { status: u16, retry_after: Option<String>, body: Value },
+    Api {
+        status: u16,
+        retry_after: Option<String>,
+        body: Value,
+    },
     /// The cleanup function: messages received and reported failed.
-    Batch { received: usize, failed: usize },
+    Batch {
+        received: usize,
+        failed: usize,
+    },
     /// The sweeper's report, or its invocation's error.
     Sweep(Result<Value, String>),
 }
@@ -270,7 +277,14 @@ impl Bench {
         self.t.owner(&format!("{}-{n}", self.group)).await
     }
 
-    async fn call(&self, method: &str, path: &str, key: &ApiKey, headers: &[(&str, &str)], body: Option<Value>) -> Answer {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &ApiKey,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.api.base));
         req = req.header("x-api-key", key.expose());
         for (k, v) in headers {
@@ -295,7 +309,8 @@ impl Bench {
         match scenario {
             Scenario::CreateSingle | Scenario::CreateMultipart => {}
             Scenario::ConfirmSingle => {
-                p.id = Some(t.pending_single_with_id(&owner, UploadId::generate(), &bytes(SINGLE as usize, 1)).await.id);
+                p.id =
+                    Some(t.pending_single_with_id(&owner, UploadId::generate(), &bytes(SINGLE as usize, 1)).await.id);
             }
             Scenario::ConfirmMultipart => {
                 let data = bytes(MULTI as usize, 2);
@@ -333,7 +348,13 @@ impl Bench {
                 t.deleter().delete(&owner, &done.id, DeleteScope::Any).await.unwrap().unwrap();
                 for m in t.receive_cleanup_messages().await {
                     let url = &t.config.cleanup_queue_url;
-                    t.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+                    t.sqs
+                        .delete_message()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
                 }
                 let mut task = t.store.get_cleanup_task(&done.id).await.unwrap().expect("its task");
                 task.final_pass_at = Timestamp::now().plus_seconds(-360);
@@ -346,7 +367,8 @@ impl Bench {
     /// Runs `scenario` on `p` through the functions.
     async fn act(&self, scenario: Scenario, p: &Prepared) -> Answer {
         let id = || p.id.as_ref().map(UploadId::as_str).unwrap_or_default().to_owned();
-        let create = |size: u64| json!({ "filename": "f.bin", "content_type": "application/octet-stream", "size": size });
+        let create =
+            |size: u64| json!({ "filename": "f.bin", "content_type": "application/octet-stream", "size": size });
         match scenario {
             Scenario::CreateSingle => self.call("POST", "/uploads", &p.key, &[], Some(create(SINGLE))).await,
             Scenario::CreateMultipart => self.call("POST", "/uploads", &p.key, &[], Some(create(MULTI))).await,
@@ -388,7 +410,14 @@ impl Bench {
         for m in &messages {
             let handle = m.receipt_handle().unwrap();
             if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                t.sqs.change_message_visibility().queue_url(url).receipt_handle(handle).visibility_timeout(0).send().await.unwrap();
+                t.sqs
+                    .change_message_visibility()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
             } else {
                 t.sqs.delete_message().queue_url(url).receipt_handle(handle).send().await.unwrap();
             }
@@ -467,7 +496,9 @@ impl Bench {
             }
             // A confirm answered 200 completed stays completed.
             if let (Some(id), Some(Answer::Api { status: 200, body, .. })) = (&p.id, answer) {
-                if body["status"] == "completed" && !sessions.iter().any(|s| &s.id == id && s.status == Status::Completed) {
+                if body["status"] == "completed"
+                    && !sessions.iter().any(|s| &s.id == id && s.status == Status::Completed)
+                {
                     problems.push(format!("{case}: upload {id} answered completed is not"));
                 }
             }
@@ -563,12 +594,15 @@ async fn run_group(group: &'static str, scenarios: &[Scenario], models: &Models)
                     let case = format!("{} | {operation} {} {} {mode}", scenario.name(), entry.status, entry.code);
                     report.cases += 1;
                     let shown = if reached { answer.short() } else { "not called".to_owned() };
-                    let row = report.rows.entry((function.to_owned(), operation.clone(), entry.code.clone())).or_insert_with(|| Row {
-                        status: entry.status,
-                        source: entry.source.name(),
-                        class: entry.class.name(),
-                        ..Row::default()
-                    });
+                    let row = report
+                        .rows
+                        .entry((function.to_owned(), operation.clone(), entry.code.clone()))
+                        .or_insert_with(|| Row {
+                            status: entry.status,
+                            source: entry.source.name(),
+                            class: entry.class.name(),
+                            ..Row::default()
+                        });
                     if once { &mut row.once } else { &mut row.always }.insert(shown);
                     if let Some(why) = violation(scenario, entry.class, &answer, &messages) {
                         // A gateway 502: the function itself failed; its
@@ -632,7 +666,10 @@ fn markdown(report: &Report, models: &Models, elapsed: std::time::Duration) -> S
     out.push_str(&format!("Rows by class: {}. By source: {}.\n\n", list(&by_class), list(&by_source)));
     out.push_str("Operations each scenario called (clean run):\n\n");
     for (scenario, ops) in &report.seen {
-        out.push_str(&format!("- {scenario}: {}\n", ops.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")));
+        out.push_str(&format!(
+            "- {scenario}: {}\n",
+            ops.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+        ));
     }
     out.push_str("\n| function | operation | error | status | source | class | once | always |\n");
     out.push_str("|---|---|---|---|---|---|---|---|\n");
@@ -679,7 +716,12 @@ async fn every_catalogued_error_of_every_call_gets_a_contract_answer() {
         report.failures.extend(r.failures);
         report.seen.extend(r.seen);
         for (k, row) in r.rows {
-            let into = report.rows.entry(k).or_insert_with(|| Row { status: row.status, source: row.source, class: row.class, ..Row::default() });
+            let into = report.rows.entry(k).or_insert_with(|| Row {
+                status: row.status,
+                source: row.source,
+                class: row.class,
+                ..Row::default()
+            });
             into.once.extend(row.once);
             into.always.extend(row.always);
         }
@@ -690,5 +732,11 @@ async fn every_catalogued_error_of_every_call_gets_a_contract_answer() {
         std::fs::write(&path, &table).expect("writing target/error-catalogue.md");
     }
     eprintln!("{table}\n(written to {})", path.display());
-    assert!(report.failures.is_empty(), "{} of {} cases failed:\n{}", report.failures.len(), report.cases, report.failures.join("\n"));
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        report.failures.len(),
+        report.cases,
+        report.failures.join("\n")
+    );
 }

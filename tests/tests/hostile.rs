@@ -50,9 +50,9 @@ const INVALID_LIMIT: &str = "Invalid limit";
 const INVALID_CURSOR: &str = "Invalid cursor";
 /// API Gateway's own 413 (`REQUEST_TOO_LARGE`), plain text.
 const TOO_LARGE: &str = "HTTP content length exceeded 10485760 bytes.";
-/// API Gateway's answer when Lambda refuses to invoke (the event is over
-/// its 6 MB request payload limit).
-const INVOKE_REFUSED: &str = r#"{"message":"Internal server error"}"#;
+/// API Gateway's message when Lambda refuses to invoke (the event is over
+/// its 6 MB request payload limit), in the template's `DEFAULT_5XX`.
+const INVOKE_REFUSED: &str = "Internal server error";
 /// The web ACL's answer to a body over `MaxRequestBodyBytes` (its custom
 /// response: static, so without a request id).
 const BODY_TOO_LARGE: &str = r#"{"error":"Request body too large"}"#;
@@ -124,6 +124,10 @@ enum Expect {
     Error(u16, &'static str),
     /// API Gateway's own answer: status and the exact body.
     Gateway(u16, &'static str),
+    /// API Gateway's own answer in the API's error shape (the template's
+    /// `DEFAULT_4XX`/`DEFAULT_5XX`): status, the exact `error` and a
+    /// request id.
+    GatewayError(u16, &'static str),
     /// The web ACL's custom response: status and the exact JSON body.
     Waf(u16, &'static str),
 }
@@ -457,7 +461,7 @@ fn cases(ctx: &Ctx) -> Vec<Case> {
         // `behind_the_web_acl`.
         push(
             "body over Lambda's 6 MB invocation payload",
-            base().body(vec![b'x'; 7 * MIB]).expect(Expect::Gateway(500, INVOKE_REFUSED)),
+            base().body(vec![b'x'; 7 * MIB]).expect(Expect::GatewayError(500, INVOKE_REFUSED)),
         );
         if route != Create {
             push("a JSON body on a route that takes none", base().body(r#"{"upload_id": "x", "status": "completed"}"#));
@@ -843,6 +847,17 @@ async fn run(http: &reqwest::Client, base: &str, case: &Case) -> Result<u16, Str
         Expect::Gateway(want, want_body) => {
             if (status, text.as_ref()) != (*want, *want_body) {
                 return Err(format!("got {status} {text}, want {want} {want_body}"));
+            }
+        }
+        Expect::GatewayError(want, message) => {
+            let json: Value = serde_json::from_slice(&body)
+                .map_err(|_| format!("got {status} with a body that is not JSON: {text}"))?;
+            let ok = status == *want
+                && json["error"] == *message
+                && json["request_id"].as_str().is_some_and(|id| !id.is_empty())
+                && json.as_object().is_some_and(|o| o.len() == 2);
+            if !ok {
+                return Err(format!("got {status} {text}, want {want} {{\"error\": {message:?}, \"request_id\"}}"));
             }
         }
         Expect::Waf(want, want_body) => {

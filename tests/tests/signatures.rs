@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
     LifecycleRule, LifecycleRuleFilter,
 };
 use shared::domain::{ChecksumAlgorithm, ChecksumType, Checksums, ObjectKey, OwnerId, UploadId};
-use shared::objects::{attachment_disposition, Completion, Objects, UrlWindow, PresignedPut, PutChecksum, StoredPart};
+use shared::objects::{attachment_disposition, Completion, Objects, PresignedPut, PutChecksum, StoredPart, UrlWindow};
 use xtask::s3verify::{Signers, VerifyingS3};
 
 const BUCKET: &str = "uploads";
@@ -92,7 +92,11 @@ async fn a_put_with_exactly_the_listed_headers_stores_the_bytes_once() {
     let env = env().await;
     let key = new_key();
     let data = bytes(1000, 1);
-    let put = env.objects.presign_put(BUCKET, &key, "text/plain; charset=utf-8", 1000, None, &UrlWindow::starting_now(900)).await.unwrap();
+    let put = env
+        .objects
+        .presign_put(BUCKET, &key, "text/plain; charset=utf-8", 1000, None, &UrlWindow::starting_now(900))
+        .await
+        .unwrap();
     let names: Vec<&str> = put.headers.keys().map(String::as_str).collect();
     assert_eq!(names, ["content-length", "content-type", "if-none-match", "x-amz-tagging"], "what a client must send");
     assert_eq!(put.headers["if-none-match"], "*");
@@ -117,7 +121,11 @@ async fn a_signed_header_left_out_or_altered_is_refused() {
     let env = env().await;
     let key = new_key();
     let data = bytes(64, 3);
-    let put = env.objects.presign_put(BUCKET, &key, "application/pdf", 64, None, &UrlWindow::starting_now(900)).await.unwrap();
+    let put = env
+        .objects
+        .presign_put(BUCKET, &key, "application/pdf", 64, None, &UrlWindow::starting_now(900))
+        .await
+        .unwrap();
 
     for name in ["content-type", "if-none-match", "x-amz-tagging"] {
         let mut headers = put.headers.clone();
@@ -184,7 +192,8 @@ async fn an_expired_url_is_refused() {
     assert!(!exists(&env, &key).await);
 
     // Only the expiry was wrong: a URL of the same PUT that is still valid works.
-    let fresh = env.objects.presign_put(BUCKET, &key, "text/plain", 10, None, &UrlWindow::starting_now(900)).await.unwrap();
+    let fresh =
+        env.objects.presign_put(BUCKET, &key, "text/plain", 10, None, &UrlWindow::starting_now(900)).await.unwrap();
     assert_eq!(send(&env, &fresh, data.clone()).await.0, 200);
 
     let get = env.objects.presign_get(BUCKET, &key, "a.txt", "text/plain", &UrlWindow::starting_now(1)).await.unwrap();
@@ -202,7 +211,11 @@ async fn another_length_is_refused_and_only_a_checksum_catches_other_bytes_of_th
     let env = env().await;
     let key = new_key();
     let data = bytes(4096, 5);
-    let put = env.objects.presign_put(BUCKET, &key, "application/octet-stream", 4096, None, &UrlWindow::starting_now(900)).await.unwrap();
+    let put = env
+        .objects
+        .presign_put(BUCKET, &key, "application/octet-stream", 4096, None, &UrlWindow::starting_now(900))
+        .await
+        .unwrap();
     for len in [4095, 4097, 0] {
         // The client sends the length of what it sends: not the signed one.
         let mut headers = put.headers.clone();
@@ -240,7 +253,11 @@ async fn presigned_parts_complete_and_a_presigned_get_reads_the_bytes_back() {
     let mut offset = 0;
     for (i, &size) in sizes.iter().enumerate() {
         let n = i as u32 + 1;
-        let put = env.objects.presign_part(BUCKET, &key, &id, n, size as u64, None, &UrlWindow::starting_now(900)).await.unwrap();
+        let put = env
+            .objects
+            .presign_part(BUCKET, &key, &id, n, size as u64, None, &UrlWindow::starting_now(900))
+            .await
+            .unwrap();
         let names: Vec<&str> = put.headers.keys().map(String::as_str).collect();
         assert_eq!(names, ["content-length"], "part {n}");
         let chunk = data[offset..offset + size].to_vec();
@@ -266,7 +283,10 @@ async fn presigned_parts_complete_and_a_presigned_get_reads_the_bytes_back() {
     forged[1].e_tag = "\"00000000000000000000000000000000\"".into();
     assert!(env.objects.complete_multipart(BUCKET, &key, &id, &forged, |_| None).await.is_err());
 
-    assert_eq!(env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.unwrap(), Completion::Completed);
+    assert_eq!(
+        env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.unwrap(),
+        Completion::Completed
+    );
     assert_eq!(
         env.objects.complete_multipart(BUCKET, &key, &id, &parts, |_| None).await.unwrap(),
         Completion::Gone,
@@ -281,7 +301,11 @@ async fn presigned_parts_complete_and_a_presigned_get_reads_the_bytes_back() {
     assert_eq!((status, code(&body)), (404, "NoSuchUpload"), "{body}");
 
     let filename = "Grüße \"Q3\" 100%.txt";
-    let get = env.objects.presign_get(BUCKET, &key, filename, "text/plain; charset=utf-8", &UrlWindow::starting_now(900)).await.unwrap();
+    let get = env
+        .objects
+        .presign_get(BUCKET, &key, filename, "text/plain; charset=utf-8", &UrlWindow::starting_now(900))
+        .await
+        .unwrap();
     let resp = env.http.get(&get.url).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["content-disposition"].to_str().unwrap(), attachment_disposition(filename));
@@ -352,8 +376,11 @@ async fn a_signed_checksum_refuses_other_bytes_of_a_part_and_the_object_gets_the
         for (i, chunk) in chunks.iter().enumerate() {
             let n = i as u32 + 1;
             let checksum = PutChecksum::of(Some(&declared), n).unwrap();
-            let put =
-                env.objects.presign_part(BUCKET, &key, &id, n, chunk.len() as u64, Some(&checksum), &UrlWindow::starting_now(900)).await.unwrap();
+            let put = env
+                .objects
+                .presign_part(BUCKET, &key, &id, n, chunk.len() as u64, Some(&checksum), &UrlWindow::starting_now(900))
+                .await
+                .unwrap();
             assert_eq!(put.headers.get(&header), Some(&checksum.value), "{algorithm:?} part {n}");
             let mut altered = chunk.to_vec();
             altered[chunk.len() / 2] ^= 0x80;
@@ -423,7 +450,11 @@ async fn a_browser_may_send_the_listed_headers_under_the_templates_cors_rules() 
     let key = new_key();
     let data = bytes(100, 10);
     let checksum = put_checksum(ChecksumAlgorithm::Sha256, &data);
-    let put = env.objects.presign_put(BUCKET, &key, "image/png", 100, Some(&checksum), &UrlWindow::starting_now(900)).await.unwrap();
+    let put = env
+        .objects
+        .presign_put(BUCKET, &key, "image/png", 100, Some(&checksum), &UrlWindow::starting_now(900))
+        .await
+        .unwrap();
     // A browser sets Content-Length itself (a forbidden header) and asks
     // leave for the others.
     let asked: Vec<&str> = put.headers.keys().map(String::as_str).filter(|h| *h != "content-length").collect();
@@ -504,7 +535,10 @@ async fn any_key_id_signs_with_the_shared_secret_and_nothing_else() {
     let rules = cleanup.get_bucket_lifecycle_configuration().bucket(BUCKET).send().await.unwrap();
     assert_eq!(rules.rules().len(), 1);
     let key = new_key();
-    let put = Objects::new(create).presign_put(BUCKET, &key, "text/plain", 3, None, &UrlWindow::starting_now(900)).await.unwrap();
+    let put = Objects::new(create)
+        .presign_put(BUCKET, &key, "text/plain", 3, None, &UrlWindow::starting_now(900))
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let mut req = http.put(&put.url).body(b"abc".to_vec());
     for (k, v) in &put.headers {

@@ -365,7 +365,7 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
     let responses = Template::load(&project_root().join("template.yaml")).unwrap().gateway_responses().unwrap();
     for kind in ["THROTTLED", "WAF_FILTERED"] {
         let r = &responses[kind];
-        assert_eq!(r.status, 429, "{kind}");
+        assert_eq!(r.status, Some(429), "{kind}");
         let retry: u64 = r.headers.iter().find(|(k, _)| k == "Retry-After").expect("Retry-After").1.parse().unwrap();
         assert!(retry >= 1, "{kind}");
         let body: serde_json::Value = serde_json::from_str(&r.render("req-1")).expect("JSON body");
@@ -1154,4 +1154,43 @@ fn sam_local_env_vars_point_every_function_at_the_dev_stack() {
         assert!(code.ends_with(&format!(".aws-sam/build/{id}")), "{id}: {code}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Browsers on the allowed origin can call the API and read every answer:
+/// SAM's `Cors` adds the preflights; every gateway response, the body size
+/// rule's 413 and the functions' answers carry the same origin.
+#[test]
+fn every_answer_a_browser_can_get_carries_the_cors_origin() {
+    let doc = raw();
+    let p = &doc["Parameters"]["CorsAllowOrigin"];
+    assert_eq!(p["Default"], "*");
+    let pattern = regex_lite::Regex::new(p["AllowedPattern"].as_str().unwrap()).unwrap();
+    for ok in ["*", "https://app.example.com", "http://localhost:8080"] {
+        assert!(pattern.is_match(ok), "{ok}");
+    }
+    for bad in ["", "https://a.example.com,https://b.example.com", "https://app.example.com/path", "'*'", "null"] {
+        assert!(!pattern.is_match(bad), "{bad}");
+    }
+    let origin = |v: &Value| tagged(v, "!Sub").and_then(Value::as_str).map(str::to_owned);
+    let api = &doc["Resources"]["UploadsApi"]["Properties"];
+    assert_eq!(origin(&api["Cors"]["AllowOrigin"]).as_deref(), Some("'${CorsAllowOrigin}'"));
+    let allowed: Vec<&str> = api["Cors"]["AllowHeaders"].as_str().unwrap().trim_matches('\'').split(',').collect();
+    for header in ["authorization", "content-type", "x-api-key", "x-upload-id"] {
+        assert!(allowed.contains(&header), "{header} must be allowed: a wildcard does not cover Authorization");
+    }
+    let responses = api["GatewayResponses"].as_mapping().unwrap();
+    for kind in ["THROTTLED", "WAF_FILTERED", "DEFAULT_4XX", "DEFAULT_5XX"] {
+        let headers = &responses[kind]["ResponseParameters"]["Headers"];
+        assert_eq!(origin(&headers["Access-Control-Allow-Origin"]).as_deref(), Some("'${CorsAllowOrigin}'"), "{kind}");
+        assert!(headers["Access-Control-Expose-Headers"].as_str().unwrap().contains("x-request-id"), "{kind}");
+        let body = responses[kind]["ResponseTemplates"]["application/json"].as_str().unwrap();
+        assert!(body.contains("\"error\"") && body.contains("$context.requestId"), "{kind}: the API's error shape");
+    }
+    let env = &doc["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(ref_of(&env["CORS_ALLOW_ORIGIN"]), Some("CorsAllowOrigin"), "the functions' answers too");
+    let (_, body_rule) = acl_rules(&doc).into_iter().find(|(_, r)| r["Name"] == "max-request-body").unwrap();
+    let headers = body_rule["Action"]["Block"]["CustomResponse"]["ResponseHeaders"].as_sequence().unwrap();
+    assert!(headers
+        .iter()
+        .any(|h| h["Name"] == "Access-Control-Allow-Origin" && ref_of(&h["Value"]) == Some("CorsAllowOrigin")));
 }

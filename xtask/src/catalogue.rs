@@ -262,7 +262,8 @@ fn conditional(
                 out.push(("PreconditionFailed", 412));
             }
             let write = matches!(operation, "PutObject" | "CompleteMultipartUpload" | "CopyObject");
-            if write && sent.iter().any(|c| c.eq_ignore_ascii_case("if-match") || c.eq_ignore_ascii_case("if-none-match"))
+            if write
+                && sent.iter().any(|c| c.eq_ignore_ascii_case("if-match") || c.eq_ignore_ascii_case("if-none-match"))
             {
                 out.push(("ConditionalRequestConflict", 409));
             }

@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::apigw::{parse_response, rest_event, ProxyRequest};
 use crate::runtime::{uuid_like, FunctionHost, Outcome};
-use crate::template::{GatewayResponse, Route};
+use crate::template::{Cors, GatewayResponse, Route};
 use crate::waf::{CustomResponse, WebAcl};
 
 /// Where the local API also serves the browser upload page
@@ -58,6 +58,9 @@ pub struct Gateway {
     pub web_acl: WebAcl,
     /// The API's own answers by type, from the template.
     pub responses: BTreeMap<String, GatewayResponse>,
+    /// The API's CORS settings: every path answers `OPTIONS` with them, as
+    /// the mock method SAM adds does.
+    pub cors: Option<Cors>,
 }
 
 /// Matches `path` against a route template; returns the path parameters.
@@ -109,14 +112,51 @@ fn plain(status: StatusCode, body: serde_json::Value) -> Response<Body> {
 /// The template's response of type `kind`, or API Gateway's default one
 /// (403 `Forbidden`, as WAF_FILTERED is by default) when it declares none.
 fn gateway_response(gw: &Gateway, kind: &str, request_id: &str) -> Response<Body> {
-    let Some(declared) = gw.responses.get(kind) else {
-        return plain(StatusCode::FORBIDDEN, json!({ "message": "Forbidden" }));
-    };
-    let mut r = Response::new(Body::from(declared.render(request_id)));
-    *r.status_mut() = StatusCode::from_u16(declared.status).unwrap_or(StatusCode::FORBIDDEN);
+    match gw.responses.get(kind) {
+        Some(declared) => rendered(declared, StatusCode::FORBIDDEN, request_id, "Forbidden"),
+        None => plain(StatusCode::FORBIDDEN, json!({ "message": "Forbidden" })),
+    }
+}
+
+/// An answer API Gateway gives itself with `status` and `message` (a
+/// route that does not exist, a failed integration): the template's
+/// `DEFAULT_4XX` or `DEFAULT_5XX` when it declares one, else API Gateway's
+/// `{"message": …}`.
+fn default_response(gw: &Gateway, status: StatusCode, request_id: &str, message: &str) -> Response<Body> {
+    let kind = if status.is_server_error() { "DEFAULT_5XX" } else { "DEFAULT_4XX" };
+    match gw.responses.get(kind) {
+        Some(declared) => rendered(declared, status, request_id, message),
+        None => plain(status, json!({ "message": message })),
+    }
+}
+
+fn rendered(declared: &GatewayResponse, status: StatusCode, request_id: &str, message: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(declared.render_error(request_id, message)));
+    *r.status_mut() = declared.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(status);
     r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     for (k, v) in &declared.headers {
         if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
+/// The answer to a preflight, as SAM's mock `OPTIONS` method gives it:
+/// 200, `{}`, and the API's CORS headers.
+fn preflight(cors: &Cors) -> Response<Body> {
+    let mut r = Response::new(Body::from("{}\n"));
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    let mut headers = vec![
+        ("access-control-allow-origin", cors.allow_origin.as_str()),
+        ("access-control-allow-methods", cors.allow_methods.as_str()),
+        ("access-control-allow-headers", cors.allow_headers.as_str()),
+    ];
+    if let Some(age) = &cors.max_age {
+        headers.push(("access-control-max-age", age));
+    }
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
             r.headers_mut().insert(k, v);
         }
     }
@@ -174,7 +214,8 @@ async fn handle(
         }
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let seen = crate::waf::Seen { header: &header, body_len: body.len() as u64, ip: peer.ip() };
+    let seen =
+        crate::waf::Seen { method: parts.method.as_str(), header: &header, body_len: body.len() as u64, ip: peer.ip() };
     if let Some(rule) = gw.web_acl.check(&seen) {
         return match &rule.response {
             Some(custom) => waf_response(custom),
@@ -183,15 +224,22 @@ async fn handle(
     }
     let path = parts.uri.path().to_owned();
     let method = parts.method.as_str().to_owned();
+    if method == "OPTIONS" {
+        if let Some(cors) = &gw.cors {
+            if gw.routes.iter().any(|r| match_path(&r.path, &path).is_some()) {
+                return preflight(cors);
+            }
+        }
+    }
     let matched = gw
         .routes
         .iter()
         .find_map(|r| (r.method == method).then(|| match_path(&r.path, &path).map(|p| (r, p))).flatten());
     let Some((route, path_parameters)) = matched else {
-        return plain(StatusCode::FORBIDDEN, json!({ "message": "Missing Authentication Token" }));
+        return default_response(&gw, StatusCode::FORBIDDEN, &request_id, "Missing Authentication Token");
     };
     let Some(host) = gw.functions.get(&route.function).cloned() else {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "Internal server error" }));
+        return default_response(&gw, StatusCode::INTERNAL_SERVER_ERROR, &request_id, "Internal server error");
     };
     let headers = parts
         .headers
@@ -220,12 +268,12 @@ async fn handle(
         query,
         body: (!body.is_empty()).then(|| body.to_vec()),
         source_ip: peer.ip().to_string(),
-        request_id,
+        request_id: request_id.clone(),
     };
     let event = rest_event(&proxy);
     if serde_json::to_vec(&event).map_or(true, |e| e.len() > MAX_INVOKE_PAYLOAD) {
         // Lambda refuses the invocation; API Gateway answers 500.
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "Internal server error" }));
+        return default_response(&gw, StatusCode::INTERNAL_SERVER_ERROR, &request_id, "Internal server error");
     }
     // Like API Gateway, the invocation goes on when the client hangs up.
     let invocation = tokio::spawn(async move { host.invoke(&event).await });
@@ -242,10 +290,12 @@ async fn handle(
                 }
                 r
             }
-            Err(_) => plain(StatusCode::BAD_GATEWAY, json!({ "message": "Internal server error" })),
+            Err(_) => default_response(&gw, StatusCode::BAD_GATEWAY, &request_id, "Internal server error"),
         },
         // API Gateway answers 502 when the integration fails.
-        Ok(Outcome::Error(_)) | Err(_) => plain(StatusCode::BAD_GATEWAY, json!({ "message": "Internal server error" })),
+        Ok(Outcome::Error(_)) | Err(_) => {
+            default_response(&gw, StatusCode::BAD_GATEWAY, &request_id, "Internal server error")
+        }
     }
 }
 

@@ -36,17 +36,38 @@ pub struct Route {
 /// An answer API Gateway gives itself (`GatewayResponses` of the API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayResponse {
-    pub status: u16,
+    /// `None` (`DEFAULT_4XX`, `DEFAULT_5XX`): the status of the response
+    /// it stands for.
+    pub status: Option<u16>,
     /// Static header values, without the quotes the template gives them.
     pub headers: Vec<(String, String)>,
-    /// The `application/json` template; `$context.requestId` is filled in.
+    /// The `application/json` template; `$context.requestId` and
+    /// `$context.error.messageString` are filled in.
     pub body: String,
 }
 
 impl GatewayResponse {
     pub fn render(&self, request_id: &str) -> String {
-        self.body.replace("$context.requestId", request_id)
+        self.render_error(request_id, "")
     }
+
+    /// The body for an answer whose error message is `message`
+    /// (`$context.error.messageString` is that message as a JSON string).
+    pub fn render_error(&self, request_id: &str, message: &str) -> String {
+        let quoted = serde_json::Value::String(message.to_owned()).to_string();
+        self.body.replace("$context.requestId", request_id).replace("$context.error.messageString", &quoted)
+    }
+}
+
+/// The API's CORS settings (`Cors` of the `AWS::Serverless::Api`), as SAM
+/// turns them into an `OPTIONS` method on every path: header values
+/// without their quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    pub allow_origin: String,
+    pub allow_methods: String,
+    pub allow_headers: String,
+    pub max_age: Option<String>,
 }
 
 /// A function as the local stack runs it.
@@ -215,22 +236,36 @@ impl Template {
         Ok(out)
     }
 
-    /// The API's gateway responses by type (`THROTTLED`, `WAF_FILTERED`…).
+    /// The API's gateway responses by type (`THROTTLED`, `WAF_FILTERED`…),
+    /// every header value a plain quoted string.
     pub fn gateway_responses(&self) -> Result<BTreeMap<String, GatewayResponse>> {
+        self.gateway_responses_with(|v| scalar(v).ok_or_else(|| anyhow!("{v:?} is not a plain value")))
+    }
+
+    /// As [`Template::gateway_responses`], with header values resolved by
+    /// `resolve` (`!Sub "'${Parameter}'"`).
+    pub fn gateway_responses_with(
+        &self,
+        resolve: impl Fn(&Value) -> Result<String>,
+    ) -> Result<BTreeMap<String, GatewayResponse>> {
         let mut out = BTreeMap::new();
         for (id, api) in self.of_kind("AWS::Serverless::Api") {
             for (kind, response) in mapping(get(&api.properties, "GatewayResponses")) {
                 let kind = kind.as_str().ok_or_else(|| anyhow!("{id}: gateway response type is not a string"))?;
                 let response = response.as_mapping().cloned().unwrap_or_default();
-                let status = get(&response, "StatusCode")
-                    .and_then(scalar)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| anyhow!("{id}: gateway response {kind} has no StatusCode"))?;
+                let status = match get(&response, "StatusCode") {
+                    None if kind.starts_with("DEFAULT_") => None,
+                    None => bail!("{id}: gateway response {kind} has no StatusCode"),
+                    Some(code) => Some(
+                        scalar(code)
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| anyhow!("{id}: gateway response {kind}: StatusCode"))?,
+                    ),
+                };
                 let headers = mapping(get(&mapping(get(&response, "ResponseParameters")), "Headers"))
                     .into_iter()
                     .map(|(k, v)| {
-                        let value =
-                            scalar(&v).and_then(|v| v.strip_prefix('\'')?.strip_suffix('\'').map(str::to_owned));
+                        let value = resolve(&v).ok().and_then(|v| unquote(&v));
                         match (k.as_str(), value) {
                             (Some(k), Some(v)) => Ok((k.to_owned(), v)),
                             _ => bail!("{id}: gateway response {kind} has a header that is not a quoted static value"),
@@ -246,11 +281,39 @@ impl Template {
         Ok(out)
     }
 
+    /// The API's CORS settings, values resolved by `resolve`; `None`
+    /// without a `Cors` property.
+    pub fn cors_with(&self, resolve: impl Fn(&Value) -> Result<String>) -> Result<Option<Cors>> {
+        let Some((id, api)) = self.of_kind("AWS::Serverless::Api").next() else { return Ok(None) };
+        let Some(cors) = get(&api.properties, "Cors") else { return Ok(None) };
+        let field = |name: &str| -> Result<Option<String>> {
+            match cors.get(name) {
+                None => Ok(None),
+                Some(v) => {
+                    let text = resolve(v)?;
+                    unquote(&text).map(Some).ok_or_else(|| anyhow!("{id}: Cors.{name} is not a quoted value: {text}"))
+                }
+            }
+        };
+        let allow_origin = field("AllowOrigin")?.ok_or_else(|| anyhow!("{id}: Cors without AllowOrigin"))?;
+        Ok(Some(Cors {
+            allow_origin,
+            allow_methods: field("AllowMethods")?.unwrap_or_default(),
+            allow_headers: field("AllowHeaders")?.unwrap_or_default(),
+            max_age: field("MaxAge")?,
+        }))
+    }
+
     pub fn routes(&self) -> Result<Vec<Route>> {
         let mut routes: Vec<Route> = self.functions()?.into_iter().flat_map(|f| f.routes).collect();
         routes.sort();
         Ok(routes)
     }
+}
+
+/// `'value'` without its quotes, as API Gateway takes static header values.
+fn unquote(v: &str) -> Option<String> {
+    v.strip_prefix('\'')?.strip_suffix('\'').map(str::to_owned)
 }
 
 /// The logical id behind `!Ref X` or `!GetAtt X.Attr`.

@@ -74,9 +74,20 @@ pub enum AggregateKey {
 #[derive(Debug, Clone)]
 pub enum Match {
     /// A component's size in bytes `operator` `size` (`GT 16384`).
-    Size { field: Field, operator: Operator, size: u64 },
+    Size {
+        field: Field,
+        operator: Operator,
+        size: u64,
+    },
     /// A header's value, transformed, matches `regex` (`RegexMatchStatement`).
-    Regex { header: String, transforms: Vec<Transform>, regex: regex_lite::Regex },
+    Regex {
+        header: String,
+        transforms: Vec<Transform>,
+        regex: regex_lite::Regex,
+    },
+    /// The request's method is exactly `method` (`ByteMatchStatement` on
+    /// `Method` with `PositionalConstraint: EXACTLY`).
+    Method(String),
     Not(Box<Match>),
     And(Vec<Match>),
     Or(Vec<Match>),
@@ -246,6 +257,18 @@ impl Match {
             let source = text(&re["RegexString"]).ok_or_else(|| anyhow!("RegexMatchStatement without RegexString"))?;
             let regex = regex_lite::Regex::new(&source).with_context(|| format!("RegexString {source:?}"))?;
             Ok(Match::Regex { header, transforms: Transform::parse(&re["TextTransformations"])?, regex })
+        } else if let Some(bytes) = statement.get("ByteMatchStatement") {
+            if bytes["FieldToMatch"].get("Method").is_none()
+                || bytes["PositionalConstraint"].as_str() != Some("EXACTLY")
+            {
+                bail!("the local gateway applies byte matches of EXACTLY the method only");
+            }
+            if !Transform::parse(&bytes["TextTransformations"])?.is_empty() {
+                bail!("the local gateway applies no text transformation to the method");
+            }
+            let method =
+                text(&bytes["SearchString"]).ok_or_else(|| anyhow!("ByteMatchStatement without SearchString"))?;
+            Ok(Match::Method(method))
         } else if let Some(not) = statement.get("NotStatement") {
             Ok(Match::Not(Box::new(Match::parse(&not["Statement"])?)))
         } else if let Some(and) = statement.get("AndStatement") {
@@ -279,6 +302,7 @@ impl Match {
             Match::Regex { header, transforms, regex } => {
                 (req.header)(header).is_some_and(|v| regex.is_match(&Transform::apply_all(transforms, v)))
             }
+            Match::Method(m) => req.method == m,
             Match::Not(m) => !m.matches(req, inspection_limit),
             Match::And(all) => all.iter().all(|m| m.matches(req, inspection_limit)),
             Match::Or(any) => any.iter().any(|m| m.matches(req, inspection_limit)),
@@ -377,6 +401,7 @@ impl CustomResponse {
 /// What the ACL sees of a request: its headers (by lower-case name), its
 /// body's length and its source address.
 pub struct Seen<'a> {
+    pub method: &'a str,
     pub header: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
     pub body_len: u64,
     pub ip: IpAddr,
@@ -524,7 +549,7 @@ mod tests {
         ip: IpAddr,
     ) -> Option<&'a str> {
         let header = |name: &str| headers.iter().find(|(h, _)| *h == name).map(|(_, v)| *v);
-        acl.check_at(second, &Seen { header: &header, body_len, ip }).map(|r| r.name.as_str())
+        acl.check_at(second, &Seen { method: "GET", header: &header, body_len, ip }).map(|r| r.name.as_str())
     }
 
     fn rate(name: &str, priority: u64, header: &str, limit: u64) -> Rule {
@@ -653,6 +678,19 @@ mod tests {
         assert_eq!(check(&acl, 0, &[("x-api-key", KEY)], 0), None, "a keyed request is the key's");
     }
 
+    /// Preflights carry no credential: they are not counted against the
+    /// address, whose allowance is for requests without a key.
+    #[test]
+    fn preflights_are_not_counted_against_the_address() {
+        let acl = template_acl("10", "10");
+        let header = |_: &str| None;
+        for _ in 0..50 {
+            let seen = Seen { method: "OPTIONS", header: &header, body_len: 0, ip: IP };
+            assert_eq!(acl.check_at(0, &seen).map(|r| r.name.as_str()), None);
+        }
+        assert_eq!((0..12).filter(|_| check(&acl, 0, &[], 0).is_none()).count(), 10);
+    }
+
     #[test]
     fn a_body_over_the_size_is_blocked_before_any_rate_rule_counts_it() {
         let acl = template_acl("10", "10");
@@ -670,9 +708,10 @@ mod tests {
             body.response,
             Some(CustomResponse {
                 status: 413,
-                headers: vec![],
+                headers: vec![("Access-Control-Allow-Origin".into(), "*".into())],
                 body: Some(("application/json".into(), r#"{"error":"Request body too large"}"#.into())),
-            })
+            }),
+            "a page can read it: the CORS origin is among its headers"
         );
     }
 
@@ -683,7 +722,11 @@ mod tests {
             WebAcl::new(vec![Rule {
                 name: "body".into(),
                 priority: 0,
-                statement: Statement::Match(Match::Size { field: Field::Body { oversize }, operator: Operator::Gt, size }),
+                statement: Statement::Match(Match::Size {
+                    field: Field::Body { oversize },
+                    operator: Operator::Gt,
+                    size,
+                }),
                 response: None,
             }])
         };
