@@ -297,6 +297,18 @@ fn check_template() -> Result<()> {
 
 async fn test(extra: &[String]) -> Result<ExitCode> {
     check_template()?;
+    // The TypeScript client (clients/js): install when the lock file changed, build, unit tests.
+    let js = project_root().join("clients").join("js");
+    let installed = std::fs::metadata(js.join("node_modules/.package-lock.json")).and_then(|m| m.modified()).ok();
+    let locked = std::fs::metadata(js.join("package-lock.json")).and_then(|m| m.modified()).ok();
+    let ci: &[&str] = if installed.is_none() || locked > installed { &["ci"] } else { &[] };
+    for args in [ci, &["run", "build"][..], &["test"][..]].into_iter().filter(|a| !a.is_empty()) {
+        let status = std::process::Command::new("npm").args(args).current_dir(&js).status().context("running npm")?;
+        if !status.success() {
+            bail!("npm {} in clients/js failed ({status})", args.join(" "));
+        }
+    }
+    eprintln!("clients/js: built, unit tests pass");
     moto::ensure_installed()?;
     xtask::chromium::ensure_installed()?;
     let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
