@@ -582,6 +582,9 @@ impl Objects {
     /// still in flight when the first abort ran can leave one behind, and S3
     /// asks callers to abort again. `NoSuchUpload` counts as done.
     pub async fn abort_multipart(&self, bucket: &str, key: &ObjectKey, upload_id: &str) -> Result<(), Error> {
+        // Gone already (`NoSuchUpload`) is done for the upload named; the
+        // listing below still finds any other, or this one if S3 said so
+        // wrongly.
         self.abort_one(bucket, key, upload_id).await?;
         let mut key_marker = None;
         let mut upload_marker = None;
@@ -598,8 +601,11 @@ impl Objects {
                 .map_err(Error::aws("list multipart uploads"))?;
             for upload in out.uploads() {
                 if let (Some(k), Some(id)) = (upload.key(), upload.upload_id()) {
-                    if k == key.as_str() {
-                        self.abort_one(bucket, key, id).await?;
+                    if k == key.as_str() && !self.abort_one(bucket, key, id).await? {
+                        // Listed a moment ago, unknown now: aborted by a
+                        // concurrent cleanup, or S3 contradicting itself.
+                        // Not counted as done: the next pass lists again.
+                        return Err(Error::invariant("abort multipart upload", "a listed upload answered NoSuchUpload"));
                     }
                 }
             }
@@ -611,10 +617,12 @@ impl Objects {
         }
     }
 
-    async fn abort_one(&self, bucket: &str, key: &ObjectKey, upload_id: &str) -> Result<(), Error> {
+    /// Aborts one multipart upload: `true` when S3 aborted it, `false` when
+    /// it answered `NoSuchUpload` (gone already).
+    async fn abort_one(&self, bucket: &str, key: &ObjectKey, upload_id: &str) -> Result<bool, Error> {
         match self.client.abort_multipart_upload().bucket(bucket).key(key.as_str()).upload_id(upload_id).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("NoSuchUpload") => Ok(false),
             Err(e) => Err(Error::aws("abort multipart upload")(e)),
         }
     }
