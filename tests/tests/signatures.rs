@@ -418,13 +418,15 @@ async fn a_signed_checksum_refuses_other_bytes_of_a_part_and_the_object_gets_the
 
 /// The CORS rules `template.yaml` gives the uploads bucket.
 fn template_cors_rules() -> Vec<CorsRule> {
-    let template = xtask::template::Template::load(&xtask::stack::project_root().join("template.yaml")).unwrap();
-    let (_, bucket) = template.of_kind("AWS::S3::Bucket").next().expect("a bucket");
+    // Resolved as the stack resolves them, with the parameters' defaults
+    // (AllowedOrigins is the API's CorsAllowOrigin, `*` by default).
+    let stack = xtask::stack::Stack::unprovisioned("t").unwrap();
+    let (_, bucket) = stack.template.of_kind("AWS::S3::Bucket").next().expect("a bucket");
     let rules = bucket.properties.get("CorsConfiguration").and_then(|c| c.get("CorsRules")).expect("CORS rules");
     let list = |rule: &serde_yaml::Value, name: &str| -> Vec<String> {
         rule.get(name)
             .and_then(|v| v.as_sequence())
-            .map(|s| s.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|s| s.iter().filter_map(|v| stack.resolve(v).ok()).collect())
             .unwrap_or_default()
     };
     rules

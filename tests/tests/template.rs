@@ -1189,6 +1189,13 @@ fn every_answer_a_browser_can_get_carries_the_cors_origin() {
     }
     let env = &doc["Globals"]["Function"]["Environment"]["Variables"];
     assert_eq!(ref_of(&env["CORS_ALLOW_ORIGIN"]), Some("CorsAllowOrigin"), "the functions' answers too");
+    // The bucket takes the parts' PUTs from the same origin.
+    let bucket_rules =
+        doc["Resources"]["UploadsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"].as_sequence().unwrap();
+    for rule in bucket_rules {
+        let origins = rule["AllowedOrigins"].as_sequence().unwrap();
+        assert!(origins.iter().all(|o| ref_of(o) == Some("CorsAllowOrigin")), "{rule:?}");
+    }
     let (_, body_rule) = acl_rules(&doc).into_iter().find(|(_, r)| r["Name"] == "max-request-body").unwrap();
     let headers = body_rule["Action"]["Block"]["CustomResponse"]["ResponseHeaders"].as_sequence().unwrap();
     assert!(headers

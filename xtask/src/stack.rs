@@ -383,8 +383,10 @@ impl Stack {
             field(&p, "CorsConfiguration").and_then(|c| c.as_mapping()).and_then(|c| field(c, "CorsRules"))
         {
             use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+            // Values may be `!Ref` a parameter (AllowedOrigins: the API's
+            // CorsAllowOrigin).
             let texts = |rule: &Value, key: &str| -> Vec<String> {
-                seq(rule.as_mapping().and_then(|r| field(r, key))).iter().filter_map(scalar).collect()
+                seq(rule.as_mapping().and_then(|r| field(r, key))).iter().filter_map(|v| self.resolve(v).ok()).collect()
             };
             let mut config = CorsConfiguration::builder();
             for rule in seq(Some(rules)) {
