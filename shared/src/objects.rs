@@ -605,7 +605,10 @@ impl Objects {
                         // Listed a moment ago, unknown now: aborted by a
                         // concurrent cleanup, or S3 contradicting itself.
                         // Not counted as done: the next pass lists again.
-                        return Err(Error::invariant("abort multipart upload", "a listed upload answered NoSuchUpload"));
+                        return Err(Error::invariant(
+                            "abort multipart upload",
+                            "a listed upload answered NoSuchUpload",
+                        ));
                     }
                 }
             }
