@@ -6,6 +6,10 @@ use lambda_http::http::StatusCode;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The step name of S3's `HeadObject` (`Objects::object`), whose errors
+/// come without a body.
+pub const HEAD_OBJECT: &str = "head object";
+
 /// Where the SDK keeps a service answer's request id in its error metadata.
 const REQUEST_ID: &str = "aws_request_id";
 
@@ -111,7 +115,9 @@ impl Error {
             // another Region): the owner's writes collide.
             Some("TransactionConflictException" | "ReplicatedWriteConflictException") => Error::TooManyRequests,
             code if is_throttling(code) => Error::Busy,
-            None if e.answer_status().is_some_and(|s| is_unavailable_status(s) || s == 400) => Error::Busy,
+            None if e.answer_status().is_some_and(is_unavailable_status) => Error::Busy,
+            // Only a HEAD's answer has no body to carry a code.
+            None if what == HEAD_OBJECT && e.answer_status() == Some(400) => Error::Busy,
             // A service's refusal: its code and request id say what
             // happened. Its message stays out of the logs: AWS writes the
             // caller's role ARN, the table or the resource's ARN into some
@@ -298,7 +304,10 @@ mod tests {
         };
         assert!(matches!(Error::aws("head object")(answered(503)), Error::Busy));
         assert!(matches!(Error::aws("head object")(answered(500)), Error::Busy));
-        assert!(matches!(Error::aws("head object")(answered(400)), Error::Busy), "ExpiredToken, RequestTimeout");
+        assert!(matches!(Error::aws(HEAD_OBJECT)(answered(400)), Error::Busy), "ExpiredToken, RequestTimeout");
+        // Elsewhere a 400 has a body with its code: one without is no
+        // passing condition (an SSE-C object's HEAD, say), not to retry.
+        assert!(matches!(Error::aws("list parts")(answered(400)), Error::Internal { .. }));
         assert!(matches!(Error::aws("head object")(answered(403)), Error::Internal { .. }));
         assert!(matches!(Error::aws("head object")(answered(404)), Error::Internal { .. }));
         let lost: SdkError<HeadObjectError, HttpResponse> = SdkError::timeout_error("no answer");

@@ -39,7 +39,10 @@ pub struct Objects {
     /// ones they were last signed with. Without a provider, URLs are
     /// signed by the client as it is, for their whole lifetime.
     provider: Option<SharedCredentialsProvider>,
-    signing: std::sync::Arc<tokio::sync::Mutex<Option<Credentials>>>,
+    /// The credentials last signed with, and the one provider wrapping
+    /// them that every URL signed with them shares (each provider is a
+    /// partition of the client's identity cache, which keeps few).
+    signing: std::sync::Arc<tokio::sync::Mutex<Option<(Credentials, SharedCredentialsProvider)>>>,
 }
 
 /// Kept between the credentials' expiry and the last instant a URL signed
@@ -59,7 +62,7 @@ pub const CREDENTIALS_MARGIN_SECONDS: u64 = 30;
 pub struct UrlWindow {
     start: u64,
     ttl: u64,
-    credentials: Option<Credentials>,
+    credentials: Option<SharedCredentialsProvider>,
 }
 
 impl UrlWindow {
@@ -93,7 +96,7 @@ impl UrlWindow {
     fn signer(&self) -> aws_sdk_s3::config::Builder {
         let mut b = aws_sdk_s3::config::Builder::default();
         if let Some(c) = &self.credentials {
-            b = b.credentials_provider(c.clone());
+            b.set_credentials_provider(Some(c.clone()));
         }
         b
     }
@@ -261,13 +264,14 @@ impl Objects {
             return Ok(UrlWindow::starting_now(ttl_seconds));
         };
         let mut cached = self.signing.lock().await;
-        let credentials = match cached.as_ref() {
-            Some(c) if outlives(c) => c.clone(),
+        let (credentials, shared) = match cached.as_ref() {
+            Some((c, shared)) if outlives(c) => (c.clone(), shared.clone()),
             _ => {
                 let fresh =
                     provider.provide_credentials().await.map_err(Error::internal("resolve signing credentials"))?;
-                *cached = Some(fresh.clone());
-                fresh
+                let shared = SharedCredentialsProvider::new(fresh.clone());
+                *cached = Some((fresh.clone(), shared.clone()));
+                (fresh, shared)
             }
         };
         drop(cached);
@@ -275,7 +279,7 @@ impl Objects {
             Some(expiry) => ttl.min(expiry.as_secs().saturating_sub(start + CREDENTIALS_MARGIN_SECONDS)).max(1),
             None => ttl,
         };
-        Ok(UrlWindow { start, ttl, credentials: Some(credentials) })
+        Ok(UrlWindow { start, ttl, credentials: Some(shared) })
     }
 
     /// Deletes `keys` from `bucket` with batched `DeleteObjects` calls.
@@ -573,7 +577,7 @@ impl Objects {
                 },
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(e) => Err(Error::aws("head object")(e)),
+            Err(e) => Err(Error::aws(crate::error::HEAD_OBJECT)(e)),
         }
     }
 

@@ -832,9 +832,10 @@ fn api_access_logs_record_each_request_without_credentials() {
         );
     }
 
-    // API Gateway's CloudWatch role (account-wide): opt-in, and kept when
-    // the stack goes.
-    assert_eq!(doc["Parameters"]["CreateApiGatewayLoggingRole"]["Default"], "false");
+    // API Gateway's CloudWatch role (account-wide), kept when the stack goes.
+    // On by default: without the account's role, the stage (with its access
+    // log) cannot be created, and a first `sam deploy` must work anywhere.
+    assert_eq!(doc["Parameters"]["CreateApiGatewayLoggingRole"]["Default"], "true");
     let on =
         tagged(&doc["Conditions"]["CreateApiGatewayLoggingRoleOn"], "!Equals").and_then(Value::as_sequence).unwrap();
     assert_eq!(ref_of(&on[0]), Some("CreateApiGatewayLoggingRole"));

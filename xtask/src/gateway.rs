@@ -213,7 +213,9 @@ async fn handle(
             return r;
         }
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    // A repeated header is seen by its last instance, as API Gateway hands
+    // it to the function (the event's single-value `headers`).
+    let header = |name: &str| parts.headers.get_all(name).iter().last().and_then(|v| v.to_str().ok());
     let seen =
         crate::waf::Seen { method: parts.method.as_str(), header: &header, body_len: body.len() as u64, ip: peer.ip() };
     if let Some(rule) = gw.web_acl.check(&seen) {

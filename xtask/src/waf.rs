@@ -676,6 +676,14 @@ mod tests {
         assert_eq!(check(&acl, 0, &[("x-api-key", "")], 0), Some("per-ip-without-key"), "an empty key is no key");
         assert_eq!(check_from(&acl, 0, &[], 0, other), None, "another address has its own allowance");
         assert_eq!(check(&acl, 0, &[("x-api-key", KEY)], 0), None, "a keyed request is the key's");
+        let bearer = format!("bEaReR  {KEY}");
+        assert_eq!(check(&acl, 0, &[("authorization", bearer.as_str())], 0), None, "so is a Bearer one");
+        // Junk credentials count against the address too: each would
+        // otherwise be a key of its own.
+        let junk = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
+        let served =
+            (0..25).filter(|n| check_from(&acl, 0, &[("x-api-key", &format!("junk{n}"))], 0, junk).is_none()).count();
+        assert_eq!(served, 10);
     }
 
     /// Preflights carry no credential: they are not counted against the
