@@ -363,7 +363,7 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
     // Both 429s API Gateway gives itself have the API's error shape and a
     // Retry-After, as the functions' own 429s do.
     let stack = Stack::unprovisioned("t").unwrap();
-    let responses = stack.template.gateway_responses_with(|v| stack.resolve(v)).unwrap();
+    let responses = stack.template.gateway_responses(|v| stack.resolve(v)).unwrap();
     for kind in ["THROTTLED", "WAF_FILTERED"] {
         let r = &responses[kind];
         assert_eq!(r.status, Some(429), "{kind}");

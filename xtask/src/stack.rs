@@ -555,7 +555,7 @@ impl Stack {
             routes: self.template.routes()?,
             functions: hosts.iter().map(|(id, (_, h))| (id.clone(), h.clone())).collect(),
             web_acl: self.web_acl()?,
-            responses: self.template.gateway_responses_with(|v| self.resolve(v))?,
+            responses: self.template.gateway_responses(|v| self.resolve(v))?,
             cors: self.template.cors_with(|v| self.resolve(v))?,
         })
     }

@@ -236,15 +236,10 @@ impl Template {
         Ok(out)
     }
 
-    /// The API's gateway responses by type (`THROTTLED`, `WAF_FILTERED`…),
-    /// every header value a plain quoted string.
-    pub fn gateway_responses(&self) -> Result<BTreeMap<String, GatewayResponse>> {
-        self.gateway_responses_with(|v| scalar(v).ok_or_else(|| anyhow!("{v:?} is not a plain value")))
-    }
-
-    /// As [`Template::gateway_responses`], with header values resolved by
-    /// `resolve` (`!Sub "'${Parameter}'"`).
-    pub fn gateway_responses_with(
+    /// The API's gateway responses by type (`THROTTLED`, `WAF_FILTERED`,
+    /// `DEFAULT_4XX`…), header values resolved by `resolve` (`!Sub
+    /// "'${Parameter}'"`, as the stack resolves it).
+    pub fn gateway_responses(
         &self,
         resolve: impl Fn(&Value) -> Result<String>,
     ) -> Result<BTreeMap<String, GatewayResponse>> {
