@@ -38,6 +38,11 @@ export interface UploadOptions {
   retries?: number;
   signal?: AbortSignal;
   onProgress?: (p: UploadProgress) => void;
+  /**
+   * While the parts' checksums are computed, before the session is created
+   * (they are declared at create): bytes hashed so far, and the file's size.
+   */
+  onChecksumProgress?: (hashed: number, total: number) => void;
   /** Overrides the client's store for this upload; `null`: do not remember it. */
   store?: UploadStore | null;
   /** Identifies the file for resume when it is a `Blob` without `name` and `lastModified`. */
@@ -105,7 +110,11 @@ export async function upload(client: UploadsClient, file: Blob, opts: UploadOpti
       part_size: plan.partSize,
     };
     if (algorithm) {
-      digests = await partDigests(file, algorithm, plan.partSize, { signal });
+      opts.onChecksumProgress?.(0, file.size);
+      digests = await partDigests(file, algorithm, plan.partSize, {
+        signal,
+        onPart: opts.onChecksumProgress && ((hashed) => opts.onChecksumProgress!(hashed, file.size)),
+      });
       body.checksum_algorithm = algorithm;
       body.checksums = digests.map(toBase64);
     }
@@ -191,6 +200,7 @@ async function sendParts(client: UploadsClient, id: string, file: Blob, first: U
   const sendPart = async (n: number): Promise<void> => {
     const len = partLength(size, partSize, n);
     const body = file.slice(partStart(partSize, n), partStart(partSize, n) + len);
+    let refusedBytes = 0;
     for (let retry = 0; ; ) {
       const got = await book.url(n, inner.signal);
       if (got === "stored") break;
@@ -206,6 +216,12 @@ async function sendParts(client: UploadsClient, id: string, file: Blob, first: U
       if (outcome.kind === "stored") break;
       if (outcome.kind === "fatal") throw outcome.error;
       if (outcome.kind === "expired") book.expire(generation);
+      if (outcome.kind === "digest") {
+        // The bytes S3 got are not the bytes hashed: altered on the way
+        // (sent again, read from the file anew), or, refused a second
+        // time, the file itself changed since it was hashed.
+        if (++refusedBytes > DIGEST_RETRIES) throw outcome.error;
+      }
       retry++;
       if (retry > o.backoff.retries) {
         throw new S3Error({ partNumber: n, status: outcome.status, code: outcome.code, message: `${outcome.why}, after ${o.backoff.retries} retries` });
@@ -247,7 +263,16 @@ type Outcome =
   | { kind: "retry"; why: string; status: number; code?: string | undefined; retryAfterMs: number | undefined }
   /** 403: the URL expired (or S3 refuses its signature): retry with a fresh one. */
   | { kind: "expired"; why: string; status: number; code?: string | undefined }
+  /** S3 refused the bytes as not matching their declared checksum: sent again {@link DIGEST_RETRIES} times. */
+  | { kind: "digest"; why: string; status: number; code?: string | undefined; error: S3Error }
   | { kind: "fatal"; error: unknown };
+
+/**
+ * How many times a part S3 refused as not matching its checksum is sent
+ * again: once. Bytes altered on the way are sent right the second time;
+ * bytes refused twice are the file's own, changed since they were hashed.
+ */
+export const DIGEST_RETRIES = 1;
 
 /** Headers a script may not (and need not) set: the runtime sets them to what the body is. */
 const UNSETTABLE = new Set(["content-length", "host", "connection"]);
@@ -288,8 +313,11 @@ async function putOnce(
   const says = code ? `${code}: ${message} (HTTP ${status})` : `HTTP ${status}`;
   if (code && (code.includes("Digest") || code.includes("Checksum"))) {
     return {
-      kind: "fatal",
-      error: new S3Error({ partNumber: n, status, code, integrity: true, message: `S3 refused the bytes: they do not match the checksum declared for them (${code}); did the file change?` }),
+      kind: "digest",
+      why: `S3 refused the bytes as not matching their checksum: ${says}`,
+      status,
+      code,
+      error: new S3Error({ partNumber: n, status, code, integrity: true, message: `S3 refused the bytes twice: they do not match the checksum declared for them (${code}); did the file change?` }),
     };
   }
   // 412 on a single PUT: the object is already there (an earlier attempt whose answer was lost).

@@ -128,7 +128,7 @@ test("get, list pages, listAll, delete by path and by header, download", async (
 test("mintToken: the body as given, 201 answer; refused on a token client before any request", async () => {
   const { client, api } = setup();
   const t = await client.mintToken({ ttl_seconds: 600, scope: "own", max_size: 1024, content_type: "image/png" });
-  assert.equal(t.token, "ubt_minted");
+  assert.equal(t.token, "ubt_minted1");
   assert.equal(t.scope, "own");
   assert.deepEqual(api.lastTokenRequest, { ttl_seconds: 600, scope: "own", max_size: 1024, content_type: "image/png" });
   assert.equal(api.calls.at(-1).path, "/tokens");

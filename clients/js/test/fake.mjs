@@ -52,6 +52,9 @@ export class FakeApi {
     this.generation = 0;
     this.onApi = null; // (req) => Response | undefined
     this.onPut = null; // ({id, part, attempt}) => Response | undefined
+    // Browser tokens: token -> {scope: "own" | "owner", expired?, maxSize?}. "own" reaches only the uploads it created.
+    this.tokens = new Map([[TOKEN, { scope: "owner" }]]);
+    this.minted = 0;
     this.fetch = this.fetch.bind(this);
   }
 
@@ -81,23 +84,42 @@ export class FakeApi {
 
   owner(headers) {
     if (headers.get("x-api-key") === KEY) return { kind: "key" };
-    if (headers.get("authorization") === `Bearer ${TOKEN}`) return { kind: "token" };
+    const bearer = /^Bearer (.+)$/.exec(headers.get("authorization") ?? "")?.[1];
+    const t = bearer && this.tokens.get(bearer);
+    if (t) return { kind: "token", token: bearer, ...t };
     return null;
+  }
+
+  /** A new token, as POST /tokens mints it. */
+  mint(o = {}) {
+    const token = `ubt_minted${++this.minted}`;
+    this.tokens.set(token, { scope: o.scope ?? "own", maxSize: o.max_size });
+    return token;
   }
 
   route(req) {
     const who = this.owner(req.headers);
-    if (!who) return err(401, "Unauthorized");
+    if (!who) return err(401, req.headers.get("authorization") ? "Invalid token" : "Unauthorized");
+    if (who.expired) return err(401, "Token expired");
     const { method, path } = req;
     let m;
-    if (path === "/uploads" && method === "POST") return this.create(req);
+    // A token with scope "own" reaches only the uploads it created.
+    const id = /^\/uploads\/([^/]+)/.exec(path)?.[1] ?? (path === "/uploads" && method === "DELETE" ? req.headers.get("x-upload-id") : undefined);
+    const u = id && this.uploads.get(id);
+    if (u && who.kind === "token" && who.scope === "own" && u.token !== who.token) return err(403, "Upload is outside the token's scope");
+    if (path === "/uploads" && method === "POST") {
+      if (who.maxSize !== undefined && JSON.parse(req.body).size > who.maxSize) return err(403, "Upload larger than the token allows");
+      const r = this.create(req);
+      if (r.status === 201) this.lastCreated.token = who.token;
+      return r;
+    }
     if (path === "/uploads" && method === "GET") return this.list(req);
     if (path === "/uploads" && method === "DELETE") return this.remove(req.headers.get("x-upload-id"));
     if (path === "/tokens" && method === "POST") {
       if (who.kind !== "key") return err(401, "Unauthorized");
       const body = JSON.parse(req.body);
       this.lastTokenRequest = body;
-      return json(201, { token: "ubt_minted", expires_at: iso(Date.now() + 1000 * (body.ttl_seconds ?? 900)), scope: body.scope ?? "own", request_id: requestId() });
+      return json(201, { token: this.mint(body), expires_at: iso(Date.now() + 1000 * (body.ttl_seconds ?? 900)), scope: body.scope ?? "own", request_id: requestId() });
     }
     if ((m = /^\/uploads\/([^/]+)$/.exec(path))) {
       if (method === "GET") return this.get(m[1]);
@@ -133,6 +155,7 @@ export class FakeApi {
     };
     this.uploads.set(id, u);
     this.lastCreate = b;
+    this.lastCreated = u;
     return json(201, { ...this.view(u), upload: this.instructions(u, this.createUrlTtlMs, false), request_id: requestId() });
   }
 

@@ -184,11 +184,30 @@ test("a remembered upload that is gone, changed or already completed", async () 
   assert.equal(api.uploads.size, before + 1);
 });
 
-test("S3 refusing the bytes (BadDigest) fails at once as an integrity error", async () => {
+test("bytes altered on the way (BadDigest) are sent again; refused twice, an integrity error", async () => {
+  const badDigest = () => new Response("<Error><Code>BadDigest</Code><Message>The SHA256 you specified did not match</Message></Error>", { status: 400 });
+  {
+    const { api, client } = setup();
+    api.onPut = ({ part, attempt }) => (part === 2 && attempt === 1 ? badDigest() : undefined);
+    const file = makeFile(2 * PART + 1, "once.bin");
+    const s = await client.upload(file, { partSize: PART, concurrency: 1 });
+    assert.equal(s.status, "completed");
+    assert.deepEqual(api.puts.map((p) => [p.part, p.status]), [[1, 200], [2, 400], [2, 200], [3, 200]]);
+    assert.deepEqual(await storedBytes(api, s.upload_id), Buffer.from(await file.arrayBuffer()));
+  }
   const { api, client } = setup();
-  api.onPut = () => new Response("<Error><Code>BadDigest</Code><Message>The SHA256 you specified did not match</Message></Error>", { status: 400 });
+  api.onPut = badDigest;
   await assert.rejects(client.upload(makeFile(PART + 1, "b.bin"), { partSize: PART, concurrency: 1 }), (e) => e instanceof S3Error && e.integrity && e.code === "BadDigest" && e.partNumber === 1);
-  assert.equal(api.puts.length, 1);
+  assert.equal(api.puts.length, 2, "sent twice, then given up");
+});
+
+test("onChecksumProgress reports the hashing before create, up to the whole file", async () => {
+  const { api, client } = setup();
+  const seen = [];
+  const file = makeFile(3 * PART, "h.bin");
+  await client.upload(file, { partSize: PART, onChecksumProgress: (hashed, total) => seen.push([hashed, total, api.calls.length]) });
+  assert.deepEqual(seen.map(([h, t]) => [h, t]), [[0, file.size], [PART, file.size], [2 * PART, file.size], [3 * PART, file.size]]);
+  assert.ok(seen.every(([, , calls]) => calls === 0), "all before the create");
 });
 
 test("the upload confirms through 202s, honouring Retry-After", async () => {
