@@ -84,6 +84,7 @@ pub fn store(sdk: &SdkConfig, config: &Config) -> Store {
         None => dynamodb,
     };
     Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb.build()), &config.table_name)
+        .with_key_rate_limit(config.key_rate_limit)
 }
 
 pub fn objects(sdk: &SdkConfig, config: &Config) -> Objects {

@@ -16,6 +16,10 @@ pub struct Config {
     pub s3_force_path_style: bool,
     /// Sizes, quota and lifetimes of upload sessions.
     pub uploads: UploadPolicy,
+    /// Requests all the browser tokens one key minted may make in 60 s
+    /// (`KEY_RATE_LIMIT`, the template's `KeyRateLimit`, which the web ACL
+    /// applies to the key itself; 0 or unset: not counted).
+    pub key_rate_limit: Option<u64>,
 }
 
 pub const MIB: u64 = 1024 * 1024;
@@ -128,6 +132,7 @@ impl Config {
             cleanup_queue_url: required(env, "CLEANUP_QUEUE_URL")?,
             s3_force_path_style: flag(env, "S3_FORCE_PATH_STYLE")?,
             uploads: UploadPolicy::from_lookup(env)?,
+            key_rate_limit: Some(number_in(env, "KEY_RATE_LIMIT", 0, 0, 2_000_000_000)?).filter(|n| *n > 0),
         })
     }
 }

@@ -17,6 +17,15 @@ const REQUEST_ID: &str = "aws_request_id";
 pub enum Error {
     #[error("Unauthorized")]
     Unauthorized,
+    /// A `Bearer ubt_…` this service did not mint, or altered.
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error("Token expired")]
+    TokenExpired,
+    /// A valid credential asking for what it does not cover: a token out
+    /// of its scope or limits, or a token minting.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("Missing Upload-Id header")]
     MissingUploadId,
     #[error("Invalid upload id")]
@@ -51,6 +60,10 @@ pub enum Error {
     /// create, confirm and delete): the owner is throttled.
     #[error("Too many requests")]
     TooManyRequests,
+    /// A key's browser tokens together over its rate limit: wait the
+    /// given seconds, until the window ends.
+    #[error("Rate limit exceeded")]
+    RateLimited(u32),
     /// AWS throttled us or is briefly unavailable, past the retries.
     #[error("Service busy")]
     Busy,
@@ -68,7 +81,8 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Unauthorized | Error::InvalidToken | Error::TokenExpired => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::MissingUploadId | Error::InvalidUploadId | Error::InvalidBody | Error::Invalid(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -80,7 +94,7 @@ impl Error {
             | Error::SizeMismatch
             | Error::ChecksumMismatch
             | Error::Expired => StatusCode::CONFLICT,
-            Error::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests | Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +105,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Error::TooManyRequests | Error::Busy => Some(1),
+            Error::RateLimited(seconds) => Some(*seconds),
             _ => None,
         }
     }

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use tracing::field::Empty;
 use tracing::{error, info, info_span, Instrument, Span};
 
-use crate::domain::{ApiKey, OwnerId, Session, UploadId};
+use crate::auth::{self, Caller, Credential};
+use crate::domain::{ApiKey, BrowserToken, Session, UploadId};
 use crate::error::{chain, Error};
 use crate::store::Store;
 
@@ -104,6 +105,7 @@ where
         route = %route,
         owner = Empty,
         upload_id = Empty,
+        token_id = Empty,
     );
     async move {
         let started = Instant::now();
@@ -227,24 +229,31 @@ fn resource(req: &Request) -> String {
     .unwrap_or_else(|| req.uri().path().to_owned())
 }
 
-/// The API key a request presents in `x-api-key` or `Authorization: Bearer`.
-/// A missing or malformed key is `Unauthorized` without any store call.
+/// The credential a request presents: an API key in `x-api-key`, or in
+/// `Authorization: Bearer` an API key or a browser token (`ubt_…`, checked
+/// later, by [`crate::auth::authenticate`]). A missing or malformed one is
+/// `Unauthorized` without any store call.
 ///
 /// Exactly one spelling of each is accepted, the one the web ACL's rate
 /// rules count by (`template.yaml`, `KeyRateLimitAcl`): `x-api-key` is the
 /// key itself; `Authorization` is the scheme `Bearer` in any case, a run of
-/// spaces or tabs, and the key, nothing after it. The ACL normalises the
-/// scheme's case and the whitespace (`LOWERCASE`, `COMPRESS_WHITE_SPACE`)
+/// spaces or tabs, and the credential, nothing after it. The ACL normalises
+/// the scheme's case and the whitespace (`LOWERCASE`, `COMPRESS_WHITE_SPACE`)
 /// before it counts, so all the spellings accepted here share one
 /// allowance; anything else is refused, here and at the edge. Whitespace
 /// around a header's value is not part of it (RFC 9110, 5.5).
-pub fn credentials(req: &Request) -> Result<ApiKey, Error> {
+pub fn credentials(req: &Request) -> Result<Credential, Error> {
     let headers = req.headers();
-    let presented = match headers.get("x-api-key") {
-        Some(v) => v.to_str().ok().map(|v| v.trim_matches(HTTP_WHITESPACE)),
-        None => headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token),
-    };
-    presented.and_then(ApiKey::parse).ok_or(Error::Unauthorized)
+    if let Some(v) = headers.get("x-api-key") {
+        let key = v.to_str().ok().map(|v| v.trim_matches(HTTP_WHITESPACE)).and_then(ApiKey::parse);
+        return key.map(Credential::Key).ok_or(Error::Unauthorized);
+    }
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    match bearer {
+        Some(t) if BrowserToken::is_token_shaped(t) => Ok(Credential::Token(t.to_owned())),
+        Some(k) => ApiKey::parse(k).map(Credential::Key).ok_or(Error::Unauthorized),
+        None => Err(Error::Unauthorized),
+    }
 }
 
 /// The whitespace HTTP allows inside and around a field value.
@@ -260,32 +269,17 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && plain).then_some(token)
 }
 
-/// Resolves a key to its owner (unknown or revoked: `Unauthorized`) and
-/// records the owner on the request's span.
-pub async fn authenticate(store: &Store, key: &ApiKey) -> Result<OwnerId, Error> {
-    let owner = store.resolve_api_key(key).await?.ok_or(Error::Unauthorized)?;
-    Span::current().record("owner", owner.as_str());
-    Ok(owner)
-}
-
-/// Resolves a key to its owner (unknown or revoked: `Unauthorized`) and
-/// reads that owner's session `id` in the same store call (`None` when it
-/// is missing or another owner's); records the owner on the request's span.
-pub async fn authenticate_for(store: &Store, key: &ApiKey, id: &UploadId) -> Result<(OwnerId, Option<Session>), Error> {
-    let (owner, session) = store.caller_and_session(key, id).await?;
-    let owner = owner.ok_or(Error::Unauthorized)?;
-    Span::current().record("owner", owner.as_str());
-    Ok((owner, session))
-}
-
 /// The usual opening of a route on `/uploads/{upload_id}`: credentials
 /// (401), the path's id (400), then, in one store call, the key's owner
-/// (401) and that owner's session (`NotFound` when missing or another's).
-pub async fn caller_and_path_session(store: &Store, req: &Request) -> Result<(OwnerId, Session), Error> {
-    let key = credentials(req)?;
+/// (401) and that owner's session (`NotFound` when missing or another's),
+/// which a token must reach (403).
+pub async fn caller_and_path_session(store: &Store, req: &Request) -> Result<(Caller, Session), Error> {
+    let credential = credentials(req)?;
     let id = path_upload_id(req).unwrap_or(Err(Error::InvalidUploadId))?;
-    let (owner, session) = authenticate_for(store, &key, &id).await?;
-    Ok((owner, session.ok_or(Error::NotFound)?))
+    let (caller, session) = auth::authenticate_for(store, &credential, &id).await?;
+    let session = session.ok_or(Error::NotFound)?;
+    caller.may_reach(&session)?;
+    Ok((caller, session))
 }
 
 /// The upload id in the path (`/uploads/{upload_id}`), if the route has one.

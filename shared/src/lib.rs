@@ -4,6 +4,7 @@
 //!
 //! The item layout of the table is documented in [`store`].
 
+pub mod auth;
 pub mod aws;
 pub mod completion;
 pub mod config;

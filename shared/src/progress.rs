@@ -83,6 +83,7 @@ mod tests {
             expires_at: Timestamp::now(),
             completed_at: None,
             completing_since: None,
+            token_id: None,
             version: 0,
         }
     }

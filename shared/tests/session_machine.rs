@@ -84,6 +84,7 @@ impl World {
             expires_at: now.plus_seconds(expires_in),
             completed_at: None,
             completing_since: None,
+            token_id: None,
             version: 0,
         };
         let adds = session.holding();
@@ -230,7 +231,7 @@ proptest! {
             object_key: ObjectKey::for_upload(&owner, &id),
             id, owner, status: Status::Pending, filename: "f".into(), content_type: "a/b".into(), size: 1,
             multipart: None, checksums: None, created_at: t0, expires_at: t0.plus_seconds(expires_in), completed_at: None,
-            completing_since: None, version: 0,
+            completing_since: None, token_id: None, version: 0,
         };
         let since = t0.plus_seconds(marked_after);
         let marked = pending.mark_completing(since).unwrap();

@@ -160,6 +160,7 @@ impl TestStack {
             expires_at: now.plus_seconds(24 * 3600),
             completed_at: None,
             completing_since: None,
+            token_id: None,
             version: 0,
         }
     }

@@ -3,7 +3,7 @@
 //! them, as `cargo xtask dev` runs it.
 
 use serde_json::Value;
-use shared::domain::{ApiKey, OwnerId, UploadId};
+use shared::domain::{ApiKey, OwnerId, Timestamp, UploadId};
 use shared::store::DeleteScope;
 use tests::{LocalApi, TestStack};
 use xtask::apigw::parse_response;
@@ -161,7 +161,10 @@ async fn invoke_api(t: &TestStack, function: &str, event_name: &str) -> (u16, Va
     let resp = parse_response(&response(h.invoke(&event(event_name)).await.unwrap())).unwrap();
     let body = resp.json().unwrap();
     assert_eq!(resp.header("x-request-id"), body["request_id"].as_str());
-    assert!(h.logs().iter().all(|l| !l.contains("usk_")), "an API key reached {function}'s log");
+    assert!(
+        h.logs().iter().all(|l| !l.contains("usk_") && !l.contains("ubt_")),
+        "a key or token reached {function}'s log"
+    );
     (resp.status, body)
 }
 
@@ -195,6 +198,18 @@ async fn lifecycle_binaries_answer_their_events() {
     assert_eq!(status, 200, "{body}");
     let ids: Vec<&str> = body["uploads"].as_array().unwrap().iter().map(|u| u["upload_id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![id.as_str(), created.as_str()]);
+
+    // mint-token: a token of the event's grant, which the store's secret
+    // verifies, for the key of the event; the token reaches no log.
+    let (status, body) = invoke_api(&t, "MintToken", "mint-token").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["scope"].as_str(), body["content_type"].as_str()), (Some("own"), Some("image/*")));
+    let secret = t.store.secret(shared::store::Secret::Token).await.unwrap();
+    let token =
+        shared::domain::BrowserToken::verify(body["token"].as_str().unwrap(), secret, Timestamp::now()).unwrap();
+    let key = ApiKey::parse(event("mint-token")["headers"]["x-api-key"].as_str().unwrap()).unwrap();
+    assert_eq!((token.key, token.max_size), (key.digest(), Some(104_857_600)));
+    assert_eq!(body["token_id"].as_str(), Some(token.id.as_str()));
 }
 
 #[tokio::test]

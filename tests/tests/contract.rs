@@ -74,8 +74,10 @@ impl Local {
         body: Option<Value>,
     ) -> (u16, Value) {
         let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.header("x-api-key", k);
+        match key {
+            Some(t) if t.starts_with("ubt_") => req = req.header("authorization", format!("Bearer {t}")),
+            Some(k) => req = req.header("x-api-key", k),
+            None => {}
         }
         if let Some(b) = body {
             req = req.json(&b);
@@ -186,10 +188,33 @@ async fn real_responses_validate_against_openapi() {
     assert_eq!(l.call("DELETE", "/uploads", "/uploads", k, None).await.0, 400);
     assert_eq!(l.call("GET", &item, "/uploads/{upload_id}", None, None).await.0, 401);
 
+    // Browser tokens: minted, used, refused.
+    let grant = json!({"ttl_seconds": 60, "max_size": 100, "content_type": "text/*"});
+    let (status, minted) = l.call("POST", "/tokens", "/tokens", k, Some(grant)).await;
+    assert_eq!(status, 201);
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let tk = Some(token.as_str());
+    let text = |size: u64| json!({"filename": "t.txt", "content_type": "text/plain", "size": size});
+    let (status, by_token) = l.call("POST", "/uploads", "/uploads", tk, Some(text(5))).await;
+    assert_eq!(status, 201);
+    let (status, by_key) = l.call("POST", "/uploads", "/uploads", k, Some(text(5))).await;
+    assert_eq!(status, 201);
+    let theirs = format!("/uploads/{}", by_key["upload_id"].as_str().unwrap());
+    assert_eq!(l.call("GET", &theirs, "/uploads/{upload_id}", tk, None).await.0, 403);
+    assert_eq!(l.call("DELETE", &theirs, "/uploads/{upload_id}", tk, None).await.0, 403);
+    let own = format!("/uploads/{}", by_token["upload_id"].as_str().unwrap());
+    assert_eq!(l.call("GET", &own, "/uploads/{upload_id}", tk, None).await.0, 200);
+    assert_eq!(l.call("GET", "/uploads", "/uploads", tk, None).await.0, 403);
+    assert_eq!(l.call("POST", "/uploads", "/uploads", tk, Some(text(101))).await.0, 403);
+    assert_eq!(l.call("POST", "/tokens", "/tokens", tk, Some(json!({}))).await.0, 403);
+    assert_eq!(l.call("POST", "/tokens", "/tokens", k, Some(json!({"ttl_seconds": 5}))).await.0, 400);
+    let (status, body) = l.call("GET", &own, "/uploads/{upload_id}", Some("ubt_x.y"), None).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("Invalid token")));
+
     // Every route got at least its success answer checked.
     let routes: BTreeSet<(String, String)> =
         l.checked.iter().filter(|c| c.2 < 300).map(|c| (c.0.clone(), c.1.clone())).collect();
-    assert_eq!(routes.len(), 6, "{routes:?}");
+    assert_eq!(routes.len(), 7, "{routes:?}");
 }
 
 #[tokio::test]

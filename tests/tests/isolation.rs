@@ -14,6 +14,9 @@ use shared::domain::{ApiKey, ObjectKey, OwnerId, Session, UploadId};
 use shared::store::layout;
 use tests::{LocalApi, TestStack};
 
+#[path = "isolation/tokens.rs"]
+mod tokens;
+
 /// How a request presents its key.
 #[derive(Debug, Clone, Copy)]
 enum Presented {

@@ -22,6 +22,7 @@ fn routes_are_the_contract_routes() {
         ("DELETE", "/uploads/{upload_id}", "DeleteUpload"),
         ("POST", "/uploads/{upload_id}/confirm", "ConfirmUpload"),
         ("POST", "/uploads/{upload_id}/resume", "ResumeUpload"),
+        ("POST", "/tokens", "MintToken"),
     ]
     .iter()
     .map(|(m, p, f)| (m.to_string(), p.to_string(), f.to_string()))
@@ -87,7 +88,7 @@ fn table_has_ttl() {
 fn every_function_has_its_package_binary_and_event() {
     let t = Template::load(&project_root().join("template.yaml")).unwrap();
     let functions = t.functions().unwrap();
-    assert_eq!(functions.len(), 8);
+    assert_eq!(functions.len(), 9);
     for f in functions {
         let dir = project_root().join("functions").join(&f.binary);
         assert!(dir.join("Cargo.toml").exists(), "no package for {}", f.binary);
@@ -132,7 +133,7 @@ fn function_policies_are_least_privilege() {
             }
         }
     }
-    assert_eq!(functions, 8);
+    assert_eq!(functions, 9);
 }
 
 #[test]
@@ -230,7 +231,7 @@ fn every_function_logs_to_its_own_group_with_retention() {
     assert_eq!(global["LogFormat"], "JSON");
     assert!(!global["ApplicationLogLevel"].is_null() && !global["SystemLogLevel"].is_null());
     let functions = function_ids(&doc);
-    assert_eq!(functions.len(), 8);
+    assert_eq!(functions.len(), 9);
     let mut groups = Vec::new();
     for f in &functions {
         let config = &doc["Resources"][f.as_str()]["Properties"]["LoggingConfig"];

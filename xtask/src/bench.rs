@@ -496,6 +496,7 @@ impl Env {
             expires_at: created_at.plus_seconds(expiry),
             completed_at: None,
             completing_since: None,
+            token_id: None,
             version: 0,
         }
     }

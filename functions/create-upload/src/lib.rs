@@ -20,17 +20,19 @@ use shared::domain::{Multipart, NewUpload, ObjectKey, Plan, Session, Status, Tim
 use shared::error::chain;
 use shared::http::{self, Operation, Reply};
 use shared::uploads::Uploads;
-use shared::{views, Error};
+use shared::{auth, views, Error};
 use tracing::{warn, Span};
 
 pub const OPERATION: Operation = Operation { name: "create-upload", failure: "Failed to create upload" };
 
 pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
-        let key = http::credentials(&req)?;
+        let credential = http::credentials(&req)?;
         http::json_content_type(&req)?;
         let new = NewUpload::parse(http::body(&req), &deps.policy)?;
-        let owner = http::authenticate(&deps.store, &key).await?;
+        let caller = auth::authenticate(&deps.store, &credential).await?;
+        caller.may_create(&new)?;
+        let owner = caller.owner.clone();
 
         let id = UploadId::generate();
         Span::current().record("upload_id", id.as_str());
@@ -81,6 +83,7 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
             expires_at: now.plus_seconds(deps.policy.session_expiry_seconds),
             completed_at: None,
             completing_since: None,
+            token_id: caller.token_id(),
             version: 0,
         };
         if let Err(e) =

@@ -13,7 +13,7 @@ use shared::config::ConfigError;
 use shared::deletion::Deleter;
 use shared::http::{self, Operation, Reply};
 use shared::store::DeleteScope;
-use shared::{aws, Config, Error};
+use shared::{auth, aws, Config, Error};
 
 pub const OPERATION: Operation = Operation { name: "delete-upload", failure: "Failed to delete upload record" };
 
@@ -34,13 +34,15 @@ impl Deps {
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
-        let key = http::credentials(&req)?;
+        let credential = http::credentials(&req)?;
         let id = match http::path_upload_id(&req) {
             Some(id) => id?,
             None => http::header_upload_id(&req)?,
         };
-        let (_, session) = http::authenticate_for(&deps.deleter.store, &key, &id).await?;
-        deps.deleter.delete_read(session.ok_or(Error::NotFound)?, DeleteScope::Any).await?.ok_or(Error::NotFound)?;
+        let (caller, session) = auth::authenticate_for(&deps.deleter.store, &credential, &id).await?;
+        let session = session.ok_or(Error::NotFound)?;
+        caller.may_reach(&session)?;
+        deps.deleter.delete_read(session, DeleteScope::Any).await?.ok_or(Error::NotFound)?;
         Ok(Reply::ok(json!({ "message": format!("Upload {id} deleted successfully") })))
     })
     .await

@@ -8,9 +8,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::config::ConfigError;
 use shared::http::{self, Operation, Reply};
-use shared::store::Store;
-use shared::{aws, cursor, views, Config, Error};
-use tokio::sync::OnceCell;
+use shared::store::{Secret, Store};
+use shared::{auth, aws, cursor, views, Config, Error};
 
 pub const OPERATION: Operation = Operation { name: "list-uploads", failure: "Failed to list uploads" };
 pub const DEFAULT_LIMIT: i32 = 50;
@@ -19,23 +18,17 @@ pub const MAX_LIMIT: i32 = 100;
 #[derive(Debug)]
 pub struct Deps {
     pub store: Store,
-    /// The cursor secret, read (or created) on first use and kept.
-    secret: OnceCell<Vec<u8>>,
 }
 
 impl Deps {
     pub fn new(store: Store) -> Self {
-        Self { store, secret: OnceCell::new() }
+        Self { store }
     }
 
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let sdk = aws::sdk_config().await;
         Ok(Self::new(aws::store(&sdk, &config)))
-    }
-
-    async fn secret(&self) -> Result<&[u8], Error> {
-        self.secret.get_or_try_init(|| self.store.cursor_secret()).await.map(Vec::as_slice)
     }
 }
 
@@ -48,17 +41,22 @@ fn parse_limit(raw: Option<String>) -> Result<i32, Error> {
 
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     http::serve(req, OPERATION, |req| async move {
-        let key = http::credentials(&req)?;
+        let credential = http::credentials(&req)?;
         let limit = parse_limit(http::query_param(&req, "limit", "Invalid limit")?)?;
         let raw_cursor = http::query_param(&req, "cursor", "Invalid cursor")?;
-        let owner = http::authenticate(&deps.store, &key).await?;
+        let caller = auth::authenticate(&deps.store, &credential).await?;
+        caller.may_list()?;
+        let owner = caller.owner;
         let after = match raw_cursor {
             None => None,
-            Some(c) => Some(cursor::decode(deps.secret().await?, &owner, &c).ok_or(Error::Invalid("Invalid cursor"))?),
+            Some(c) => Some(
+                cursor::decode(deps.store.secret(Secret::Cursor).await?, &owner, &c)
+                    .ok_or(Error::Invalid("Invalid cursor"))?,
+            ),
         };
         let page = deps.store.list_sessions(&owner, limit, after.as_deref()).await?;
         let next = match page.last {
-            Some(last) => Some(cursor::encode(deps.secret().await?, &owner, &last)),
+            Some(last) => Some(cursor::encode(deps.store.secret(Secret::Cursor).await?, &owner, &last)),
             None => None,
         };
         let uploads: Vec<_> = page.sessions.iter().map(views::listed).collect();

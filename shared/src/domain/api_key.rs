@@ -46,6 +46,12 @@ impl fmt::Debug for ApiKey {
 pub struct KeyDigest(String);
 
 impl KeyDigest {
+    /// A digest in its stored form: 64 lowercase hex digits.
+    pub fn parse(input: &str) -> Option<Self> {
+        let ok = input.len() == 64 && input.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| Self(input.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

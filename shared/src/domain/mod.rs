@@ -6,6 +6,7 @@ mod checksum;
 mod ids;
 mod session;
 mod time;
+mod token;
 mod upload;
 
 pub use api_key::{ApiKey, KeyDigest};
@@ -13,6 +14,10 @@ pub use checksum::{ChecksumAlgorithm, ChecksumType, Checksums};
 pub use ids::{ObjectKey, OwnerId, UploadId};
 pub use session::{Holding, Listed, Multipart, Session, COMPLETION_ABANDONED_AFTER_SECONDS};
 pub use time::Timestamp;
+pub use token::{
+    content_type_admits, valid_token_content_type, BrowserToken, TokenGrant, TokenId, TokenRefusal, TokenScope,
+    MAX_TOKEN_LEN, TOKEN_DEFAULT_TTL_SECONDS, TOKEN_MAX_TTL_SECONDS, TOKEN_MIN_TTL_SECONDS,
+};
 pub use upload::{part_len, valid_content_type, valid_filename, NewUpload, Plan, MAX_CHECKSUMS};
 
 /// The lifecycle state of an upload session.

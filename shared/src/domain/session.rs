@@ -1,4 +1,4 @@
-use super::{ChecksumType, Checksums, ObjectKey, OwnerId, Status, Timestamp, UploadId};
+use super::{ChecksumType, Checksums, ObjectKey, OwnerId, Status, Timestamp, TokenId, UploadId};
 use crate::error::Error;
 
 /// A completion (see [`Session::completing_since`]) still unfinished this
@@ -31,6 +31,9 @@ pub struct Session {
     /// not committed yet (S3 may take minutes over 10,000 parts): retries
     /// and the sweeper finish it rather than report bytes missing.
     pub completing_since: Option<Timestamp>,
+    /// The browser token that created it, if one did: what a token of
+    /// scope `own` may reach.
+    pub token_id: Option<TokenId>,
     /// Bumped by every write, so a transaction can insist that the record
     /// has not changed since it was read.
     pub version: u64,

@@ -15,7 +15,13 @@ pub(super) fn key(digest: &KeyDigest) -> [(String, AttributeValue); 2] {
 impl Store {
     /// The owner an API key belongs to, or `None` for an unknown or revoked key.
     pub async fn resolve_api_key(&self, api_key: &ApiKey) -> Result<Option<OwnerId>, Error> {
-        match self.get(key(&api_key.digest()).into_iter().collect(), "resolve api key").await? {
+        self.resolve_key_digest(&api_key.digest()).await
+    }
+
+    /// The owner of the key with this digest, or `None` for an unknown or
+    /// revoked key.
+    pub async fn resolve_key_digest(&self, digest: &KeyDigest) -> Result<Option<OwnerId>, Error> {
+        match self.get(key(digest).into_iter().collect(), "resolve api key").await? {
             None => Ok(None),
             Some(item) => Reader::new(&item, "resolve api key").parsed("owner", OwnerId::parse).map(Some),
         }
@@ -51,39 +57,5 @@ impl Store {
             .await
             .map_err(Error::aws("revoke api key"))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
-    }
-}
-
-impl Store {
-    /// The secret keying list cursors' HMAC: 32 random bytes kept in the
-    /// table itself, created by whichever function first needs it (a
-    /// conditional put, so concurrent first calls agree on one secret).
-    pub async fn cursor_secret(&self) -> Result<Vec<u8>, Error> {
-        let key: super::item::Key = [(PK.into(), s("CONFIG")), (SK.into(), s("CURSOR_SECRET"))].into_iter().collect();
-        for _ in 0..2 {
-            if let Some(item) = self.get(key.clone(), "read cursor secret").await? {
-                let hex = Reader::new(&item, "read cursor secret").str("secret")?;
-                return crate::domain::unhex(hex)
-                    .filter(|b| b.len() == 32)
-                    .ok_or_else(|| Error::invariant("read cursor secret", "stored secret is malformed"));
-            }
-            let mut item = key.clone();
-            item.insert("type".into(), s("config"));
-            item.insert("secret".into(), s(crate::domain::hex(&crate::domain::random_bytes::<32>())));
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            match put {
-                Ok(_) => {}
-                Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(Error::aws("create cursor secret")(e)),
-            }
-        }
-        Err(Error::invariant("read cursor secret", "secret vanished after creation"))
     }
 }

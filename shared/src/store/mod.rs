@@ -12,6 +12,8 @@
 //! | owner usage | `OWNER#<owner>` | `USAGE` | `bytes_used`: the sum of the sizes of the owner's completed uploads; `bytes_reserved`: of its pending sessions' declared sizes; `bytes_held`: the two together, what the quota limits; `pending_count`: its pending sessions |
 //! | cleanup task | `CLEANUP#<upload_id>` | `CLEANUP` | `owner`, `bucket`, `object_key`, `mp_upload_id` (optional), `created_at`, `final_pass_at`, `attempts`, `deletion_token` (the `ClientRequestToken` of the deletion that wrote it) |
 //! | cursor secret | `CONFIG` | `CURSOR_SECRET` | `secret`: 32 random bytes (hex) keying list cursors' HMAC, created on first use |
+//! | token secret | `CONFIG` | `TOKEN_SECRET` | `secret`: the same, keying browser tokens' HMAC, created by the first mint |
+//! | token counter | `RATE#<sha256 hex of a key>` | `WINDOW#<unix seconds>` | `requests`: requests of the key's browser tokens in that 60 s window; `ttl` one window after it ends |
 //!
 //! Two sparse global secondary indexes:
 //!
@@ -28,8 +30,8 @@
 //!   only what the sweeper reads: `upload_id`, `owner`, `expires_at`,
 //!   `completing_at`, `attempts`.
 //!
-//! `ttl` (epoch seconds) is the table's TTL attribute. Only pending sessions
-//! carry it, set a grace period past `expires_at`, so the sweeper, which
+//! `ttl` (epoch seconds) is the table's TTL attribute. Token counters and
+//! pending sessions carry it: sessions set a grace period past `expires_at`, so the sweeper, which
 //! deletes through the same transaction as a client delete, always comes
 //! first; cleanup tasks and completed sessions never expire by TTL.
 //!
@@ -61,6 +63,7 @@
 mod cleanup;
 mod item;
 mod keys;
+mod secrets;
 mod sessions;
 mod usage;
 
@@ -68,6 +71,7 @@ pub use cleanup::CleanupTask;
 pub use cleanup::DueTask;
 pub use item::Item;
 pub use layout::{due_shard, DUE_SHARDS};
+pub use secrets::{Secret, RATE_WINDOW_SECONDS};
 pub use sessions::{CompleteError, DeleteScope, DueSession, SessionPage};
 pub use usage::Usage;
 
@@ -98,16 +102,27 @@ fn each<T>(items: &[item::Item], read: impl Fn(&item::Item) -> Result<T, crate::
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 use aws_sdk_dynamodb::Client;
 
-/// The table and the client that reaches it. Cheap to clone.
+/// The table and the client that reaches it, the secrets this instance
+/// has read from it, and the rate limit browser tokens are counted
+/// against. Cheap to clone (clones share the secrets).
 #[derive(Debug, Clone)]
 pub struct Store {
     client: Client,
     table: String,
+    secrets: std::sync::Arc<secrets::SecretCache>,
+    key_rate_limit: Option<u64>,
 }
 
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), secrets: Default::default(), key_rate_limit: None }
+    }
+
+    /// Counts browser tokens' requests per minting key, `limit` a
+    /// [`RATE_WINDOW_SECONDS`] window (see [`Store::count_token_request`]).
+    pub fn with_key_rate_limit(mut self, limit: Option<u64>) -> Self {
+        self.key_rate_limit = limit;
+        self
     }
 
     pub fn table(&self) -> &str {

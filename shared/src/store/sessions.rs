@@ -16,7 +16,8 @@ use super::item::{n, s, Item, Reader};
 use super::layout::*;
 use super::{usage, Store};
 use crate::domain::{
-    ApiKey, ChecksumAlgorithm, Checksums, Listed, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp, UploadId,
+    ChecksumAlgorithm, Checksums, KeyDigest, Listed, Multipart, ObjectKey, OwnerId, Session, Status, Timestamp,
+    TokenId, UploadId,
 };
 use crate::error::Error;
 
@@ -74,6 +75,9 @@ fn to_item(session: &Session) -> Item {
     if let Some(at) = session.completing_since {
         put("completing_at", s(at.to_rfc3339()));
     }
+    if let Some(token) = &session.token_id {
+        put("token_id", s(token.as_str()));
+    }
     item
 }
 
@@ -107,6 +111,7 @@ pub(super) fn from_item(item: &Item) -> Result<Session, Error> {
         expires_at: r.parsed("expires_at", Timestamp::parse)?,
         completed_at: r.opt_parsed("completed_at", Timestamp::parse)?,
         completing_since: r.opt_parsed("completing_at", Timestamp::parse)?,
+        token_id: r.opt_parsed("token_id", TokenId::parse)?,
         version: r.num("version")?,
     })
 }
@@ -172,18 +177,17 @@ impl From<Error> for CompleteError {
 }
 
 impl Store {
-    /// The owner of `api_key` and the session `id`, read together in one
+    /// The owner of the key with `digest` and the session `id`, read together in one
     /// strongly consistent `BatchGetItem`: the owner is `None` for an unknown
     /// or revoked key, and the session is returned only when that owner owns
     /// it (another owner's session is `None`, exactly like a missing one).
     pub async fn caller_and_session(
         &self,
-        api_key: &ApiKey,
+        digest: &KeyDigest,
         id: &UploadId,
     ) -> Result<(Option<OwnerId>, Option<Session>), Error> {
         const WHAT: &str = "read api key and session";
-        let digest = api_key.digest();
-        let key_item = super::keys::key(&digest);
+        let key_item = super::keys::key(digest);
         let key_pk = api_key_pk(digest.as_str());
         let items = self.get_many(vec![key_item.into_iter().collect(), key(id)], WHAT).await?;
         let pk = |item: &Item| item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
@@ -758,6 +762,7 @@ mod tests {
                     expires_at: created_at.plus_seconds(expiry),
                     completed_at: None,
                     completing_since: None,
+                    token_id: (version & 1 == 1).then(TokenId::generate),
                     version: version >> 1,
                 };
                 let later = created_at.plus_seconds(30);

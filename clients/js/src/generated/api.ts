@@ -87,10 +87,59 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mint a short-lived browser token with an owner's key.
+         * @description For the app's backend: it mints a token per page (or per upload) and hands it to the browser, which sends it as `Authorization: Bearer`. The token is verified without storage (signed with a secret the table keeps); revoking the key that minted it ends it at once. Only an API key mints: a token here is a 403.
+         */
+        post: operations["mint-token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description `own`: only the uploads created with this token; `owner`: every upload of the owner, and their list.
+         * @enum {string}
+         */
+        TokenScope: "own" | "owner";
+        /** @description A media type (`image/png`), or a type with any subtype (`image/*`). Compared without parameters, case-insensitively. */
+        TokenContentType: string;
+        TokenRequest: {
+            /** @default 900 */
+            ttl_seconds: number;
+            scope?: components["schemas"]["TokenScope"];
+            /** @description The largest upload the token may create, in bytes. */
+            max_size?: number;
+            content_type?: components["schemas"]["TokenContentType"];
+            /** @description The one upload the token reaches (it must be the owner's); it can then neither create nor list. */
+            upload_id?: components["schemas"]["UploadIdInput"];
+        };
+        Token: {
+            /** @description Send as `Authorization: Bearer <token>`. */
+            token: string;
+            token_id: string;
+            /** @description From this instant (a whole second) on, the token is answered 401 `Token expired`. */
+            expires_at: components["schemas"]["Timestamp"];
+            scope: components["schemas"]["TokenScope"];
+            max_size?: number;
+            content_type?: components["schemas"]["TokenContentType"];
+            upload_id?: components["schemas"]["UploadId"];
+            request_id: components["schemas"]["RequestIdField"];
+        };
         /** @example upl_3f2a9c4e8b1d4f6a9e0c7b5d2a1f8e36 */
         UploadId: string;
         /**
@@ -250,7 +299,7 @@ export interface components {
             content: {
                 "application/json": components["schemas"]["Error"] & {
                     /** @enum {unknown} */
-                    error?: "Missing Upload-Id header" | "Invalid upload id" | "Invalid JSON body" | "Invalid filename" | "Invalid content_type" | "Invalid size" | "Size exceeds the maximum upload size" | "Invalid part_size" | "Invalid checksum_algorithm" | "Invalid checksums" | "Invalid limit" | "Invalid cursor";
+                    error?: "Missing Upload-Id header" | "Invalid upload id" | "Invalid JSON body" | "Invalid filename" | "Invalid content_type" | "Invalid size" | "Size exceeds the maximum upload size" | "Invalid part_size" | "Invalid checksum_algorithm" | "Invalid checksums" | "Invalid limit" | "Invalid cursor" | "Invalid ttl_seconds" | "Invalid scope" | "Invalid max_size";
                 };
             };
         };
@@ -266,19 +315,55 @@ export interface components {
                 };
             };
         };
-        /** @description No key, or a malformed, unknown or revoked one. */
+        /** @description No credential, or a malformed, unknown or revoked key (`Unauthorized`, also for a token whose minting key was revoked); a token this service did not mint, or altered (`Invalid token`); a token past its `expires_at` (`Token expired`). */
         Unauthorized: {
             headers: {
                 [name: string]: unknown;
             };
             content: {
                 "application/json": components["schemas"]["Error"] & {
-                    /** @constant */
-                    error?: "Unauthorized";
+                    /** @enum {unknown} */
+                    error?: "Unauthorized" | "Invalid token" | "Token expired";
                 };
             };
         };
-        /** @description The owner's completed uploads and pending sessions' reservations would exceed the quota, or the owner already has as many pending sessions as allowed. */
+        /** @description A browser token asked for an upload of its owner that it does not reach. */
+        OutOfScope: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"] & {
+                    /** @constant */
+                    error?: "Upload is outside the token's scope";
+                };
+            };
+        };
+        /** @description A browser token of scope `own`, or bound to one upload, cannot list. */
+        NoListing: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"] & {
+                    /** @constant */
+                    error?: "Token does not allow listing";
+                };
+            };
+        };
+        /** @description A browser token cannot mint tokens. */
+        NoMinting: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"] & {
+                    /** @constant */
+                    error?: "Tokens cannot mint tokens";
+                };
+            };
+        };
+        /** @description The owner's completed uploads and pending sessions' reservations would exceed the quota, or the owner already has as many pending sessions as allowed; or a browser token may not create this upload (it is bound to one upload, or the upload passes its `max_size` or `content_type`). */
         QuotaExceeded: {
             headers: {
                 [name: string]: unknown;
@@ -286,7 +371,7 @@ export interface components {
             content: {
                 "application/json": components["schemas"]["Error"] & {
                     /** @enum {unknown} */
-                    error?: "Quota exceeded" | "Too many pending uploads";
+                    error?: "Quota exceeded" | "Too many pending uploads" | "Token does not allow creating uploads" | "Upload larger than the token allows" | "Content type not allowed by the token";
                 };
             };
         };
@@ -326,7 +411,7 @@ export interface components {
                 };
             };
         };
-        /** @description Too many requests: this key went over its rate limit (`KeyRateLimit` requests per 60 s, answered by API Gateway before any function runs, `Retry-After: 10`), the stage went over its throttle, or this owner's writes keep colliding (many creates, confirms or deletes at once, retried inside the service first). Try again after `Retry-After` seconds. */
+        /** @description Too many requests: this key went over its rate limit (`KeyRateLimit` requests per 60 s, answered by API Gateway before any function runs, `Retry-After: 10`), the stage went over its throttle, or this owner's writes keep colliding (many creates, confirms or deletes at once, retried inside the service first), or the browser tokens of one key together went over that key's `KeyRateLimit` (`Rate limit exceeded`, counted by the functions; `Retry-After` until the 60 s window ends). Try again after `Retry-After` seconds. */
         TooManyRequests: {
             headers: {
                 "Retry-After"?: number;
@@ -334,8 +419,8 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"] & {
-                    /** @constant */
-                    error?: "Too many requests";
+                    /** @enum {unknown} */
+                    error?: "Too many requests" | "Rate limit exceeded";
                 };
             };
         };
@@ -360,7 +445,7 @@ export interface components {
             content: {
                 "application/json": components["schemas"]["Error"] & {
                     /** @enum {unknown} */
-                    error?: "Failed to delete upload record" | "Failed to create upload" | "Failed to read upload" | "Failed to list uploads" | "Failed to confirm upload" | "Failed to resume upload";
+                    error?: "Failed to delete upload record" | "Failed to create upload" | "Failed to read upload" | "Failed to list uploads" | "Failed to confirm upload" | "Failed to resume upload" | "Failed to mint token";
                 };
             };
         };
@@ -403,6 +488,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["NoListing"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Busy"];
@@ -456,6 +542,7 @@ export interface operations {
             200: components["responses"]["Deleted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["OutOfScope"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
@@ -485,6 +572,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["OutOfScope"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
@@ -505,6 +593,7 @@ export interface operations {
             200: components["responses"]["Deleted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["OutOfScope"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
@@ -545,6 +634,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["OutOfScope"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["TooManyRequests"];
@@ -575,8 +665,43 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["OutOfScope"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Busy"];
+        };
+    };
+    "mint-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["TokenRequest"];
+            };
+        };
+        responses: {
+            /** @description The token, and what it allows. */
+            201: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Token"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["NoMinting"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["RequestBodyTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Busy"];
