@@ -1,6 +1,6 @@
 //! From a real browser: headless Chromium (Debian's `chromium`, installed by
 //! `cargo xtask test` when missing) opens the upload page the local API
-//! serves (`web/upload.html` at `/_local/upload`, as under `cargo xtask
+//! serves (`web/upload.html` at `/_local/basic`, as under `cargo xtask
 //! dev`), is given a file as a user picking it would be, and uploads it: the
 //! page computes SHA-256 checksums with WebCrypto, creates the session, and
 //! `PUT`s the parts cross-origin straight to S3 with exactly the signed
@@ -44,7 +44,7 @@ impl Page {
     }
 
     fn url(&self, extra: &str) -> String {
-        format!("{}{}?key={}{extra}", self.api.base, xtask::gateway::UPLOAD_PAGE_PATH, self.key.expose())
+        format!("{}{}?key={}{extra}", self.api.base, xtask::gateway::BASIC_PAGE_PATH, self.key.expose())
     }
 
     fn file(&self, name: &str, data: &[u8]) -> PathBuf {

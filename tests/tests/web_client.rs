@@ -34,6 +34,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use xtask::chromium::Browser;
 
+/// The Uppy plugin and the uploads page, in the same browser setting.
+#[path = "web_client/uppy.rs"]
+mod uppy;
+
 /// The file the page uploads: three parts of [`PART_SIZE`], the last one
 /// shorter (2 MiB and a few bytes).
 const SIZE: usize = 12 * MIB + 12_345;

@@ -2,7 +2,8 @@
 //! installed from Debian's `chromium` package when missing, started on a
 //! loopback DevTools port, and driven through the DevTools protocol (JSON
 //! over a websocket: a command is `{id, method, params}`, its answer the
-//! message with the same `id`; events are ignored).
+//! message with the same `id`; events are ignored unless subscribed to,
+//! see [`Browser::subscribe`]).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -69,6 +70,9 @@ pub struct Browser {
     child: Child,
     page: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
+    /// Events of the subscribed methods, received while waiting for answers.
+    events: Vec<Value>,
+    subscribed: std::collections::HashSet<String>,
     _profile: TempDir,
 }
 
@@ -140,7 +144,8 @@ impl Browser {
             .ok_or_else(|| anyhow!("no page target in {targets}"))?
             .to_owned();
         let (page, _) = tokio_tungstenite::connect_async(ws).await.context("attaching to the page")?;
-        let mut browser = Browser { child, page, next_id: 0, _profile: profile };
+        let mut browser =
+            Browser { child, page, next_id: 0, events: Vec::new(), subscribed: Default::default(), _profile: profile };
         browser.call("Page.enable", json!({})).await?;
         // The viewport itself `width` x `height` (the window's frame takes
         // some of --window-size), at one device pixel per CSS pixel.
@@ -166,6 +171,9 @@ impl Browser {
                     if v["id"] == id {
                         return Ok(v);
                     }
+                    if v["method"].as_str().is_some_and(|m| self.subscribed.contains(m)) {
+                        self.events.push(v);
+                    }
                 }
             }
             bail!("the page's DevTools connection closed")
@@ -176,6 +184,21 @@ impl Browser {
             bail!("{method}: {error}");
         }
         Ok(answer["result"].clone())
+    }
+
+    /// Keeps the events named `method` (e.g. `Fetch.requestPaused`) that
+    /// arrive from now on, for [`Browser::take_events`]. Events arrive
+    /// while a command waits for its answer: poll with [`Browser::eval`].
+    pub fn subscribe(&mut self, method: &str) {
+        self.subscribed.insert(method.to_owned());
+    }
+
+    /// The kept events named `method` (their `params`), oldest first,
+    /// removed from the buffer.
+    pub fn take_events(&mut self, method: &str) -> Vec<Value> {
+        let (taken, kept) = std::mem::take(&mut self.events).into_iter().partition(|e| e["method"] == method);
+        self.events = kept;
+        taken.into_iter().map(|mut e| e["params"].take()).collect()
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns

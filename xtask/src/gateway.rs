@@ -35,11 +35,13 @@ use crate::runtime::{uuid_like, FunctionHost, Outcome};
 use crate::template::{Cors, GatewayResponse, Route};
 use crate::waf::{CustomResponse, WebAcl};
 
-/// Where the local API also serves the browser upload page
-/// (`web/upload.html`): a local tool beside the API, at a path no route of
-/// the contract can take (no API Gateway stage serves it).
-pub const UPLOAD_PAGE_PATH: &str = "/_local/upload";
-const UPLOAD_PAGE: &str = include_str!("../../web/upload.html");
+/// Where the local API also serves the one-file upload page
+/// (`web/upload.html`, which holds the API key it is given): a local tool
+/// beside the API, at a path no route of the contract can take (no API
+/// Gateway stage serves it). `cargo xtask dev` serves the Uppy page, which
+/// holds only tokens, at [`crate::apppage::UPLOAD_PAGE_PATH`].
+pub const BASIC_PAGE_PATH: &str = "/_local/basic";
+const BASIC_PAGE: &str = include_str!("../../web/upload.html");
 
 /// Limit on request bodies, as API Gateway's 10 MB payload limit
 /// (10,485,760 bytes).
@@ -184,11 +186,20 @@ fn waf_response(custom: &CustomResponse) -> Response<Body> {
 
 impl Gateway {
     pub async fn serve(self, addr: SocketAddr) -> Result<()> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let app = Router::new().fallback(handle).with_state(Arc::new(self));
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
-        Ok(())
+        serve_router(self.router(), addr).await
     }
+
+    /// The API as a router (every path), to serve beside other routes.
+    pub fn router(self) -> Router {
+        Router::new().fallback(handle).with_state(Arc::new(self))
+    }
+}
+
+/// Serves `router` on `addr`, with the peer's address the gateway needs.
+pub async fn serve_router(router: Router, addr: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    Ok(())
 }
 
 async fn handle(
@@ -197,8 +208,8 @@ async fn handle(
     req: Request<Body>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    if parts.method == axum::http::Method::GET && parts.uri.path() == UPLOAD_PAGE_PATH {
-        let mut r = Response::new(Body::from(UPLOAD_PAGE));
+    if parts.method == axum::http::Method::GET && parts.uri.path() == BASIC_PAGE_PATH {
+        let mut r = Response::new(Body::from(BASIC_PAGE));
         r.headers_mut().insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
         r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
         return r;

@@ -5,9 +5,11 @@
 //!
 //! Dependence runs one way: `local` (constants) ← `template`, `apigw`,
 //! `runtime`, `moto`, `waf` ← `gateway`, `feeder` ← `stack`; `wire` (the
-//! counting proxy) stands alone, and `bench` sits on top of them all.
+//! counting proxy) and `apppage` (the local web app on the API) stand
+//! alone, and `bench` sits on top of them all.
 
 pub mod apigw;
+pub mod apppage;
 pub mod bench;
 pub mod capacity;
 pub mod catalogue;

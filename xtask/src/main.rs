@@ -165,6 +165,8 @@ async fn dev() -> Result<ExitCode> {
     }
     build_functions(&stack.template)?;
     stack.store()?.put_api_key(&key, &owner).await?;
+    // The uploads page's bundle (clients/js); the API runs without it.
+    let page_built = build_client_js(false);
 
     let hosts = stack.start_functions(true).await?;
 
@@ -188,9 +190,20 @@ async fn dev() -> Result<ExitCode> {
         println!("queue {id}: {}", stack.physical(id)?.reference);
     }
     println!("api: http://127.0.0.1:{api_port}");
+    match &page_built {
+        Ok(()) => println!(
+            "uploads page (Uppy Dashboard; holds only tokens, which it gets from {}/token, minted with the dev key \
+             through POST /tokens): http://127.0.0.1:{api_port}{}",
+            xtask::apppage::DEV_PREFIX,
+            xtask::apppage::UPLOAD_PAGE_PATH
+        ),
+        Err(e) => println!(
+            "uploads page: not built ({e:#}); it needs Node 20+ and npm (cd clients/js && npm ci && npm run build)"
+        ),
+    }
     println!(
-        "browser upload page: http://127.0.0.1:{api_port}{}?key={}",
-        xtask::gateway::UPLOAD_PAGE_PATH,
+        "one-file upload page (holds the key): http://127.0.0.1:{api_port}{}?key={}",
+        xtask::gateway::BASIC_PAGE_PATH,
         key.expose()
     );
     println!("mint another key: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing TABLE_NAME={} cargo xtask mint-key --owner OWNER", moto.endpoint, config.table_name);
@@ -261,8 +274,11 @@ async fn dev() -> Result<ExitCode> {
 
     let gateway = stack.gateway(&hosts)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
+    // The uploads page and its token route beside the API, under /_local/.
+    let app = xtask::apppage::AppPage::new(&format!("http://127.0.0.1:{api_port}"), key.expose());
+    let router = axum::Router::new().nest(xtask::apppage::DEV_PREFIX, app.router()).fallback_service(gateway.router());
     tokio::select! {
-        r = gateway.serve(addr) => r.with_context(|| format!("serving the API on {addr}"))?,
+        r = xtask::gateway::serve_router(router, addr) => r.with_context(|| format!("serving the API on {addr}"))?,
         _ = stop_signal() => eprintln!("stopping"),
     }
     for f in feeders {
@@ -295,19 +311,27 @@ fn check_template() -> Result<()> {
     Ok(())
 }
 
-async fn test(extra: &[String]) -> Result<ExitCode> {
-    check_template()?;
-    // The TypeScript client (clients/js): install when the lock file changed, build, unit tests.
+/// The TypeScript package (clients/js): `npm ci` when the lock file is
+/// newer than the install, then `npm run build` (the package and the
+/// uploads page's bundle), then its unit tests when `unit_tests`.
+fn build_client_js(unit_tests: bool) -> Result<()> {
     let js = project_root().join("clients").join("js");
     let installed = std::fs::metadata(js.join("node_modules/.package-lock.json")).and_then(|m| m.modified()).ok();
     let locked = std::fs::metadata(js.join("package-lock.json")).and_then(|m| m.modified()).ok();
     let ci: &[&str] = if installed.is_none() || locked > installed { &["ci"] } else { &[] };
-    for args in [ci, &["run", "build"][..], &["test"][..]].into_iter().filter(|a| !a.is_empty()) {
+    let test: &[&str] = if unit_tests { &["test"] } else { &[] };
+    for args in [ci, &["run", "build"][..], test].into_iter().filter(|a| !a.is_empty()) {
         let status = std::process::Command::new("npm").args(args).current_dir(&js).status().context("running npm")?;
         if !status.success() {
             bail!("npm {} in clients/js failed ({status})", args.join(" "));
         }
     }
+    Ok(())
+}
+
+async fn test(extra: &[String]) -> Result<ExitCode> {
+    check_template()?;
+    build_client_js(true)?;
     eprintln!("clients/js: built, unit tests pass");
     moto::ensure_installed()?;
     xtask::chromium::ensure_installed()?;

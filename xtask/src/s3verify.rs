@@ -144,7 +144,29 @@ pub struct VerifyingS3 {
     pub root: PathBuf,
     remove_root: bool,
     server: tokio::task::JoinHandle<()>,
+    state: Arc<State>,
 }
+
+/// One request the server answered, as its access log has it.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub method: String,
+    /// `/<bucket>/<key>`.
+    pub path: String,
+    /// The query string, as sent (presigned URLs carry their signature here).
+    pub query: String,
+    pub status: u16,
+}
+
+impl Logged {
+    /// The value of the query parameter `name` (`partNumber`, `uploadId`).
+    pub fn param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The most requests the log keeps (the oldest go first).
+const LOG_LIMIT: usize = 10_000;
 
 impl VerifyingS3 {
     /// Starts a server on a free loopback port with an empty folder of its
@@ -182,7 +204,7 @@ impl VerifyingS3 {
             Signers::Fixed => builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY)),
             Signers::AnyKeyId(secret) => builder.set_auth(AnyKeyId(secret)),
         }
-        let front = Arc::new(Front { service: builder.build(), state });
+        let front = Arc::new(Front { service: builder.build(), state: state.clone() });
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the verifying S3 to {addr}"))?;
         let local = listener.local_addr()?;
@@ -199,7 +221,12 @@ impl VerifyingS3 {
             }
         });
         let reachable = SocketAddr::new(crate::moto::reachable(local.ip()), local.port());
-        Ok(Self { endpoint: format!("http://{reachable}"), root: root.to_owned(), remove_root: false, server })
+        Ok(Self { endpoint: format!("http://{reachable}"), root: root.to_owned(), remove_root: false, server, state })
+    }
+
+    /// The requests answered so far (at most the last 10,000), in order.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.state.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
     }
 
     /// An S3 client of this server: [`ACCESS_KEY`] and [`SECRET_KEY`],
@@ -268,6 +295,8 @@ struct State {
     /// Held across every check-then-write of an object (conditional PUT,
     /// completion, deletion), so a condition holds when the write lands.
     writes: tokio::sync::Mutex<()>,
+    /// Every request answered, oldest first ([`VerifyingS3::requests`]).
+    log: Mutex<std::collections::VecDeque<Logged>>,
 }
 
 #[derive(Default)]
@@ -1246,6 +1275,20 @@ fn wildcard_match(pattern: &str, s: &str) -> bool {
 
 impl Front {
     async fn handle(self: Arc<Self>, req: http::Request<hyper::body::Incoming>) -> Result<Response, s3s::HttpError> {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        let resp = self.answer(req).await;
+        let status = resp.as_ref().map_or(500, |r| r.status().as_u16());
+        let mut log = self.state.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.len() == LOG_LIMIT {
+            log.pop_front();
+        }
+        log.push_back(Logged { method, path, query, status });
+        resp
+    }
+
+    async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> Result<Response, s3s::HttpError> {
         if req.method() == Method::OPTIONS {
             return Ok(self.preflight(&req));
         }

@@ -1,8 +1,7 @@
 /**
  * Every route of the upload sessions API (`openapi.yaml`), plus minting
  * browser tokens on the server side. Types come from the generated
- * `./generated/api.ts` (`npm run generate`); only the tokens route, not
- * in `openapi.yaml` yet, is typed here by hand.
+ * `./generated/api.ts` (`npm run generate`).
  */
 
 import type { components } from "./generated/api.js";
@@ -27,31 +26,10 @@ export type Page = Schemas["Page"];
 export type Deleted = Schemas["Deleted"];
 export type ErrorBody = Schemas["Error"];
 
-/** `POST /tokens`'s body (pending on the server; not in `openapi.yaml` yet). */
-export interface TokenRequest {
-  /** 60..3600, default 900. */
-  ttl_seconds?: number;
-  /** `own`: the token's uploads only (default); `owner`: all of the owner's. */
-  scope?: "own" | "owner";
-  /** The largest upload the token may create, in bytes. */
-  max_size?: number;
-  /** The only content type the token may create uploads of. */
-  content_type?: string;
-  /** Limits the token to this one upload. */
-  upload_id?: string;
-}
-
-/** `POST /tokens`'s 201 answer. */
-export interface Token {
-  /** `ubt_…`: send as `Authorization: Bearer`. */
-  token: string;
-  expires_at: string;
-  scope: "own" | "owner";
-  max_size?: number;
-  content_type?: string;
-  upload_id?: string;
-  request_id: string;
-}
+/** `POST /tokens`'s body: every field optional (`ttl_seconds` 60..3600, default 900; `scope` `own` by default). */
+export type TokenRequest = Omit<Schemas["TokenRequest"], "ttl_seconds"> & { ttl_seconds?: number };
+/** `POST /tokens`'s 201 answer: `token` (`ubt_…`, sent as `Authorization: Bearer`), `expires_at`, the limits. */
+export type Token = Schemas["Token"];
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -237,8 +215,9 @@ export class UploadsClient {
   }
 
   /**
-   * `POST /tokens` (pending on the server): a short-lived token for a
-   * browser, minted with the owner's API key. Refused on a token client.
+   * `POST /tokens`: a short-lived token for a browser, minted with the
+   * owner's API key. Refused on a token client (the API refuses it too:
+   * tokens cannot mint tokens).
    */
   async mintToken(req: TokenRequest = {}, opts: CallOptions = {}): Promise<Token> {
     if (this.kind !== "apiKey") {

@@ -236,7 +236,9 @@ export default class UploadSessions<M extends Meta, B extends Body> extends Base
   private readonly clients = new Map<string, UploadsClient>();
 
   constructor(uppy: Uppy<M, B>, opts: UploadSessionsOptions) {
-    super(uppy, { ...defaultOptions, ...opts } as Opts);
+    // An option given as `undefined` takes its default.
+    const given = Object.fromEntries(Object.entries(opts ?? {}).filter(([, v]) => v !== undefined));
+    super(uppy, { ...defaultOptions, ...given } as Opts);
     this.type = "uploader";
     this.id = this.opts.id || "UploadSessions";
     if (typeof this.opts.endpoint !== "string" || !/^https?:\/\//i.test(this.opts.endpoint)) {

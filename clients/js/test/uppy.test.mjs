@@ -261,7 +261,9 @@ test("options are checked when the plugin is installed", () => {
   assert.throws(() => uppy.use(UploadSessions, { endpoint: API }), UsageError);
   assert.throws(() => new Uppy().use(UploadSessions, { endpoint: API, token: TOKEN, getToken: () => TOKEN }), UsageError);
   assert.throws(() => new Uppy().use(UploadSessions, { endpoint: "api.test", token: TOKEN }), UsageError);
-  const ok = new Uppy().use(UploadSessions, { endpoint: API, token: TOKEN });
+  const ok = new Uppy().use(UploadSessions, { endpoint: API, token: TOKEN, limit: undefined, checksum: undefined });
+  assert.equal(ok.getPlugin("UploadSessions").opts.limit, 3, "undefined takes the default");
+  assert.equal(ok.getPlugin("UploadSessions").opts.checksum, "SHA256");
   assert.equal(ok.getState().capabilities.resumableUploads, true, "Dashboard shows pause and resume");
   assert.ok(ok.getPlugin("UploadSessions"));
 });
