@@ -2,12 +2,15 @@
 //! run build`, which `cargo xtask test` runs first) in a real browser, on
 //! another origin than the API's: headless Chromium opens a page served by
 //! a small HTTP server of this test (127.0.0.1, its own port), which imports
-//! the built client as an ES module and, in page JS, uploads a 12 MiB `File`
+//! the built client as an ES module and, holding only a browser token the
+//! test minted as an app's backend does (`POST /tokens`, scope `own`, with
+//! the owner's key, which never reaches the browser), in page JS uploads a
+//! 12 MiB `File`
 //! of deterministic bytes in three 5 MiB parts with SHA-256 checksums
 //! (WebCrypto; 127.0.0.1 is a secure context), then asks for an upload that
 //! does not exist. Everything crosses origins as it would in production:
 //!
-//! - the API's calls (`x-api-key`, `content-type: application/json`: each
+//! - the API's calls (`authorization`, `content-type: application/json`: each
 //!   preflighted) go to the local API Gateway, whose `CorsAllowOrigin` is
 //!   exactly the page's origin;
 //! - the parts' presigned `PUT`s (XHR, with their signed `x-amz-checksum-*`
@@ -63,8 +66,8 @@ fn page_bytes(len: usize, seed: u32) -> Vec<u8> {
 /// The page: imports the client from `/client/index.js` (this server's
 /// copy of `clients/js/dist`), uploads, probes a 404, and leaves what it
 /// saw in `window.__result` (or `{fatal}` if anything threw).
-fn page_html(api_base: &str, api_key: &str) -> String {
-    let config = json!({ "baseUrl": api_base, "apiKey": api_key, "size": SIZE, "partSize": PART_SIZE, "seed": SEED });
+fn page_html(api_base: &str, token: &str) -> String {
+    let config = json!({ "baseUrl": api_base, "token": token, "size": SIZE, "partSize": PART_SIZE, "seed": SEED });
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>web client</title></head>
@@ -121,11 +124,8 @@ function describe(e) {{
 
 try {{
   const {{ createClient, ApiError }} = await import("./client/index.js");
-  // The page holds an owner's API key for now: the browser-token route
-  // (POST /tokens) does not exist on the server yet. Once it does, the
-  // page's backend mints a short-lived token and this becomes
-  // createClient({{ baseUrl, token }}), with no key in the browser.
-  const client = createClient({{ baseUrl: CONFIG.baseUrl, apiKey: CONFIG.apiKey }});
+  // A short-lived token from the page's backend: no key in the browser.
+  const client = createClient({{ baseUrl: CONFIG.baseUrl, token: CONFIG.token }});
   const file = new File([bytes(CONFIG.size, CONFIG.seed)], "web-client.bin", {{ type: "application/octet-stream" }});
   const progress = [];
   document.getElementById("status").textContent = "uploading";
@@ -146,7 +146,7 @@ try {{
     notFound = {{ apiError: e instanceof ApiError, status: e.status, error: e.error, requestId: e.requestId ?? null, message: String(e.message) }};
   }}
   // The same, without the client: the header CORS exposes is readable too.
-  const raw = await fetch(CONFIG.baseUrl + "/uploads/" + missingId, {{ headers: {{ "x-api-key": CONFIG.apiKey }} }});
+  const raw = await fetch(CONFIG.baseUrl + "/uploads/" + missingId, {{ headers: {{ authorization: "Bearer " + CONFIG.token }} }});
   const rawBody = await raw.json();
   const rawHeader = {{ status: raw.status, xRequestId: raw.headers.get("x-request-id"), bodyRequestId: rawBody.request_id ?? null }};
 
@@ -268,8 +268,15 @@ async fn upload_from_another_origin() {
     assert_ne!(api.base, page_origin, "the page and the API are on different origins");
     let s3_endpoint = t.verifying_s3.as_ref().expect("verifying S3").endpoint.clone();
 
+    // The app's backend: a token for this page, scope "own".
+    let (status, minted) =
+        api.send(reqwest::Method::POST, "/tokens", &key, Some(json!({ "scope": "own", "ttl_seconds": 600 }))).await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    assert!(token.starts_with("ubt_"), "{minted}");
+
     let served: Served = Arc::default();
-    let server = tokio::spawn(serve_page(listener, dist, page_html(&api.base, key.expose()), served.clone()));
+    let server = tokio::spawn(serve_page(listener, dist, page_html(&api.base, token), served.clone()));
 
     let mut browser = Browser::launch(800, 600).await.expect("chromium");
     browser.open(&format!("{page_origin}/")).await.unwrap();
@@ -300,6 +307,11 @@ async fn upload_from_another_origin() {
     let stored = t.store.get_session(&owner, &id).await.unwrap().expect("the session");
     assert_eq!(stored.status, Status::Completed);
     assert!(stored.checksums.is_some(), "the page declared the parts' checksums");
+    assert_eq!(
+        stored.token_id.as_ref().map(|t| t.as_str()),
+        minted["token_id"].as_str(),
+        "the session records the token that created it"
+    );
 
     // The bucket holds exactly those bytes, under that checksum.
     let objects = t.all_objects().await;

@@ -167,7 +167,7 @@ impl Browser {
         let answer = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(msg) = self.page.next().await {
                 if let Message::Text(text) = msg? {
-                    let v: Value = serde_json::from_str(&text)?;
+                    let v = parse_message(&text)?;
                     if v["id"] == id {
                         return Ok(v);
                     }
@@ -253,6 +253,21 @@ impl Browser {
 
     pub async fn close(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// A DevTools message. Chromium writes a request's body into events
+/// (`Fetch.requestPaused`'s `postData`) as a string of its bytes, where a
+/// lone UTF-16 surrogate escape is valid JavaScript but not JSON: such a
+/// message is read again with those escapes replaced by U+FFFD.
+fn parse_message(text: &str) -> Result<Value> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let surrogate = regex_lite::Regex::new(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}").expect("a valid pattern");
+            serde_json::from_str(&surrogate.replace_all(text, r"\ufffd"))
+                .with_context(|| format!("a DevTools message that is not JSON ({first})"))
+        }
     }
 }
 

@@ -50,7 +50,10 @@ const uppy = new Uppy({ id: "uploads-page", autoProceed: params.get("auto") === 
     proudlyDisplayPoweredByUppy: false,
     note: "Any file, any size: parts of 8 MiB or more, SHA-256 checked by S3",
   })
-  .use(GoldenRetriever)
+  // Files up to 100 MiB are kept in IndexedDB, so a reload resumes them by
+  // itself; a larger one comes back as a "ghost": pick it again and it
+  // resumes (its session is kept either way).
+  .use(GoldenRetriever, { indexedDB: { maxFileSize: 100 * 2 ** 20, maxTotalSize: 500 * 2 ** 20 } })
   .use(UploadSessions, {
     endpoint: config.endpoint,
     ...(fixed ? { token: fixed } : { getToken }),

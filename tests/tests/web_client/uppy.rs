@@ -20,7 +20,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shared::domain::{ApiKey, OwnerId, Status, UploadId};
+use shared::domain::{ApiKey, BrowserToken, OwnerId, Status, Timestamp, TokenId, TokenScope, UploadId};
+use shared::store::Secret;
 use tests::{bytes, LocalApi, TestStack, MIB};
 use xtask::chromium::{Browser, Image};
 use xtask::s3verify::Logged;
@@ -31,9 +32,15 @@ const PART: usize = 5 * MIB;
 /// (`.uppy-StatusBar.is-complete .uppy-StatusBar-progress`, `#1bb240`).
 const COMPLETE_GREEN: [u8; 3] = [0x1b, 0xb2, 0x40];
 
+/// One of these tests at a time: each runs a stack, its functions and a
+/// browser, and their timings (a part held, a reload) want the machine's
+/// cores to themselves.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The app: the stack with the verifying S3, the local API, the page and
 /// its backend on another origin, and a browser.
 struct App {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     t: TestStack,
     api: LocalApi,
     owner: OwnerId,
@@ -46,6 +53,7 @@ struct App {
 
 impl App {
     async fn start() -> Self {
+        let turn = ONE_AT_A_TIME.lock().await;
         let bundle = xtask::apppage::bundle_dir().join("page.js");
         assert!(
             bundle.is_file(),
@@ -66,7 +74,7 @@ impl App {
         let browser = Browser::launch(1000, 900).await.expect("chromium");
         let dir = std::env::temp_dir().join(format!("uploads-uppy-{}", &t.config.table_name));
         std::fs::create_dir_all(&dir).unwrap();
-        App { t, api, owner, key, origin, server, browser, dir }
+        App { _turn: turn, t, api, owner, key, origin, server, browser, dir }
     }
 
     /// Opens the page with `query` and waits for Uppy.
@@ -77,6 +85,31 @@ impl App {
         self.browser.open(&format!("{}/upload?{query}", self.origin)).await.unwrap();
         self.browser
             .wait_for("window.uppy !== undefined && !!document.querySelector('.uppy-Dashboard-input')", 30)
+            .await
+            .unwrap();
+    }
+
+    /// Reloads the page (as a user does after closing the tab mid-upload)
+    /// and waits for Uppy again.
+    async fn reload(&mut self) {
+        self.browser.eval("window.__before_reload = true").await.unwrap();
+        self.browser.call("Page.reload", json!({})).await.unwrap();
+        self.browser
+            .wait_for(
+                "window.__before_reload === undefined && document.readyState === 'complete' && window.uppy !== undefined",
+                30,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Forgets what Golden Retriever kept (IndexedDB, localStorage) for the
+    /// page's origin, between two page loads of one test.
+    async fn forget(&mut self) {
+        self.browser.open("about:blank").await.ok();
+        let origin = self.origin.clone();
+        self.browser
+            .call("Storage.clearDataForOrigin", json!({ "origin": origin, "storageTypes": "all" }))
             .await
             .unwrap();
     }
@@ -370,6 +403,224 @@ async fn several_files_go_through_the_dashboard_from_another_origin_and_its_scre
             let close = px.iter().zip(COMPLETE_GREEN).all(|(a, b)| a.abs_diff(b) <= 12);
             assert!(close, "pixel ({x}, {y}) is {px:?}, not Uppy's complete green {COMPLETE_GREEN:?}");
         }
+        app.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_three_part_upload_interrupted_resumes_after_a_reload_sending_only_the_missing_parts() {
+    in_time(120, async {
+        let mut app = App::start().await;
+        app.open(&format!("part_size={PART}&concurrency=1")).await;
+        let (path, data) = app.file("resume.bin", 2 * PART + 4_321, 11);
+        app.choose(&[&path]).await;
+        app.intercept_parts().await;
+        app.press_upload().await;
+
+        // Parts 1 and 2 reach S3; part 3 is held in the browser, never sent,
+        // as a tab closed in the middle of it leaves it.
+        let hold_three = |p: &Value| if part_of(p) == Some(3) { Answer::Hold } else { Answer::Continue };
+        app.pump_until(&format!("uppy.getFiles()[0].progress.bytesUploaded >= {}", 2 * PART), 60, hold_three).await;
+        let files = app.files().await;
+        let id = upload_id(&files[0]["session"]["upload_id"]);
+        let mut held = Vec::new();
+        for _ in 0..100 {
+            held = app.parts_held(&id).await;
+            if held.len() == 2 {
+                break;
+            }
+            app.pump_until("true", 1, hold_three).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(held, [1, 2], "S3 holds parts 1 and 2");
+        assert!(files[0]["session"]["token"].as_str().is_some_and(|t| t.starts_with("ubt_")), "{:#}", files[0]);
+        // Golden Retriever saves Uppy's state at most every 500 ms.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let before_reload = app.part_puts().len();
+
+        app.reload().await;
+        app.wait("uppy.getFiles().length === 1 && !!uppy.getState().recoveredState && !!uppy.getFiles()[0].data", 20)
+            .await;
+        let restored = app.files().await;
+        assert_eq!(
+            restored[0]["session"]["upload_id"],
+            id.as_str(),
+            "the session came back with the file: {restored:#?}"
+        );
+        app.press_upload().await;
+        app.pump_until("uppy.getFiles().every((f) => f.progress.uploadComplete)", 60, |_| Answer::Continue).await;
+
+        // After the reload, one PUT: part 3. No part was sent twice.
+        let puts = app.part_puts();
+        let after: Vec<(u64, u16)> = puts[before_reload..].iter().map(|(_, n, s)| (*n, *s)).collect();
+        assert_eq!(after, [(3, 200)], "only the missing part after the reload: {puts:?}");
+        let all: Vec<(u64, u16)> = puts.iter().map(|(_, n, s)| (*n, *s)).collect();
+        assert_eq!(all, [(1, 200), (2, 200), (3, 200)], "{puts:?}");
+        // The same session throughout, completed with the file's bytes.
+        let sessions = app.t.all_sessions(&app.owner).await;
+        assert_eq!(sessions.len(), 1, "no second session: {sessions:?}");
+        app.assert_stored(&id, &data).await;
+        app.assert_no_multipart_left().await;
+        let done = app.files().await;
+        assert_eq!(done[0]["body"]["upload_id"], id.as_str());
+        app.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_part_altered_in_flight_is_refused_by_s3_and_sent_again() {
+    in_time(120, async {
+        let mut app = App::start().await;
+        app.open(&format!("part_size={PART}&concurrency=1")).await;
+        let (path, data) = app.file("altered.bin", 2 * PART + 999, 12);
+        app.choose(&[&path]).await;
+        app.intercept_parts().await;
+        app.press_upload().await;
+
+        // Part 2's first PUT leaves the browser with one byte changed (the
+        // same length, so the signature holds): S3 checks the bytes against
+        // the SHA-256 signed into the URL.
+        let mut altered = data[PART..2 * PART].to_vec();
+        altered[4_096] ^= 0x5a;
+        let mut times = 0;
+        app.pump_until("uppy.getFiles().every((f) => f.progress.uploadComplete || f.error)", 60, |p| {
+            if part_of(p) == Some(2) {
+                times += 1;
+                if times == 1 {
+                    return Answer::Body(altered.clone());
+                }
+            }
+            Answer::Continue
+        })
+        .await;
+        let files = app.files().await;
+        assert_eq!(files[0]["error"], Value::Null, "{files:#?}");
+        assert_eq!(times, 2, "part 2 left the browser twice");
+
+        // S3 refused the altered bytes (400 BadDigest), took them again.
+        let puts: Vec<(u64, u16)> = app.part_puts().iter().map(|(_, n, s)| (*n, *s)).collect();
+        assert_eq!(puts, [(1, 200), (2, 400), (2, 200), (3, 200)]);
+        let id = upload_id(&files[0]["body"]["upload_id"]);
+        app.assert_stored(&id, &data).await;
+        app.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_token_and_tokens_used_out_of_their_scope_get_the_apis_401_and_403_in_the_page() {
+    in_time(120, async {
+        let mut app = App::start().await;
+        let (small, _) = app.file("small.txt", 5_000, 21);
+
+        // Signed with the stack's token secret, but past its expiry.
+        let secret = app.t.store.secret(Secret::Token).await.unwrap().to_vec();
+        let expired = BrowserToken {
+            id: TokenId::generate(),
+            key: app.key.digest(),
+            expires_at: Timestamp::now().plus_seconds(-1),
+            scope: TokenScope::Own,
+            max_size: None,
+            content_type: None,
+            upload_id: None,
+        }
+        .encode(&secret);
+        app.open(&format!("token={expired}")).await;
+        app.choose(&[&small]).await;
+        app.press_upload().await;
+        app.wait("uppy.getFiles()[0].error != null", 30).await;
+        let f = &app.files().await[0];
+        assert_eq!(f["status"], 401, "{f:#}");
+        assert_eq!(f["body"]["error"], "Token expired", "{f:#}");
+        assert!(f["body"]["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{f:#}");
+        assert!(f["error"].as_str().unwrap().contains("Token expired (HTTP 401"), "{f:#}");
+        app.wait("!!document.querySelector('.uppy-StatusBar.is-error')", 5).await;
+
+        // A token of the page's backend limited to 1,000 bytes: the create is refused.
+        app.forget().await;
+        app.open("max_size=1000").await;
+        app.choose(&[&small]).await;
+        app.press_upload().await;
+        app.wait("uppy.getFiles()[0].error != null", 30).await;
+        let f = &app.files().await[0];
+        assert_eq!(f["status"], 403, "{f:#}");
+        assert_eq!(f["body"]["error"], "Upload larger than the token allows", "{f:#}");
+        assert!(app.t.all_sessions(&app.owner).await.is_empty(), "neither token created anything");
+
+        // An "own" token on an upload another credential made: 403, read
+        // by the page (body and request id through the API's CORS).
+        let (status, other) = app
+            .api
+            .send(
+                reqwest::Method::POST,
+                "/uploads",
+                &app.key,
+                Some(json!({ "filename": "other.bin", "content_type": "application/octet-stream", "size": 10 })),
+            )
+            .await;
+        assert_eq!(status, 201, "{other}");
+        let other_id = other["upload_id"].as_str().unwrap();
+        let js = format!(
+            "(async () => {{ const t = await (await fetch('token?scope=own')).json(); \
+             const r = await fetch(JSON.parse(document.getElementById('uploads-config').textContent).endpoint + '/uploads/{other_id}', \
+             {{ headers: {{ authorization: 'Bearer ' + t.token }} }}); \
+             return JSON.stringify({{ status: r.status, body: await r.json(), header: r.headers.get('x-request-id') }}); }})()"
+        );
+        let seen: Value = serde_json::from_str(app.browser.eval(&js).await.unwrap().as_str().unwrap()).unwrap();
+        assert_eq!(seen["status"], 403, "{seen}");
+        assert_eq!(seen["body"]["error"], "Upload is outside the token's scope", "{seen}");
+        assert_eq!(seen["header"], seen["body"]["request_id"], "{seen}");
+        app.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removing_a_file_mid_upload_deletes_its_session_and_cleanup_leaves_nothing_in_the_bucket() {
+    in_time(120, async {
+        let mut app = App::start().await;
+        app.open(&format!("part_size={PART}&concurrency=1")).await;
+        let (path, _) = app.file("removed.bin", 2 * PART + 5, 31);
+        app.choose(&[&path]).await;
+        app.intercept_parts().await;
+        app.press_upload().await;
+        let hold_three = |p: &Value| if part_of(p) == Some(3) { Answer::Hold } else { Answer::Continue };
+        app.pump_until(&format!("uppy.getFiles()[0].progress.bytesUploaded >= {}", 2 * PART), 60, hold_three).await;
+        let id = upload_id(&app.files().await[0]["session"]["upload_id"]);
+        let mut held = Vec::new();
+        for _ in 0..100 {
+            held = app.parts_held(&id).await;
+            if held.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(held, [1, 2]);
+        let object_key = app.t.store.get_session(&app.owner, &id).await.unwrap().unwrap().object_key;
+
+        // The Dashboard's remove button on the file, mid-upload.
+        app.browser.eval("document.querySelector('.uppy-Dashboard-Item-action--remove').click()").await.unwrap();
+        app.wait("uppy.getFiles().length === 0", 10).await;
+        let mut gone = false;
+        for _ in 0..100 {
+            if app.t.store.get_session(&app.owner, &id).await.unwrap().is_none() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "the session was deleted");
+        assert_eq!(app.t.cleanup_task_ids().await, [id.clone()], "with a cleanup task for its bytes");
+
+        // The cleanup's pass: no object, no part, no multipart upload.
+        assert!(app.t.drain_cleanup().await >= 1);
+        assert!(app.t.all_keys().await.is_empty(), "nothing in the bucket");
+        assert_eq!(app.t.multipart_uploads_for(&object_key).await, 0);
+        app.assert_no_multipart_left().await;
+        let puts: Vec<u64> = app.part_puts().iter().map(|(_, n, _)| *n).collect();
+        assert_eq!(puts, [1, 2], "part 3 never reached S3");
         app.close().await;
     })
     .await;
