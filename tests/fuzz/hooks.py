@@ -8,7 +8,8 @@ nothing else:
    schema can say which strings of the cursor's shape the API will take. A
    `400 Invalid cursor` for a cursor the API never minted is the contract
    (openapi.yaml, `Cursor`); for one it minted, it stays a failure.
-2. Excuse `400 Invalid size` for a size written as a whole float (`5.0`):
+2. Excuse `400 Invalid size` (and a mint's `Invalid ttl_seconds` and
+   `Invalid max_size`) for a whole number written as a float (`5.0`):
    JSON Schema's `integer` admits `5.0` as the same number as `5`, and has
    no way to say "written without fraction or exponent", which is what the
    API requires (openapi.yaml, `CreateRequest.size`). Any other rejected
@@ -143,12 +144,15 @@ def filter_failure(context, failure, case, response):
         with _LOCK:
             _STATS["excused"]["checksums or parts not matching the plan"] += 1
         return False
-    if error == "Invalid size" and isinstance(case.body, dict):
-        size = case.body.get("size")
-        if isinstance(size, float) and size.is_integer():
-            with _LOCK:
-                _STATS["excused"]["whole float size"] += 1
-            return False
+    # Whole numbers written as floats: `size` on create, `ttl_seconds` and
+    # `max_size` on a token mint.
+    for field in ("size", "ttl_seconds", "max_size"):
+        if error == f"Invalid {field}" and isinstance(case.body, dict):
+            value = case.body.get(field)
+            if isinstance(value, float) and value.is_integer():
+                with _LOCK:
+                    _STATS["excused"][f"whole float {field}"] += 1
+                return False
     return True
 
 

@@ -18,7 +18,9 @@ use proptest::sample::Index;
 use serde_json::{json, Map, Value};
 use shared::config::UploadPolicy;
 use shared::cursor;
-use shared::domain::{hex, valid_content_type, valid_filename, NewUpload, OwnerId, Timestamp, UploadId};
+use shared::domain::{
+    hex, valid_content_type, valid_filename, valid_token_content_type, NewUpload, OwnerId, Timestamp, UploadId,
+};
 use xtask::stack::project_root;
 
 static OPENAPI: LazyLock<Value> = LazyLock::new(|| {
@@ -105,6 +107,11 @@ proptest! {
     #[test]
     fn content_type_schema_is_the_parser(s in around("ContentType", "a/b; c=[a-z]{240,250}")) {
         prop_assert_eq!(validator("ContentType").is_valid(&json!(s)), valid_content_type(&s), "{:?}", s);
+    }
+
+    #[test]
+    fn token_content_type_schema_is_the_parser(s in around("TokenContentType", "[a-z*]{250,255}/\\*")) {
+        prop_assert_eq!(validator("TokenContentType").is_valid(&json!(s)), valid_token_content_type(&s), "{:?}", s);
     }
 
     /// A create body is valid against `CreateRequest` exactly when the
