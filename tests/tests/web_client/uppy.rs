@@ -612,7 +612,7 @@ async fn removing_a_file_mid_upload_deletes_its_session_and_cleanup_leaves_nothi
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(gone, "the session was deleted");
-        assert_eq!(app.t.cleanup_task_ids().await, [id.clone()], "with a cleanup task for its bytes");
+        assert_eq!(app.t.cleanup_task_ids().await, std::slice::from_ref(&id), "with a cleanup task for its bytes");
 
         // The cleanup's pass: no object, no part, no multipart upload.
         assert!(app.t.drain_cleanup().await >= 1);
