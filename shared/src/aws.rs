@@ -85,6 +85,7 @@ pub fn store(sdk: &SdkConfig, config: &Config) -> Store {
     };
     Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb.build()), &config.table_name)
         .with_key_rate_limit(config.key_rate_limit)
+        .with_events(&config.bucket_name)
 }
 
 pub fn objects(sdk: &SdkConfig, config: &Config) -> Objects {
@@ -103,4 +104,20 @@ pub fn cleanup_queue(sdk: &SdkConfig, config: &Config) -> CleanupQueue {
         None => sqs,
     };
     CleanupQueue::new(aws_sdk_sqs::Client::from_conf(sqs.build()), &config.cleanup_queue_url)
+}
+
+/// The publisher of upload events, to the bus `EVENT_BUS_NAME` names.
+pub fn publisher(sdk: &SdkConfig, config: &Config) -> Result<crate::events::Publisher, crate::config::ConfigError> {
+    let bus = config.event_bus_name.clone().ok_or(crate::config::ConfigError::Missing("EVENT_BUS_NAME"))?;
+    let eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
+    let eventbridge = match var("AWS_ENDPOINT_URL_EVENTBRIDGE") {
+        Some(url) => eventbridge.endpoint_url(url),
+        None => eventbridge,
+    };
+    Ok(crate::events::Publisher {
+        client: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
+        bus,
+        source: config.event_source.clone(),
+        store: store(sdk, config),
+    })
 }

@@ -20,6 +20,11 @@ pub struct Config {
     /// (`KEY_RATE_LIMIT`, the template's `KeyRateLimit`, which the web ACL
     /// applies to the key itself; 0 or unset: not counted).
     pub key_rate_limit: Option<u64>,
+    /// The EventBridge bus upload events go to (`EVENT_BUS_NAME`; only the
+    /// publishers need it).
+    pub event_bus_name: Option<String>,
+    /// The `Source` of upload events (`EVENT_SOURCE`, default `upload-sessions`).
+    pub event_source: String,
 }
 
 pub const MIB: u64 = 1024 * 1024;
@@ -133,6 +138,10 @@ impl Config {
             s3_force_path_style: flag(env, "S3_FORCE_PATH_STYLE")?,
             uploads: UploadPolicy::from_lookup(env)?,
             key_rate_limit: Some(number_in(env, "KEY_RATE_LIMIT", 0, 0, 2_000_000_000)?).filter(|n| *n > 0),
+            event_bus_name: env("EVENT_BUS_NAME").filter(|v| !v.trim().is_empty()),
+            event_source: env("EVENT_SOURCE")
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| "upload-sessions".into()),
         })
     }
 }

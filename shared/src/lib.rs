@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod deletion;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod objects;
 pub mod progress;

@@ -113,7 +113,16 @@ impl TestStack {
             redrive_after_seconds: 300,
             max_attempts: 8,
             metrics_namespace: "test".into(),
+            publisher: self.publisher(),
+            event_stuck_after_seconds: 900,
         }
+    }
+
+    /// The publisher of upload events to the stack's bus, when the template
+    /// gives the functions one (`EVENT_BUS_NAME`).
+    pub fn publisher(&self) -> Option<shared::events::Publisher> {
+        self.config.event_bus_name.as_ref()?;
+        Some(shared::aws::publisher(&self.stack.sdk, &self.config).expect("publisher"))
     }
 
     /// The tags S3 holds for the object at `key`.

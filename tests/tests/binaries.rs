@@ -222,7 +222,8 @@ async fn sweeper_binary_answers_its_event() {
     assert_eq!(
         report,
         serde_json::json!({
-            "completed": 0, "expired": 1, "redriven": 0, "stuck": 0, "failed": 0, "out_of_time": false
+            "completed": 0, "expired": 1, "redriven": 0, "stuck": 0, "events_redriven": 0, "events_stuck": 0,
+            "failed": 0, "out_of_time": false
         })
     );
     assert!(t.store.get_session(&owner, &expired.id).await.unwrap().is_none());

@@ -15,6 +15,13 @@
 //!    again. A task past `CLEANUP_MAX_ATTEMPTS` is logged as an error and
 //!    counted in the `StuckCleanupTasks` metric (an alarm watches it); it
 //!    keeps being re-driven, since its bytes must still go.
+//! 4. Re-drives upload events: an outbox item still there
+//!    [`OUTBOX_REDRIVE_AFTER_SECONDS`] after its change committed (the
+//!    stream's publisher failed past its retries, or lost the record) is
+//!    published here (and cleared), completions before the deletions of
+//!    their upload, as the publisher does. One older than
+//!    `EVENT_STUCK_AFTER_SECONDS` (default 900) is counted in the
+//!    `StuckEvents` metric (an alarm watches it).
 //!
 //! Each run reads the `by_due` index page after page until close to its
 //! deadline (the Lambda's, less a margin) or until nothing is due. One bad
@@ -34,7 +41,10 @@ use shared::config::{number, ConfigError};
 use shared::deletion::Deleter;
 use shared::domain::Timestamp;
 use shared::error::chain;
-use shared::store::{DeleteScope, DueItems, DueSession, DueTask, Item, DUE_SHARDS};
+use shared::events::Publisher;
+use shared::store::{
+    DeleteScope, DueEvent, DueItems, DueSession, DueTask, Item, DUE_SHARDS, OUTBOX_REDRIVE_AFTER_SECONDS,
+};
 use shared::uploads::Uploads;
 use shared::{aws, telemetry, Config, Error};
 use tracing::{error, info, warn};
@@ -62,6 +72,11 @@ pub struct Deps {
     pub max_attempts: u32,
     /// CloudWatch namespace of the sweeper's metrics (`METRICS_NAMESPACE`).
     pub metrics_namespace: String,
+    /// Re-drives upload events (`EVENT_BUS_NAME`); `None`: not this run's job.
+    pub publisher: Option<Publisher>,
+    /// An event still unpublished this long after its change is stuck
+    /// (`EVENT_STUCK_AFTER_SECONDS`, default 900).
+    pub event_stuck_after_seconds: i64,
 }
 
 impl Deps {
@@ -80,6 +95,11 @@ impl Deps {
             redrive_after_seconds: number("CLEANUP_REDRIVE_AFTER_SECONDS", 300, 0, 86_400)? as i64,
             max_attempts: number("CLEANUP_MAX_ATTEMPTS", 8, 1, 1000)? as u32,
             metrics_namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "UploadSessions".to_owned()),
+            publisher: match config.event_bus_name {
+                Some(_) => Some(aws::publisher(&sdk, &config)?),
+                None => None,
+            },
+            event_stuck_after_seconds: number("EVENT_STUCK_AFTER_SECONDS", 900, 0, 86_400)? as i64,
         })
     }
 }
@@ -95,6 +115,10 @@ pub struct Report {
     pub redriven: usize,
     /// Of those, tasks past the attempt bound.
     pub stuck: usize,
+    /// Upload events this run published from the outbox.
+    pub events_redriven: usize,
+    /// Of the events it found, those unpublished past the stuck bound.
+    pub events_stuck: usize,
     /// Items that failed or could not be read (logged; the next run tries again).
     pub failed: usize,
     /// Whether the run stopped at its deadline with work possibly left.
@@ -110,11 +134,16 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Report, la
     if report.stuck > 0 {
         telemetry::metric(&deps.metrics_namespace, "StuckCleanupTasks", report.stuck as f64);
     }
+    if report.events_stuck > 0 {
+        telemetry::metric(&deps.metrics_namespace, "StuckEvents", report.events_stuck as f64);
+    }
     info!(
         completed = report.completed,
         expired = report.expired,
         redriven = report.redriven,
         stuck = report.stuck,
+        events_redriven = report.events_redriven,
+        events_stuck = report.events_stuck,
         failed = report.failed,
         out_of_time = report.out_of_time,
         "sweep done"
@@ -132,7 +161,16 @@ enum Done {
     Nothing,
     Completed,
     Expired,
-    Redriven { stuck: bool },
+    Redriven {
+        stuck: bool,
+    },
+    Published {
+        stuck: bool,
+    },
+    /// The bus refused it again: counted as failed (and stuck, if so).
+    Unpublished {
+        stuck: bool,
+    },
 }
 
 /// One sweep as of `now`, starting no new page after `stop_at`. Both kinds
@@ -173,9 +211,27 @@ pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Resul
         })
         .buffer_unordered(SHARDS_AT_ONCE)
         .collect::<Vec<_>>();
-    let (sessions, tasks) = tokio::join!(sessions, tasks);
+    // An event's due time is already `OUTBOX_REDRIVE_AFTER_SECONDS` after its change.
+    let events_before = now;
+    let events = stream::iter(if deps.publisher.is_some() { 0..DUE_SHARDS } else { 0..0 })
+        .map(|shard| {
+            work(
+                stop_at,
+                move |start| store.due_outbox_events(shard, events_before, PAGE, start),
+                |event: DueEvent| async move {
+                    let result = republish(deps, &event, now).await;
+                    if let Err(e) = &result {
+                        warn!(event_id = %event.event_id, error = %chain(e), "could not re-drive an upload event");
+                    }
+                    result
+                },
+            )
+        })
+        .buffer_unordered(SHARDS_AT_ONCE)
+        .collect::<Vec<_>>();
+    let (sessions, tasks, events) = tokio::join!(sessions, tasks, events);
     let mut report = Report::default();
-    for shard in sessions.into_iter().chain(tasks) {
+    for shard in sessions.into_iter().chain(tasks).chain(events) {
         // A shard whose page could not be read is counted and left for the
         // next run; the other shards' work stands.
         let (part, finished) = match shard {
@@ -190,6 +246,8 @@ pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Resul
         report.expired += part.expired;
         report.redriven += part.redriven;
         report.stuck += part.stuck;
+        report.events_redriven += part.events_redriven;
+        report.events_stuck += part.events_stuck;
         report.failed += part.failed;
         report.out_of_time |= !finished;
     }
@@ -239,6 +297,29 @@ async fn redrive(deps: &Deps, task: &DueTask, now: Timestamp) -> Result<Done, Er
     Ok(Done::Redriven { stuck })
 }
 
+/// Publishes an outbox event the stream left behind (a completion of its
+/// upload still there goes first), then clears it.
+async fn republish(deps: &Deps, due: &DueEvent, now: Timestamp) -> Result<Done, Error> {
+    let publisher = deps.publisher.as_ref().ok_or_else(|| Error::invariant("re-drive event", "no publisher"))?;
+    // Its due time is `OUTBOX_REDRIVE_AFTER_SECONDS` after its change.
+    let age = now.unix_seconds() - due.due.unix_seconds() + OUTBOX_REDRIVE_AFTER_SECONDS;
+    let stuck = age >= deps.event_stuck_after_seconds;
+    let found = publisher.store.outbox_events(std::slice::from_ref(&due.event_id)).await?;
+    if found.is_empty() {
+        // Published and cleared since the index was read.
+        return Ok(Done::Nothing);
+    }
+    let failed = publisher.publish(found).await;
+    if stuck {
+        error!(event_id = %due.event_id, upload_id = %due.upload_id, age, "upload event is stuck: still unpublished");
+    }
+    if failed.contains(&due.event_id) {
+        warn!(event_id = %due.event_id, "the bus refused a re-driven event; the next run tries again");
+        return Ok(Done::Unpublished { stuck });
+    }
+    Ok(Done::Published { stuck })
+}
+
 /// Pages through work with `page` until nothing is left or `stop_at`
 /// passes, applying `act` to each item, `CONCURRENCY` at a time. Returns
 /// the outcomes counted, and `true` when every page was read.
@@ -276,6 +357,14 @@ where
                 Ok(Done::Redriven { stuck }) => {
                     report.redriven += 1;
                     report.stuck += usize::from(stuck);
+                }
+                Ok(Done::Published { stuck }) => {
+                    report.events_redriven += 1;
+                    report.events_stuck += usize::from(stuck);
+                }
+                Ok(Done::Unpublished { stuck }) => {
+                    report.failed += 1;
+                    report.events_stuck += usize::from(stuck);
                 }
                 Err(_) => report.failed += 1,
             }

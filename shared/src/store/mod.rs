@@ -63,6 +63,7 @@
 mod cleanup;
 mod item;
 mod keys;
+mod outbox;
 mod secrets;
 mod sessions;
 mod usage;
@@ -71,6 +72,7 @@ pub use cleanup::CleanupTask;
 pub use cleanup::DueTask;
 pub use item::Item;
 pub use layout::{due_shard, DUE_SHARDS};
+pub use outbox::{DueEvent, Outboxed, OUTBOX_REDRIVE_AFTER_SECONDS};
 pub use secrets::{Secret, RATE_WINDOW_SECONDS};
 pub use sessions::{CompleteError, DeleteScope, DueSession, SessionPage};
 pub use usage::Usage;
@@ -111,17 +113,26 @@ pub struct Store {
     table: String,
     secrets: std::sync::Arc<secrets::SecretCache>,
     key_rate_limit: Option<u64>,
+    /// The bucket upload events name; `None`: no events are written.
+    events_bucket: Option<String>,
 }
 
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), secrets: Default::default(), key_rate_limit: None }
+        Self { client, table: table.into(), secrets: Default::default(), key_rate_limit: None, events_bucket: None }
     }
 
     /// Counts browser tokens' requests per minting key, `limit` a
     /// [`RATE_WINDOW_SECONDS`] window (see [`Store::count_token_request`]).
     pub fn with_key_rate_limit(mut self, limit: Option<u64>) -> Self {
         self.key_rate_limit = limit;
+        self
+    }
+
+    /// Writes an upload event (see [`crate::events`]) in each completion,
+    /// deletion and expiry transaction, naming `bucket` as the bytes'.
+    pub fn with_events(mut self, bucket: impl Into<String>) -> Self {
+        self.events_bucket = Some(bucket.into());
         self
     }
 
@@ -282,6 +293,7 @@ pub mod layout {
     pub const BY_DUE: &str = "by_due";
     pub const DUE_PENDING: &str = "DUE#PENDING";
     pub const DUE_CLEANUP: &str = "DUE#CLEANUP";
+    pub const DUE_EVENT: &str = "DUE#EVENT";
 
     /// Shards of each kind of due work in the `by_due` index. Writes spread
     /// over them by upload id, so no index partition takes every owner's

@@ -20,6 +20,7 @@ use crate::domain::{
     TokenId, UploadId,
 };
 use crate::error::Error;
+use crate::events::{self, EventType};
 
 /// How long after `expires_at` DynamoDB TTL may drop a pending record. The
 /// sweeper runs far more often than this, so it always deletes first.
@@ -361,13 +362,15 @@ impl Store {
                 .expression_attribute_values(":minus_one", n(-1))
                 .build()
                 .map_err(Error::internal("build completion"))?;
-            let result = self
+            let mut tx = self
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().update(mark).build())
-                .transact_items(TransactWriteItem::builder().update(count).build())
-                .send()
-                .await;
+                .transact_items(TransactWriteItem::builder().update(count).build());
+            if let Some(bucket) = &self.events_bucket {
+                tx = tx.transact_items(events::event(&completed, EventType::Completed, bucket, now).put(&self.table)?);
+            }
+            let result = tx.send().await;
             match result {
                 Ok(_) => return Ok(completed),
                 Err(err) => {
@@ -555,6 +558,13 @@ impl Store {
                 .build()
                 .map_err(Error::internal("build deletion"))?;
             tx = tx.transact_items(TransactWriteItem::builder().put(record).build());
+            if let Some(bucket) = &self.events_bucket {
+                let kind = match scope {
+                    DeleteScope::Any => EventType::Deleted,
+                    DeleteScope::ExpiredPending(_) => EventType::Expired,
+                };
+                tx = tx.transact_items(events::event(&session, kind, bucket, now).put(&self.table)?);
+            }
 
             match tx.send().await {
                 Ok(_) => return Ok(Some(task)),

@@ -1,0 +1,84 @@
+//! The upload events' publisher, fed by the table's DynamoDB stream: each
+//! new outbox item (the event source mapping's filter passes only those)
+//! is sent to the bus and then cleared (see [`shared::events`]).
+//!
+//! A record it could not publish is reported in `batchItemFailures`, so
+//! Lambda retries the shard from there; events of other uploads in the same
+//! batch go on. Whatever the stream gives up on stays in the outbox, where
+//! the sweeper re-drives it.
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::LambdaEvent;
+use shared::config::ConfigError;
+use shared::events::{self, Publisher};
+use shared::store::Outboxed;
+use shared::{aws, telemetry, Config};
+use tracing::{info, warn};
+
+/// What publishing needs: the bus and the table.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub publisher: Publisher,
+    /// CloudWatch namespace of its metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+}
+
+impl Deps {
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let sdk = aws::sdk_config().await;
+        Ok(Self {
+            publisher: aws::publisher(&sdk, &config)?,
+            metrics_namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "UploadSessions".to_owned()),
+        })
+    }
+}
+
+/// The outbox event a record inserts, if it does.
+fn outboxed(record: &EventRecord) -> Option<Outboxed> {
+    if record.event_name != "INSERT" {
+        return None;
+    }
+    let image = &record.change.new_image;
+    events::from_image(|name| match image.get(name) {
+        Some(serde_dynamo::AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    })
+}
+
+pub async fn handle(deps: &Deps, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+    let mut batch = Vec::new();
+    // Each event with its record's sequence number, to report a failure by.
+    let mut sequence = Vec::new();
+    for record in &event.payload.records {
+        match outboxed(record) {
+            Some(e) => {
+                sequence.push((e.event_id.clone(), record.change.sequence_number.clone()));
+                batch.push(e);
+            }
+            // Not an outbox insert (the mapping's filter should have kept it
+            // away): nothing to publish.
+            None => warn!(event_id = %record.event_id, name = %record.event_name, "stream record is no outbox event"),
+        }
+    }
+    let count = batch.len();
+    let failed = deps.publisher.publish(batch).await;
+    let failures: Vec<DynamoDbBatchItemFailure> = sequence
+        .iter()
+        .filter(|(id, _)| failed.contains(id))
+        .map(|(_, seq)| {
+            let mut f = DynamoDbBatchItemFailure::default();
+            f.item_identifier = seq.clone();
+            f
+        })
+        .collect();
+    telemetry::metric(&deps.metrics_namespace, "EventsPublished", (count - failed.len().min(count)) as f64);
+    if !failed.is_empty() {
+        telemetry::metric(&deps.metrics_namespace, "EventsNotPublished", failed.len() as f64);
+    }
+    info!(events = count, failed = failed.len(), "publish done");
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failures;
+    Ok(response)
+}
