@@ -38,6 +38,9 @@ use tests::{bytes, endpoint, put_parts, LocalApi, TestStack, MIB};
 use xtask::runtime::{FunctionHost, Outcome};
 use xtask::wire::{Fault, Proxy, Rule};
 
+#[path = "faults/events.rs"]
+mod events;
+
 const TX: &str = "dynamodb:TransactWriteItems";
 
 /// Small multipart parts, so a test can afford a multipart upload.

@@ -1,0 +1,185 @@
+//! Upload events through faults and races: each committed completion,
+//! deletion and expiry leaves exactly one outbox item (its event id derived
+//! from the upload and the change, so a lost answer's retry names the same
+//! event), a cancelled or refused transaction leaves none, and the events
+//! agree with what the table finally holds. The publishing side (stream,
+//! publisher, bus) has its own tests with the local pipeline.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+use shared::domain::{Status, Timestamp, UploadId};
+use shared::events::{event_id, EventType};
+use xtask::wire::{Fault, Rule};
+
+use super::{id_of, Faulty, TX};
+
+/// Every outbox item in the table, by event id, with its detail.
+async fn outbox(f: &Faulty) -> BTreeMap<String, Value> {
+    let mut found = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page =
+            f.t.ddb
+                .scan()
+                .table_name(&f.t.config.table_name)
+                .filter_expression("begins_with(pk, :p)")
+                .expression_attribute_values(":p", AttributeValue::S("EVENT#".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+        for item in page.items() {
+            let id = item["event_id"].as_s().unwrap().clone();
+            assert_eq!(item["pk"].as_s().unwrap(), &format!("EVENT#{id}"));
+            found.insert(id, serde_json::from_str(item["detail"].as_s().unwrap()).unwrap());
+        }
+        match page.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => return found,
+        }
+    }
+}
+
+/// The one event of `kind` for `id` in `outbox`, checked against the
+/// schema's fixed fields.
+fn the_event<'a>(outbox: &'a BTreeMap<String, Value>, id: &UploadId, kind: EventType) -> &'a Value {
+    let eid = event_id(id, kind);
+    let detail = outbox.get(&eid).unwrap_or_else(|| panic!("no {} event for {id}: {outbox:#?}", kind.as_str()));
+    assert_eq!(detail["event_id"], eid.as_str());
+    assert_eq!(detail["type"], kind.as_str());
+    assert_eq!(detail["schema_version"], 1);
+    assert_eq!(detail["sequence"], kind.sequence());
+    assert_eq!(detail["upload_id"], id.as_str());
+    assert!(Timestamp::parse(detail["occurred_at"].as_str().unwrap()).is_some());
+    let text = detail.to_string();
+    assert!(!text.contains("usk_") && !text.contains("ubt_") && !text.contains("X-Amz-Signature"), "{text}");
+    detail
+}
+
+#[tokio::test]
+async fn each_committed_change_leaves_one_event_and_a_refused_one_none() {
+    let f = Faulty::start("events", &[], &[("CONFIRM_WAIT_SECONDS", "1")]).await;
+
+    // A completion refused at its commit: no event. Its retry: one.
+    let id = f.uploaded(700, 1).await;
+    let rule = f.proxy.inject(Rule::new(TX, Fault::refuse(500, "InternalServerError")).by("ConfirmUpload"));
+    f.confirm(&id).await.assert_error(503, "Service busy", Some("1"));
+    f.proxy.lift(rule);
+    assert!(outbox(&f).await.is_empty(), "a refused commit wrote an event");
+    assert_eq!(f.confirm(&id).await.status, 200);
+    let events = outbox(&f).await;
+    assert_eq!(events.len(), 1);
+    let completed = the_event(&events, &id, EventType::Completed);
+    assert_eq!(completed["owner"], "events");
+    assert_eq!(completed["bucket"], f.t.config.bucket_name.as_str());
+    assert_eq!(completed["key"], format!("uploads/events/{id}"));
+    assert_eq!((completed["size"].as_u64(), completed["status"].as_str()), (Some(700), Some("completed")));
+    assert_eq!(completed["filename"], "f.bin");
+    assert!(completed["checksum"].is_null());
+
+    // A completion committed with every answer lost: the function finds
+    // its commit; one event, and a confirm again adds none.
+    let lost = f.uploaded(300, 2).await;
+    let rule = f.proxy.inject(Rule::new(TX, Fault::DropResponse).by("ConfirmUpload"));
+    assert_eq!(f.confirm(&lost).await.status, 200);
+    f.proxy.lift(rule);
+    assert_eq!(f.confirm(&lost).await.status, 200);
+    let events = outbox(&f).await;
+    assert_eq!(events.len(), 2);
+    the_event(&events, &lost, EventType::Completed);
+
+    // A deletion refused: no event. One committed with its answer lost
+    // (the SDK's retry meets its own commit): one, reporting the status
+    // the upload had.
+    let rule = f.proxy.inject(Rule::new(TX, Fault::refuse(400, "AccessDeniedException")).by("DeleteUpload"));
+    f.call("DELETE", &format!("/uploads/{id}"), None).await.assert_error(500, "Failed to delete upload record", None);
+    f.proxy.lift(rule);
+    assert_eq!(outbox(&f).await.len(), 2);
+    let rule = f.proxy.inject(Rule::new(TX, Fault::DropResponse).by("DeleteUpload").next(1));
+    assert_eq!(f.call("DELETE", &format!("/uploads/{id}"), None).await.status, 200);
+    f.proxy.lift(rule);
+    assert_eq!(f.call("DELETE", &format!("/uploads/{id}"), None).await.status, 404);
+    let events = outbox(&f).await;
+    assert_eq!(events.len(), 3);
+    let deleted = the_event(&events, &id, EventType::Deleted);
+    assert_eq!((deleted["status"].as_str(), deleted["size"].as_u64()), (Some("completed"), Some(700)));
+    assert_eq!(deleted["key"], completed["key"]);
+
+    // A pending upload deleted: its event says pending; no completion.
+    let created = f.create(50).await;
+    let pending = id_of(&created.body);
+    assert_eq!(f.call("DELETE", &format!("/uploads/{pending}"), None).await.status, 200);
+    let events = outbox(&f).await;
+    assert_eq!(the_event(&events, &pending, EventType::Deleted)["status"], "pending");
+    assert!(!events.contains_key(&event_id(&pending, EventType::Completed)));
+
+    // An expiry refused, then committed with its answer lost: one event.
+    let expired = f.t.pending_multipart_expiring(&f.owner, 1, Timestamp::now().plus_seconds(-5)).await;
+    let rule = f.proxy.inject(Rule::new(TX, Fault::refuse(500, "InternalServerError")).by("Sweeper"));
+    assert_eq!(f.sweep().await["expired"], 0);
+    f.proxy.lift(rule);
+    assert!(!outbox(&f).await.contains_key(&event_id(&expired.id, EventType::Expired)));
+    let rule = f.proxy.inject(Rule::new(TX, Fault::DropResponse).by("Sweeper").next(1));
+    assert_eq!(f.sweep().await["expired"], 1);
+    f.proxy.lift(rule);
+    let events = outbox(&f).await;
+    assert_eq!(events.len(), 5);
+    let expiry = the_event(&events, &expired.id, EventType::Expired);
+    assert_eq!((expiry["status"].as_str(), expiry["size"].as_u64()), (Some("pending"), Some(expired.size)));
+}
+
+/// Confirms, deletes and sweeps of the same uploads at once, through every
+/// function's binary: whatever order they land in, the outbox says what
+/// the table did. An upload still there completed has its completion and
+/// nothing else; one gone has exactly one deletion or expiry, whose
+/// `status` says whether it had completed, and it has a completion event
+/// exactly when it had.
+#[tokio::test]
+async fn racing_confirms_deletes_and_sweeps_leave_events_that_agree_with_the_table() {
+    let f = Faulty::start("racer", &[], &[]).await;
+    let mut ids = Vec::new();
+    for seed in 0..8 {
+        ids.push(f.uploaded(100 + seed as usize, seed).await);
+    }
+    // Two more past their expiry, for the sweeper to race.
+    let mut expiring = Vec::new();
+    for _ in 0..2 {
+        expiring.push(f.t.pending_multipart_expiring(&f.owner, 1, Timestamp::now().plus_seconds(-5)).await.id);
+    }
+    let all: Vec<UploadId> = ids.iter().chain(&expiring).cloned().collect();
+    let confirms = all.iter().flat_map(|id| [id, id]).map(|id| f.confirm(id));
+    let paths: Vec<String> = all.iter().map(|id| format!("/uploads/{id}")).collect();
+    let deletes = paths.iter().map(|path| f.call("DELETE", path, None));
+    let (_, _, _) = tokio::join!(
+        futures::future::join_all(confirms),
+        futures::future::join_all(deletes),
+        futures::future::join_all([f.sweep(), f.sweep()])
+    );
+    let events = outbox(&f).await;
+    let mut counted = 0;
+    for id in &all {
+        let session = f.t.store.get_session(&f.owner, id).await.unwrap();
+        let completed = events.get(&event_id(id, EventType::Completed));
+        let ended: Vec<&Value> =
+            [EventType::Deleted, EventType::Expired].iter().filter_map(|k| events.get(&event_id(id, *k))).collect();
+        counted += usize::from(completed.is_some()) + ended.len();
+        match session {
+            Some(s) => {
+                assert_eq!(ended.len(), 0, "{id} is still there");
+                assert_eq!(completed.is_some(), s.status == Status::Completed, "{id}: {s:?}");
+            }
+            None => {
+                assert_eq!(ended.len(), 1, "{id} is gone: one deletion or expiry");
+                let had_completed = ended[0]["status"] == "completed";
+                assert_eq!(completed.is_some(), had_completed, "{id}: {}", ended[0]);
+                if ended[0]["type"] == "upload.expired" {
+                    assert!(expiring.contains(id) && !had_completed);
+                }
+            }
+        }
+    }
+    assert_eq!(events.len(), counted, "no event for an upload outside the race");
+    f.t.assert_usage_matches_sessions(&f.owner, "after the race").await;
+}
