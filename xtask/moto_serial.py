@@ -16,10 +16,19 @@ id that signed it (header or presigned query), which the local stack sets to
 the calling function's logical id, so `cargo xtask test` can check each
 function's IAM policy against the calls it really made. A TransactWriteItems
 is logged as one line per item action (PutItem, UpdateItem, DeleteItem,
-ConditionCheckItem), as IAM authorizes it.
+ConditionCheckItem), as IAM authorizes it; a PutEvents as one line per
+entry, its resource the event bus's name.
+
+A table's stream (moto's StreamShard) is copied cheaply: moto deep-copies
+every table a TransactWriteItems touches, to restore it if the transaction
+is cancelled, and a deep copy of the stream's records (every write the table
+ever had) made each transaction slower than the last. The records never
+change once written, so the copy shares them and copies only their list: a
+cancelled transaction still leaves no record behind.
 """
 
 import argparse
+import copy
 import io
 import json
 import re
@@ -27,7 +36,19 @@ import threading
 from urllib.parse import parse_qs, unquote
 
 from werkzeug.serving import run_simple
+from moto.dynamodb.models.table import StreamShard
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+def _copy_stream_shard(self, memo):
+    shard = copy.copy(self)
+    memo[id(self)] = shard
+    # The table being copied (deepcopy records it in memo before its state).
+    shard.table = memo.get(id(self.table), self.table)
+    shard.items = list(self.items)
+    return shard
+
+
+StreamShard.__deepcopy__ = _copy_stream_shard
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
@@ -96,6 +117,22 @@ def calls(environ, body):
         except ValueError:
             doc = {}
         return [("sqs", target.split(".", 1)[1], doc.get("QueueUrl", "").rsplit("/", 1)[-1])]
+    if target.startswith("AWSEvents."):
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            doc = {}
+        op = target.split(".", 1)[1]
+        if op == "PutEvents":
+            buses = [e.get("EventBusName") or "default" for e in doc.get("Entries", [])]
+            return [("events", op, b.rsplit("event-bus/", 1)[-1]) for b in buses]
+        return [("events", op, doc.get("Name") or doc.get("EventBusName") or "")]
+    if target.startswith("DynamoDBStreams_"):
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            doc = {}
+        return [("dynamodb", target.split(".", 1)[1], doc.get("StreamArn", ""))]
     if path.startswith("/moto-api"):
         return []
     if method == "OPTIONS":

@@ -11,6 +11,9 @@ use xtask::feeder::Feeder;
 use xtask::runtime::{FunctionHost, Outcome};
 use xtask::stack::project_root;
 
+#[path = "binaries/events.rs"]
+mod events;
+
 fn event(name: &str) -> Value {
     let path = project_root().join("events").join(format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

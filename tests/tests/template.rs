@@ -88,7 +88,7 @@ fn table_has_ttl() {
 fn every_function_has_its_package_binary_and_event() {
     let t = Template::load(&project_root().join("template.yaml")).unwrap();
     let functions = t.functions().unwrap();
-    assert_eq!(functions.len(), 9);
+    assert_eq!(functions.len(), 10);
     for f in functions {
         let dir = project_root().join("functions").join(&f.binary);
         assert!(dir.join("Cargo.toml").exists(), "no package for {}", f.binary);
@@ -133,7 +133,7 @@ fn function_policies_are_least_privilege() {
             }
         }
     }
-    assert_eq!(functions, 9);
+    assert_eq!(functions, 10);
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn every_function_logs_to_its_own_group_with_retention() {
     assert_eq!(global["LogFormat"], "JSON");
     assert!(!global["ApplicationLogLevel"].is_null() && !global["SystemLogLevel"].is_null());
     let functions = function_ids(&doc);
-    assert_eq!(functions.len(), 9);
+    assert_eq!(functions.len(), 10);
     let mut groups = Vec::new();
     for f in &functions {
         let config = &doc["Resources"][f.as_str()]["Properties"]["LoggingConfig"];
@@ -596,7 +596,11 @@ fn alarms_cover_functions_table_stuck_tasks_and_dead_letters() {
         assert_eq!(ref_of(&actions[2]), Some("AWS::NoValue"), "{id}");
         if let Some(metrics) = p["Metrics"].as_sequence() {
             // Metric math: one expression returned, summing every metric.
-            assert!(metrics.len() <= 10, "{id}: CloudWatch allows 10 metrics an alarm");
+            // CloudWatch takes at most 10 metrics (MetricStat entries) and
+            // 20 entries in all.
+            let stats = metrics.iter().filter(|m| !m["MetricStat"].is_null()).count();
+            assert!(stats <= 10, "{id}: CloudWatch allows 10 metrics an alarm");
+            assert!(metrics.len() <= 20, "{id}: CloudWatch allows 20 entries an alarm");
             let returned: Vec<&Value> = metrics.iter().filter(|m| m["ReturnData"] == true).collect();
             assert_eq!(returned.len(), 1, "{id}: one returned series");
             let expression = returned[0]["Expression"].as_str().unwrap_or_else(|| panic!("{id}: no expression"));
@@ -721,6 +725,220 @@ fn policies_grant_the_calls_the_functions_make() {
         assert!(allows("ConfirmUpload", action, &objects), "ConfirmUpload: {action}");
     }
     assert!(allows("Sweeper", "s3:ListBucket", &bucket), "Sweeper: ListBucket (404, not 403)");
+}
+
+// Upload events (shared::events; docs/operations.md, "Upload events").
+
+/// The statements of `function`'s inline policies that allow `action`.
+fn statements_allowing<'a>(doc: &'a Value, function: &str, action: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    for policy in doc["Resources"][function]["Properties"]["Policies"].as_sequence().unwrap() {
+        for st in policy["Statement"].as_sequence().unwrap() {
+            let allows = match &st["Action"] {
+                Value::String(a) => a == action,
+                Value::Sequence(a) => a.iter().any(|x| x == action),
+                _ => false,
+            };
+            if allows {
+                out.push(st);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_table_stream_feeds_the_publisher_inserted_outbox_events_only() {
+    let doc = raw();
+    let table = &doc["Resources"]["UploadsTable"]["Properties"];
+    assert_eq!(table["StreamSpecification"]["StreamViewType"], "NEW_IMAGE", "an insert carries the whole event");
+
+    let t = Template::load(&project_root().join("template.yaml")).unwrap();
+    let publisher = t.functions().unwrap().into_iter().find(|f| f.logical_id == "Publisher").unwrap();
+    assert_eq!(publisher.binary, "publisher");
+    assert!(publisher.routes.is_empty() && publisher.queue.is_none() && publisher.schedule_seconds.is_none());
+    let source = publisher.stream.expect("the publisher is fed by a stream");
+    assert_eq!(source.table, "UploadsTable");
+    assert_eq!(source.starting_position, "TRIM_HORIZON", "events written before the mapping are published too");
+    assert!(source.report_batch_item_failures, "a failed event is retried from its own record");
+    assert!(source.bisect_on_error);
+    assert!(source.maximum_retry_attempts.is_some_and(|n| n >= 1), "a failing batch does not block the shard forever");
+    assert!(source.maximum_record_age_seconds.is_some_and(|s| s <= 86_400));
+    assert_eq!(source.on_failure.as_deref(), Some("EventsDeadLetterQueue"));
+    assert_eq!(doc["Resources"]["EventsDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"], true);
+    let event = doc["Resources"]["Publisher"]["Properties"]["Events"]["OutboxStream"]["Properties"].clone();
+    assert_eq!(event["DestinationConfig"]["OnFailure"]["Type"], "SQS");
+
+    // The filter, as Lambda applies it to the records the stream gives.
+    let record = |name: &str, image: serde_json::Value| serde_json::json!({"eventName": name, "dynamodb": {"Keys": {}, "NewImage": image, "SequenceNumber": "1"}});
+    let outbox = serde_json::json!({"pk": {"S": "EVENT#evt_1"}, "sk": {"S": "EVENT"}, "type": {"S": "event"}});
+    let session = serde_json::json!({"pk": {"S": "UPLOAD#upl_1"}, "sk": {"S": "SESSION"}, "type": {"S": "session"}});
+    let passes = |r: &serde_json::Value| xtask::pattern::matches_any(&source.filters, r).unwrap();
+    assert!(passes(&record("INSERT", outbox.clone())));
+    assert!(!passes(&record("MODIFY", outbox)), "a rewrite of a pending event is not a new event");
+    assert!(!passes(&record("INSERT", session)));
+    assert!(!passes(&serde_json::json!({"eventName": "REMOVE", "dynamodb": {"Keys": {}}})), "the publisher's deletes");
+
+    // Every function knows the bus and the source; the publisher emits its
+    // metrics where the sweeper does.
+    let env = &doc["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(ref_of(&env["EVENT_BUS_NAME"]), Some("UploadEventsBus"));
+    let source_name = tagged(&env["EVENT_SOURCE"], "!Sub").and_then(Value::as_str).unwrap();
+    assert_eq!(source_name, "upload-sessions.${AWS::StackName}");
+    let namespace =
+        |f: &str| doc["Resources"][f]["Properties"]["Environment"]["Variables"]["METRICS_NAMESPACE"].clone();
+    assert_eq!(namespace("Publisher"), namespace("Sweeper"));
+    let bus = &doc["Resources"]["UploadEventsBus"];
+    assert_eq!(bus["Type"], "AWS::Events::EventBus");
+    assert_eq!(tagged(&bus["Properties"]["Name"], "!Sub").and_then(Value::as_str), Some("${AWS::StackName}-uploads"));
+}
+
+#[test]
+fn publishers_reach_their_bus_and_outbox_items_only() {
+    let doc = raw();
+    let bus: Value = serde_yaml::from_str("!GetAtt UploadEventsBus.Arn").unwrap();
+    let table: Value = serde_yaml::from_str("!GetAtt UploadsTable.Arn").unwrap();
+    for f in function_ids(&doc) {
+        let puts = statements_allowing(&doc, &f, "events:PutEvents");
+        if f == "Publisher" || f == "Sweeper" {
+            assert_eq!(puts.len(), 1, "{f}");
+            assert_eq!(puts[0]["Resource"], bus, "{f} publishes to the stack's bus only");
+        } else {
+            assert!(puts.is_empty(), "{f} may publish events");
+        }
+    }
+    // The outbox statements are held to EVENT# items.
+    let outbox_only = |st: &Value| {
+        st["Resource"] == table && st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"][0] == "EVENT#*"
+    };
+    for action in ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:DeleteItem"] {
+        let st = statements_allowing(&doc, "Publisher", action);
+        assert!(!st.is_empty() && st.iter().all(|st| outbox_only(st)), "Publisher: {action}");
+        assert!(statements_allowing(&doc, "Sweeper", action).iter().any(|st| outbox_only(st)), "Sweeper: {action}");
+    }
+    assert!(statements_allowing(&doc, "Publisher", "dynamodb:PutItem").is_empty(), "the publisher writes no event");
+    // Confirm now writes the completion's event in its transaction, and
+    // nothing else with PutItem.
+    let puts = statements_allowing(&doc, "ConfirmUpload", "dynamodb:PutItem");
+    assert_eq!(puts.len(), 1);
+    assert!(outbox_only(puts[0]), "{:?}", puts[0]);
+}
+
+#[test]
+fn the_example_rule_and_the_webhook_deliver_this_stacks_events_only() {
+    let doc = raw();
+    let r = &doc["Resources"];
+    let source: Value = serde_yaml::from_str("!Sub \"upload-sessions.${AWS::StackName}\"").unwrap();
+    let kinds = ["upload.completed", "upload.deleted", "upload.expired"];
+    for (rule, condition) in
+        [("UploadEventsRule", "ExampleEventsQueueOn"), ("UploadEventsWebhookRule", "EventsWebhookOn")]
+    {
+        let p = &r[rule]["Properties"];
+        assert_eq!(r[rule]["Condition"], condition, "{rule}");
+        assert_eq!(ref_of(&p["EventBusName"]), Some("UploadEventsBus"), "{rule}");
+        assert_eq!(p["EventPattern"]["source"], Value::Sequence(vec![source.clone()]), "{rule}");
+        let types: Vec<&str> =
+            p["EventPattern"]["detail-type"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(types, kinds, "{rule}");
+        let target = &p["Targets"][0];
+        let dlq: Value = serde_yaml::from_str("!GetAtt EventsDeliveryDeadLetterQueue.Arn").unwrap();
+        assert_eq!(target["DeadLetterConfig"]["Arn"], dlq, "{rule}: undelivered events are kept");
+        assert!(target["RetryPolicy"]["MaximumEventAgeInSeconds"].as_u64().is_some(), "{rule}");
+    }
+    // The example queue: on by default, writable by its rule only.
+    assert_eq!(doc["Parameters"]["ExampleEventsQueue"]["Default"], "true");
+    let queue: Value = serde_yaml::from_str("!GetAtt UploadEventsQueue.Arn").unwrap();
+    assert_eq!(r["UploadEventsRule"]["Properties"]["Targets"][0]["Arn"], queue);
+    let policy = &r["UploadEventsQueuePolicy"]["Properties"];
+    assert_eq!(ref_of(&policy["Queues"][0]), Some("UploadEventsQueue"));
+    let st = &policy["PolicyDocument"]["Statement"][0];
+    assert_eq!(st["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(st["Action"], "sqs:SendMessage");
+    let rule_arn: Value = serde_yaml::from_str("!GetAtt UploadEventsRule.Arn").unwrap();
+    assert_eq!(st["Condition"]["ArnEquals"]["aws:SourceArn"], rule_arn);
+    for q in ["UploadEventsQueue", "EventsDeliveryDeadLetterQueue"] {
+        assert_eq!(r[q]["Properties"]["SqsManagedSseEnabled"], true, "{q} encrypted");
+    }
+
+    // The webhook: an API key connection with a secret parameter, called
+    // with a role that may invoke that destination only.
+    let key = &doc["Parameters"]["EventsWebhookApiKey"];
+    assert_eq!(key["NoEcho"], true);
+    assert_eq!(doc["Parameters"]["EventsWebhookUrl"]["Default"], "");
+    let connection = &r["UploadEventsWebhookConnection"]["Properties"];
+    assert_eq!(connection["AuthorizationType"], "API_KEY");
+    let value = tagged(&connection["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"], "!Sub");
+    assert_eq!(value.and_then(Value::as_str), Some("${EventsWebhookApiKey}"));
+    let target = &r["UploadEventsWebhookRule"]["Properties"]["Targets"][0];
+    assert_eq!(target["Arn"], serde_yaml::from_str::<Value>("!GetAtt UploadEventsWebhook.Arn").unwrap());
+    assert_eq!(target["RoleArn"], serde_yaml::from_str::<Value>("!GetAtt UploadEventsWebhookRole.Arn").unwrap());
+    let role = &r["UploadEventsWebhookRole"]["Properties"];
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0]["Action"], "events:InvokeApiDestination");
+    assert_eq!(statements[0]["Resource"], target["Arn"]);
+    let rule = &doc["Rules"]["EventsWebhookNeedsAKey"];
+    assert!(
+        !rule["Assertions"][0]["Assert"].is_null(),
+        "a webhook without its key is refused before anything is created"
+    );
+    for id in
+        ["UploadEventsWebhookConnection", "UploadEventsWebhook", "UploadEventsWebhookRole", "UploadEventsWebhookRule"]
+    {
+        assert_eq!(r[id]["Condition"], "EventsWebhookOn", "{id}");
+    }
+
+    // The parameters switch them as CloudFormation would.
+    let with = |pairs: &[(&str, &str)]| {
+        let mut stack = Stack::unprovisioned("t").unwrap();
+        stack.parameters = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        stack
+    };
+    let default = with(&[]);
+    for id in ["UploadEventsQueue", "UploadEventsRule", "UploadEventsQueuePolicy", "EventsDeliveryDeadLetterQueue"] {
+        assert!(default.exists(id).unwrap(), "{id} by default");
+    }
+    assert!(!default.exists("UploadEventsWebhook").unwrap());
+    let none = with(&[("ExampleEventsQueue", "false")]);
+    assert!(!none.exists("UploadEventsQueue").unwrap() && !none.exists("EventsDeliveryDeadLetterQueue").unwrap());
+    assert!(
+        none.exists("UploadEventsBus").unwrap() && none.exists("Publisher").unwrap(),
+        "events are published anyway"
+    );
+    let hook = with(&[("ExampleEventsQueue", "false"), ("EventsWebhookUrl", "https://app.example.com/hooks/uploads")]);
+    assert!(hook.exists("UploadEventsWebhookRule").unwrap() && hook.exists("EventsDeliveryDeadLetterQueue").unwrap());
+    let t = Template::load(&project_root().join("template.yaml")).unwrap();
+    assert!(t.check_parameter("EventsWebhookUrl", "http://app.example.com/hook").is_err(), "HTTPS only");
+}
+
+#[test]
+fn stuck_events_and_given_up_batches_raise_alarms() {
+    let doc = raw();
+    let r = &doc["Resources"];
+    let stuck = &r["StuckEventsAlarm"]["Properties"];
+    assert_eq!(stuck["MetricName"], "StuckEvents");
+    assert_eq!(stuck["Namespace"], r["StuckCleanupTasksAlarm"]["Properties"]["Namespace"], "the sweeper's namespace");
+    assert!(stuck["Dimensions"].is_null(), "the sweeper emits it without dimensions");
+    assert_eq!(stuck["Threshold"], 1);
+    assert_eq!(stuck["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    for (alarm, queue) in [
+        ("EventsDeadLetterAlarm", "EventsDeadLetterQueue"),
+        ("EventsDeliveryDeadLetterAlarm", "EventsDeliveryDeadLetterQueue"),
+    ] {
+        let p = &r[alarm]["Properties"];
+        assert_eq!(p["MetricName"], "ApproximateNumberOfMessagesVisible", "{alarm}");
+        let name: Value = serde_yaml::from_str(&format!("!GetAtt {queue}.QueueName")).unwrap();
+        assert_eq!(p["Dimensions"][0]["Value"], name, "{alarm}");
+        assert_eq!(p["Threshold"], 1, "{alarm}");
+    }
+    assert_eq!(r["EventsDeliveryDeadLetterAlarm"]["Condition"], r["EventsDeliveryDeadLetterQueue"]["Condition"]);
+    let age = &r["PublisherIteratorAgeAlarm"]["Properties"];
+    assert_eq!(age["MetricName"], "IteratorAge");
+    assert_eq!(ref_of(&age["Dimensions"][0]["Value"]), Some("Publisher"));
+    for o in ["EventBusName", "EventBusArn", "EventSource", "UploadEventsQueueUrl", "EventsDeadLetterQueueUrl"] {
+        assert!(!doc["Outputs"][o].is_null(), "output {o}");
+    }
+    assert_eq!(doc["Outputs"]["UploadEventsQueueUrl"]["Condition"], "ExampleEventsQueueOn");
 }
 
 // Operations: access logs, bucket access logs, tracing, WAF logs, the API's

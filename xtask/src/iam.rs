@@ -79,6 +79,11 @@ pub fn needs(call: &Call) -> Vec<Need> {
                 other => vec![need(&format!("s3:{other}"), object)],
             }
         }
+        // PutEvents is authorized on the bus (logged by its name).
+        "events" => vec![need(
+            &format!("events:{}", call.operation),
+            format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{}", call.resource),
+        )],
         other => vec![need(&format!("{other}:{}", call.operation), call.resource.clone())],
     }
 }
@@ -224,6 +229,26 @@ mod tests {
         };
         let actions: Vec<String> = needs(&call).into_iter().map(|n| n.action).collect();
         assert_eq!(actions, ["sqs:SendMessage"]);
+    }
+
+    #[test]
+    fn the_template_grants_the_publishers_put_events_on_its_bus_only() {
+        let stack = Stack::unprovisioned("*").unwrap();
+        let call = |bus: &str| Call {
+            principal: "Publisher".into(),
+            service: "events".into(),
+            operation: "PutEvents".into(),
+            resource: bus.into(),
+            status: 200,
+        };
+        for function in ["Publisher", "Sweeper"] {
+            let grants = grants(&stack, function).unwrap();
+            let allowed = |bus: &str| {
+                needs(&call(bus)).iter().all(|n| grants.iter().any(|(a, r)| glob(a, &n.action) && glob(r, &n.arn)))
+            };
+            assert!(allowed("t9-uploads"), "{function}");
+            assert!(!allowed("default"), "{function} may publish to the default bus");
+        }
     }
 
     #[test]

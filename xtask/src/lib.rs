@@ -4,7 +4,8 @@
 //! the SQS feeder.
 //!
 //! Dependence runs one way: `local` (constants) ← `template`, `apigw`,
-//! `runtime`, `moto`, `waf` ← `gateway`, `feeder` ← `stack`; `wire` (the
+//! `runtime`, `moto`, `waf`, `pattern` ← `gateway`, `feeder` ← `stack` ←
+//! `streams` (the table stream's feeder), `events` (reading them); `wire` (the
 //! counting proxy) and `apppage` (the local web app on the API) stand
 //! alone, and `bench` sits on top of them all.
 
@@ -14,16 +15,19 @@ pub mod bench;
 pub mod capacity;
 pub mod catalogue;
 pub mod chromium;
+pub mod events;
 pub mod feeder;
 pub mod gateway;
 pub mod iam;
 pub mod local;
 pub mod moto;
+pub mod pattern;
 pub mod rng;
 pub mod runtime;
 pub mod s3verify;
 pub mod samlocal;
 pub mod stack;
+pub mod streams;
 pub mod template;
 pub mod waf;
 pub mod wire;

@@ -3,9 +3,13 @@
 //! - `dev`: the whole API locally (moto on loopback, the bucket in the
 //!   verifying S3 unless `UPLOADS_VERIFYING_S3=0`, resources from
 //!   `template.yaml`, every function as its real binary, the API on
-//!   `http://127.0.0.1:3000`, the cleanup queue fed to its function), and
-//!   the files `sam local` runs the functions against it with
-//!   (`target/dev/sam-env.json`, `xtask/src/samlocal.rs`).
+//!   `http://127.0.0.1:3000`, the cleanup queue fed to its function, the
+//!   table's stream fed to the publisher, the upload events bus and its
+//!   example rule's queue), and the files `sam local` runs the functions
+//!   against it with (`target/dev/sam-env.json`, `xtask/src/samlocal.rs`).
+//! - `events [--once] [--json] [--delete] [--queue-url URL]`: the upload
+//!   events the example rule delivers, one line each (`xtask/src/events.rs`);
+//!   the dev stack's unless `--queue-url`.
 //! - `test`: the template checks, then every test against a moto server of its own.
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
 //! - `capacity [--seconds N]`: the capacity model (`xtask/src/capacity.rs`)
@@ -34,13 +38,14 @@ use xtask::feeder::Feeder;
 use xtask::moto::{self, Moto};
 use xtask::stack::{project_root, Stack};
 
-const USAGE: &str = "usage: cargo xtask <dev | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | catalogue [service:Operation[+if-none-match]...] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
+const USAGE: &str = "usage: cargo xtask <dev | events [--once] [--json] [--delete] [--queue-url URL] | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | catalogue [service:Operation[+if-none-match]...] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev().await,
+        Some("events") => xtask::events::command(&args[1..]).await,
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
         Some("capacity") => capacity(&args[1..]),
@@ -151,7 +156,13 @@ async fn dev() -> Result<ExitCode> {
         None
     };
     let overrides = xtask::stack::parse_overrides(&env_or("UPLOADS_PARAMETER_OVERRIDES", ""))?;
-    let stack = Stack::provision_on(&moto.endpoint, s3.as_ref().map(|s| s.endpoint.as_str()), "dev", overrides).await?;
+    let stack = Stack::provision_on(
+        &moto.endpoint,
+        s3.as_ref().map(|s| s.endpoint.as_str()),
+        xtask::stack::DEV_STACK,
+        overrides,
+    )
+    .await?;
     if s3.is_some() {
         let policy = stack.config()?.uploads;
         let largest = policy.part_size_bytes.max(policy.multipart_threshold_bytes);
@@ -185,10 +196,12 @@ async fn dev() -> Result<ExitCode> {
     }
     println!("table: {}", config.table_name);
     println!("bucket: {}", config.bucket_name);
-    for (id, kind) in stack.template.resources.iter().filter(|(_, r)| r.kind == "AWS::SQS::Queue") {
-        let _ = kind;
-        println!("queue {id}: {}", stack.physical(id)?.reference);
+    for (id, _) in stack.template.of_kind("AWS::SQS::Queue") {
+        if let Ok(queue) = stack.physical(id) {
+            println!("queue {id}: {}", queue.reference);
+        }
     }
+    print_events(&stack)?;
     println!("api: http://127.0.0.1:{api_port}");
     match &page_built {
         Ok(()) => println!(
@@ -253,6 +266,33 @@ async fn dev() -> Result<ExitCode> {
         }
     }
 
+    // Streams: the table's stream feeds the functions with a DynamoDB event
+    // (the publisher), as their event source mappings would.
+    for (f, host) in hosts.values() {
+        if f.stream.is_some() {
+            let mut feeder = xtask::streams::StreamFeeder::new(&stack, f)?;
+            let host = host.clone();
+            feeders.push(tokio::spawn(async move {
+                loop {
+                    match feeder.round(&host).await {
+                        Ok(r) if r.read == 0 => tokio::time::sleep(Duration::from_millis(250)).await,
+                        Ok(r) if r.discarded > 0 => {
+                            eprintln!(
+                                "[stream {}] gave up {} records (see the on-failure queue)",
+                                host.name, r.discarded
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("[stream {}] {e:#}", host.name);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+
     // Schedules: every function with a Schedule event runs on a short local
     // interval, so abandoned sessions expire while you watch.
     let sweep_every: u64 = env_or("UPLOADS_SWEEP_SECONDS", "30").parse().context("UPLOADS_SWEEP_SECONDS")?;
@@ -288,6 +328,32 @@ async fn dev() -> Result<ExitCode> {
     drop(s3);
     moto.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the dev stack's upload events go and how to read them.
+fn print_events(stack: &Stack) -> Result<()> {
+    for (id, _) in stack.template.of_kind("AWS::Events::EventBus") {
+        let source = stack
+            .template
+            .functions()?
+            .into_iter()
+            .find_map(|f| f.environment.get("EVENT_SOURCE").cloned())
+            .map(|v| stack.resolve(&v))
+            .transpose()?
+            .unwrap_or_default();
+        println!("upload events: bus {} ({id}), source {source}", stack.physical(id)?.reference);
+    }
+    let queues: Vec<String> =
+        xtask::events::event_queues(stack).into_iter().filter(|q| stack.resources.contains_key(q)).collect();
+    for q in &queues {
+        println!("  delivered to queue {q}: {}", stack.physical(q)?.reference);
+    }
+    if queues.is_empty() {
+        println!("  (no rule delivers them to a queue: ExampleEventsQueue=false)");
+    } else {
+        println!("  tail them: cargo xtask events   (--json for whole events)");
+    }
+    Ok(())
 }
 
 /// `cfn-lint template.yaml` and `sam validate --lint`, from PyPI. Any error

@@ -26,6 +26,9 @@ use crate::waf::WebAcl;
 
 pub use crate::local::{project_root, ACCOUNT, REGION};
 
+/// The name `cargo xtask dev` gives its stack (every resource's prefix).
+pub const DEV_STACK: &str = "dev";
+
 /// The credentials and region every local client and function uses.
 pub fn local_env(endpoint: &str) -> Vec<(String, String)> {
     [
@@ -64,26 +67,60 @@ pub fn parse_overrides(text: &str) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// What `!Ref` and `!GetAtt X.Arn` give for a created resource.
+/// What `!Ref` and `!GetAtt X.Arn` give for a created resource, and the
+/// other attributes `!GetAtt` reads (`StreamArn`, `QueueName`, `Name`).
 #[derive(Debug, Clone)]
 pub struct Physical {
     pub reference: String,
     pub arn: String,
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Physical {
+    fn new(reference: impl Into<String>, arn: String) -> Self {
+        Physical { reference: reference.into(), arn, attributes: BTreeMap::new() }
+    }
+
+    fn with(mut self, attribute: &str, value: impl Into<String>) -> Self {
+        self.attributes.insert(attribute.to_owned(), value.into());
+        self
+    }
+
     fn table(name: &str) -> Self {
-        Physical { reference: name.to_owned(), arn: format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}") }
+        Physical::new(name, format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"))
     }
 
     fn bucket(name: &str) -> Self {
-        Physical { reference: name.to_owned(), arn: format!("arn:aws:s3:::{name}") }
+        Physical::new(name, format!("arn:aws:s3:::{name}"))
     }
 
     fn queue(url: String, name: &str) -> Self {
-        Physical { reference: url, arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}") }
+        Physical::new(url, format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")).with("QueueName", name)
+    }
+
+    fn event_bus(name: &str) -> Self {
+        Physical::new(name, format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}")).with("Name", name)
+    }
+
+    /// A rule on `bus` (its `!Ref` is `bus|name` for a custom bus, as
+    /// CloudFormation's is).
+    fn rule(bus: &str, name: &str) -> Self {
+        Physical::new(format!("{bus}|{name}"), format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus}/{name}"))
     }
 }
+
+/// A template resource the local stack has no instance of: left out by its
+/// condition, or of a kind it does not create (an API destination, say).
+#[derive(Debug)]
+pub struct NotCreatedLocally(pub String);
+
+impl std::fmt::Display for NotCreatedLocally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "template resource {} was not created locally", self.0)
+    }
+}
+
+impl std::error::Error for NotCreatedLocally {}
 
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -160,6 +197,21 @@ impl Stack {
                 stack.set_redrive(id).await?;
             }
         }
+        // Event buses, then their rules (which name queues), then the
+        // queues' policies (which name rules).
+        for kind in ["AWS::Events::EventBus", "AWS::Events::Rule", "AWS::SQS::QueuePolicy"] {
+            for (id, _) in ids.iter().filter(|(_, k)| k == kind) {
+                if !stack.exists(id)? {
+                    continue;
+                }
+                let name = format!("{prefix}-{}", id.to_ascii_lowercase());
+                match kind {
+                    "AWS::Events::EventBus" => stack.create_event_bus(id, &name).await?,
+                    "AWS::Events::Rule" => stack.create_rule(id, &name).await?,
+                    _ => stack.set_queue_policy(id).await?,
+                }
+            }
+        }
         Ok(stack)
     }
 
@@ -172,7 +224,11 @@ impl Stack {
         for (id, r) in &template.resources {
             let name = format!("{prefix}-{}", id.to_ascii_lowercase());
             let physical = match r.kind.as_str() {
-                "AWS::DynamoDB::Table" => Physical::table(&name),
+                "AWS::DynamoDB::Table" => {
+                    let table = Physical::table(&name);
+                    let stream = format!("{}/stream/1970-01-01T00:00:00.000", table.arn);
+                    table.with("StreamArn", stream)
+                }
                 "AWS::S3::Bucket" => Physical::bucket(&name),
                 "AWS::SQS::Queue" => Physical::queue(format!("http://localhost/{ACCOUNT}/{name}"), &name),
                 _ => continue,
@@ -180,7 +236,7 @@ impl Stack {
             resources.insert(id.clone(), physical);
         }
         let endpoint = "http://127.0.0.1:9".to_owned();
-        Ok(Stack {
+        let mut stack = Stack {
             name: prefix.to_owned(),
             sdk: sdk_config(&endpoint),
             endpoint,
@@ -188,7 +244,21 @@ impl Stack {
             template,
             resources,
             parameters: BTreeMap::new(),
-        })
+        };
+        // Buses are named by the template (from the stack's name), rules
+        // after their bus.
+        for kind in ["AWS::Events::EventBus", "AWS::Events::Rule"] {
+            let ids: Vec<String> = stack.template.of_kind(kind).map(|(id, _)| id.to_owned()).collect();
+            for id in ids {
+                let name = format!("{prefix}-{}", id.to_ascii_lowercase());
+                let physical = match kind {
+                    "AWS::Events::EventBus" => Physical::event_bus(&stack.named(&id, &name)?),
+                    _ => Physical::rule(&stack.rule_bus(&id)?, &name),
+                };
+                stack.resources.insert(id, physical);
+            }
+        }
+        Ok(stack)
     }
 
     fn properties(&self, id: &str) -> &Mapping {
@@ -196,7 +266,7 @@ impl Stack {
     }
 
     pub fn physical(&self, id: &str) -> Result<&Physical> {
-        self.resources.get(id).ok_or_else(|| anyhow!("template resource {id} was not created locally"))
+        self.resources.get(id).ok_or_else(|| NotCreatedLocally(id.to_owned()).into())
     }
 
     /// Resolves a template value (`!Ref`, `!GetAtt X.Arn`, `!Sub` with
@@ -247,14 +317,146 @@ impl Stack {
             .ok_or_else(|| anyhow!("!Ref {name}: no such local resource or parameter"))
     }
 
+    /// What `!GetAtt <id>.<attribute>` gives.
+    pub fn attribute_of(&self, id: &str, attribute: &str) -> Result<String> {
+        self.attribute(&format!("{id}.{attribute}"))
+    }
+
     fn attribute(&self, target: &str) -> Result<String> {
         match target.split_once('.') {
             Some((id, "Arn")) => Ok(self.physical(id)?.arn.clone()),
-            _ => bail!("unsupported attribute {target}"),
+            Some((id, attribute)) => self
+                .physical(id)?
+                .attributes
+                .get(attribute)
+                .cloned()
+                .ok_or_else(|| anyhow!("unsupported attribute {target}")),
+            None => bail!("unsupported attribute {target}"),
+        }
+    }
+
+    /// The resource's `Name` property resolved, when it has one, else
+    /// `default` (the local `<prefix>-<id>`).
+    fn named(&self, id: &str, default: &str) -> Result<String> {
+        match field(self.properties(id), "Name") {
+            Some(v) => self.resolve(v),
+            None => Ok(default.to_owned()),
+        }
+    }
+
+    /// The name of the bus rule `id` is on (`default` without `EventBusName`).
+    fn rule_bus(&self, id: &str) -> Result<String> {
+        match field(self.properties(id), "EventBusName") {
+            None => Ok("default".to_owned()),
+            Some(v) => {
+                let bus = self.resolve(v)?;
+                Ok(bus.rsplit_once("event-bus/").map(|(_, name)| name.to_owned()).unwrap_or(bus))
+            }
+        }
+    }
+
+    async fn create_event_bus(&mut self, id: &str, default_name: &str) -> Result<()> {
+        let name = self.named(id, default_name)?;
+        aws_sdk_eventbridge::Client::new(&self.sdk)
+            .create_event_bus()
+            .name(&name)
+            .send()
+            .await
+            .with_context(|| format!("creating event bus {name}"))?;
+        self.resources.insert(id.to_owned(), Physical::event_bus(&name));
+        Ok(())
+    }
+
+    /// A rule and its targets. Targets are delivered by the emulator, which
+    /// delivers to queues; a rule with another kind of target (an API
+    /// destination) is left out, and said so.
+    async fn create_rule(&mut self, id: &str, name: &str) -> Result<()> {
+        let properties = Value::Mapping(self.properties(id).clone());
+        let resolved = self.resolve_unless_missing(&properties)?;
+        let Some(resolved) = resolved else {
+            eprintln!("local stack: rule {id} is left out: it targets what the local stack does not create");
+            return Ok(());
+        };
+        let bus = self.rule_bus(id)?;
+        let targets = seq(resolved.get("Targets"));
+        if let Some(target) = targets
+            .iter()
+            .find(|t| !t.get("Arn").and_then(Value::as_str).is_some_and(|a| a.starts_with("arn:aws:sqs:")))
+        {
+            eprintln!(
+                "local stack: rule {id} is left out: the emulator delivers to queues only, not to {:?}",
+                target.get("Arn")
+            );
+            return Ok(());
+        }
+        let pattern = resolved.get("EventPattern").map(json_of).transpose()?;
+        let client = aws_sdk_eventbridge::Client::new(&self.sdk);
+        client
+            .put_rule()
+            .name(name)
+            .event_bus_name(&bus)
+            .set_event_pattern(pattern.map(|p| p.to_string()))
+            .set_state(resolved.get("State").and_then(Value::as_str).map(aws_sdk_eventbridge::types::RuleState::from))
+            .send()
+            .await
+            .with_context(|| format!("creating rule {name}"))?;
+        let targets = targets
+            .iter()
+            .map(|t| {
+                Ok(aws_sdk_eventbridge::types::Target::builder().id(text(t, "Id")?).arn(text(t, "Arn")?).build()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !targets.is_empty() {
+            let out = client
+                .put_targets()
+                .rule(name)
+                .event_bus_name(&bus)
+                .set_targets(Some(targets))
+                .send()
+                .await
+                .with_context(|| format!("adding the targets of rule {name}"))?;
+            if out.failed_entry_count > 0 {
+                bail!("rule {name}: targets refused: {:?}", out.failed_entries);
+            }
+        }
+        self.resources.insert(id.to_owned(), Physical::rule(&bus, name));
+        Ok(())
+    }
+
+    /// Sets a queue policy's document on each of its queues (the emulator
+    /// keeps it; it does not enforce it).
+    async fn set_queue_policy(&self, id: &str) -> Result<()> {
+        let properties = Value::Mapping(self.properties(id).clone());
+        let Some(resolved) = self.resolve_unless_missing(&properties)? else {
+            eprintln!("local stack: queue policy {id} is left out: it names what the local stack does not create");
+            return Ok(());
+        };
+        let document = json_of(resolved.get("PolicyDocument").ok_or_else(|| anyhow!("{id}: no PolicyDocument"))?)?;
+        let client = aws_sdk_sqs::Client::new(&self.sdk);
+        for url in seq(resolved.get("Queues")).iter().filter_map(scalar) {
+            client
+                .set_queue_attributes()
+                .queue_url(&url)
+                .attributes(QueueAttributeName::Policy, document.to_string())
+                .send()
+                .await
+                .with_context(|| format!("setting {id} on {url}"))?;
+        }
+        Ok(())
+    }
+
+    /// [`Stack::resolve_value`], or `None` when the value names a resource
+    /// this stack does not have (one the local stack never creates).
+    fn resolve_unless_missing(&self, v: &Value) -> Result<Option<Value>> {
+        match self.resolve_value(v) {
+            Ok(v) => Ok(v),
+            Err(e) if e.chain().any(|cause| cause.is::<NotCreatedLocally>()) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     async fn create_table(&mut self, id: &str, name: &str) -> Result<()> {
+        use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
         let p = self.properties(id).clone();
         let client = aws_sdk_dynamodb::Client::new(&self.sdk);
         let key_schema = |v: Option<&Value>| -> Result<Vec<KeySchemaElement>> {
@@ -303,7 +505,16 @@ impl Stack {
                     .build()?,
             );
         }
-        req.send().await.with_context(|| format!("creating table {name}"))?;
+        if let Some(stream) = field(&p, "StreamSpecification") {
+            req = req.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(text(stream, "StreamViewType")?.as_str()))
+                    .build()?,
+            );
+        }
+        let created = req.send().await.with_context(|| format!("creating table {name}"))?;
+        let stream_arn = created.table_description.and_then(|d| d.latest_stream_arn);
         if let Some(ttl) = field(&p, "TimeToLiveSpecification") {
             client
                 .update_time_to_live()
@@ -318,7 +529,11 @@ impl Stack {
                 .await
                 .with_context(|| format!("enabling TTL on {name}"))?;
         }
-        self.resources.insert(id.to_owned(), Physical::table(name));
+        let mut table = Physical::table(name);
+        if let Some(arn) = stream_arn {
+            table = table.with("StreamArn", arn);
+        }
+        self.resources.insert(id.to_owned(), table);
         Ok(())
     }
 
@@ -719,6 +934,11 @@ fn field<'a>(m: &'a Mapping, key: &str) -> Option<&'a Value> {
 
 fn seq(v: Option<&Value>) -> Vec<Value> {
     v.and_then(Value::as_sequence).cloned().unwrap_or_default()
+}
+
+/// A resolved template value as JSON (an event pattern, a policy document).
+fn json_of(v: &Value) -> Result<serde_json::Value> {
+    serde_json::to_value(v).context("a template value that is not JSON")
 }
 
 fn text(v: &Value, key: &str) -> Result<String> {

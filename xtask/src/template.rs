@@ -85,6 +85,35 @@ pub struct Function {
     pub queue: Option<String>,
     /// Rate in seconds, for `Schedule` event sources (`rate(N minutes)`).
     pub schedule_seconds: Option<u64>,
+    /// The table stream feeding it, for `DynamoDB` event sources.
+    pub stream: Option<StreamSource>,
+}
+
+/// A `DynamoDB` event source: how Lambda's event source mapping reads the
+/// table's stream and hands it to the function
+/// ([`crate::streams::StreamFeeder`] does the same locally).
+#[derive(Debug, Clone)]
+pub struct StreamSource {
+    /// Logical id of the table (`Stream: !GetAtt <Table>.StreamArn`).
+    pub table: String,
+    /// `TRIM_HORIZON` or `LATEST`.
+    pub starting_position: String,
+    /// Records per invocation at most (Lambda's default: 100).
+    pub batch_size: usize,
+    /// `FilterCriteria.Filters[].Pattern`, parsed: a record reaches the
+    /// function when it matches any of them (all, when there are none).
+    pub filters: Vec<serde_json::Value>,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_batch_item_failures: bool,
+    pub bisect_on_error: bool,
+    /// Retries of a failing batch before it is given up; `None`: until its
+    /// records expire (`-1`, Lambda's default).
+    pub maximum_retry_attempts: Option<u32>,
+    /// Age past which a record is given up; `None`: never (`-1`).
+    pub maximum_record_age_seconds: Option<u64>,
+    /// Logical id of the queue given-up batches are reported to
+    /// (`DestinationConfig.OnFailure.Destination: !GetAtt <Queue>.Arn`).
+    pub on_failure: Option<String>,
 }
 
 fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
@@ -204,6 +233,7 @@ impl Template {
                 routes: Vec::new(),
                 queue: None,
                 schedule_seconds: None,
+                stream: None,
             };
             for (_, event) in mapping(get(&r.properties, "Events")) {
                 let event = event.as_mapping().cloned().unwrap_or_default();
@@ -227,6 +257,9 @@ impl Template {
                     Some("Schedule") | Some("ScheduleV2") => {
                         let expr = get(&props, "Schedule").or_else(|| get(&props, "ScheduleExpression"));
                         function.schedule_seconds = expr.and_then(Value::as_str).and_then(rate_seconds);
+                    }
+                    Some("DynamoDB") => {
+                        function.stream = Some(stream_source(&props).with_context(|| format!("function {id}"))?);
                     }
                     _ => {}
                 }
@@ -330,6 +363,49 @@ pub fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// A `DynamoDB` event's properties as a [`StreamSource`].
+fn stream_source(props: &Mapping) -> Result<StreamSource> {
+    let table = get(props, "Stream")
+        .and_then(|v| match v {
+            Value::Tagged(t) if t.tag == "!GetAtt" => t.value.as_str()?.strip_suffix(".StreamArn"),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("a DynamoDB event's Stream is not !GetAtt <Table>.StreamArn"))?;
+    let number = |key: &str| get(props, key).and_then(Value::as_i64);
+    let bounded = |key: &str| match number(key) {
+        None | Some(-1) => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(n as u64)),
+        Some(n) => bail!("{key} is {n}"),
+    };
+    let filters = get(&mapping(get(props, "FilterCriteria")), "Filters")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            let pattern =
+                f.get("Pattern").and_then(Value::as_str).ok_or_else(|| anyhow!("a filter without Pattern"))?;
+            serde_json::from_str(pattern).with_context(|| format!("filter pattern {pattern}"))
+        })
+        .collect::<Result<Vec<serde_json::Value>>>()?;
+    let on_failure = get(&mapping(get(&mapping(get(props, "DestinationConfig")), "OnFailure")), "Destination")
+        .map(|d| referenced_id(d).ok_or_else(|| anyhow!("OnFailure.Destination is not !GetAtt <Queue>.Arn")))
+        .transpose()?;
+    Ok(StreamSource {
+        table: table.to_owned(),
+        starting_position: get(props, "StartingPosition").and_then(scalar).unwrap_or_else(|| "LATEST".to_owned()),
+        batch_size: number("BatchSize").unwrap_or(100).clamp(1, 10_000) as usize,
+        filters,
+        report_batch_item_failures: get(props, "FunctionResponseTypes")
+            .and_then(Value::as_sequence)
+            .is_some_and(|t| t.iter().any(|t| t == "ReportBatchItemFailures")),
+        bisect_on_error: get(props, "BisectBatchOnFunctionError").and_then(Value::as_bool).unwrap_or(false),
+        maximum_retry_attempts: bounded("MaximumRetryAttempts")?.map(|n| n as u32),
+        maximum_record_age_seconds: bounded("MaximumRecordAgeInSeconds")?,
+        on_failure,
+    })
 }
 
 /// `rate(5 minutes)` → 300.

@@ -1,0 +1,262 @@
+//! `cargo xtask events`: the upload events a rule of the stack's bus
+//! delivers to a queue (the template's example rule and its
+//! `UploadEventsQueue`), one line each as they arrive.
+//!
+//! Reading does not consume: each message is received with a short
+//! visibility timeout and left in the queue (for the app that reads it, or
+//! the next run) unless `--delete`. A message is printed once per run; a
+//! second delivery of an event (another message with the same `event_id`,
+//! which consumers must drop) is printed and marked as such.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use serde_json::Value;
+
+use crate::stack::Stack;
+
+pub const USAGE: &str = "usage: cargo xtask events [--once] [--json] [--delete] [--queue-url URL]
+
+Prints the upload events the stack's example rule delivers to its queue,
+one line each: time, type, event id, upload id. --json prints each whole
+event (EventBridge's JSON) on a line instead. --once stops when the queue
+has nothing new. --delete removes what it printed from the queue.
+
+Without --queue-url: the dev stack's queue (`cargo xtask dev`, moto on
+127.0.0.1:$UPLOADS_MOTO_PORT, default 5055). With it: that queue, with
+the AWS credentials and region of the environment (a deployed stack's
+UploadEventsQueueUrl output).";
+
+/// Seconds a received message stays hidden from other readers.
+const VISIBILITY_SECONDS: i32 = 30;
+
+#[derive(Debug, Default)]
+struct Options {
+    once: bool,
+    json: bool,
+    delete: bool,
+    queue_url: Option<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Options::default();
+        let mut args = args.iter();
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--once" => o.once = true,
+                "--json" => o.json = true,
+                "--delete" => o.delete = true,
+                "--queue-url" => o.queue_url = Some(args.next().ok_or_else(|| anyhow!(USAGE))?.clone()),
+                "-h" | "--help" => bail!(USAGE),
+                other => bail!("unknown argument {other}\n{USAGE}"),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The queue ids of `stack`'s template that a rule delivers events to.
+pub fn event_queues(stack: &Stack) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, rule) in stack.template.of_kind("AWS::Events::Rule") {
+        let targets = rule.properties.get("Targets").and_then(serde_yaml::Value::as_sequence);
+        for target in targets.into_iter().flatten() {
+            let Some(id) = target.get("Arn").and_then(crate::template::referenced_id) else { continue };
+            if stack.template.resources.get(&id).is_some_and(|r| r.kind == "AWS::SQS::Queue") && !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// One message read: the event, and how many earlier messages of this run
+/// carried the same event id.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: Value,
+    pub earlier: usize,
+}
+
+impl Delivery {
+    /// `time  type  event_id  upload_id`, marked when a repeat.
+    pub fn line(&self) -> String {
+        let e = &self.event;
+        let d = &e["detail"];
+        let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+        // The commit time the detail carries (milliseconds), else the
+        // envelope's.
+        let time = d["occurred_at"].as_str().or_else(|| e["time"].as_str()).unwrap_or("-");
+        let kind = d["type"].as_str().or_else(|| e["detail-type"].as_str()).unwrap_or("-");
+        let mut line = format!("{time}  {kind:<16}  {}  {}", text(&d["event_id"]), text(&d["upload_id"]));
+        if self.earlier > 0 {
+            line.push_str(&format!("  (delivered again: {} earlier this run)", self.earlier));
+        }
+        line
+    }
+}
+
+/// Reads a queue of events, each message once.
+pub struct Tail {
+    pub client: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    seen_messages: BTreeSet<String>,
+    seen_events: BTreeMap<String, usize>,
+}
+
+impl Tail {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: String) -> Self {
+        Tail { client, queue_url, seen_messages: BTreeSet::new(), seen_events: BTreeMap::new() }
+    }
+
+    /// One receive: the messages not read before in this run, in the order
+    /// received; with `delete`, removed from the queue once read.
+    pub async fn poll(&mut self, delete: bool) -> Result<Vec<Delivery>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(VISIBILITY_SECONDS)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .with_context(|| format!("receiving from {}", self.queue_url))?;
+        let mut new = Vec::new();
+        let mut done = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            let id = m.message_id.clone().unwrap_or_default();
+            if delete {
+                if let Some(handle) = &m.receipt_handle {
+                    done.push(
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(format!("m{}", done.len()))
+                            .receipt_handle(handle)
+                            .build()?,
+                    );
+                }
+            }
+            if !self.seen_messages.insert(id) {
+                continue;
+            }
+            let body = m.body.unwrap_or_default();
+            let event: Value =
+                serde_json::from_str(&body).with_context(|| format!("a message that is not an event: {body}"))?;
+            let event_id = event["detail"]["event_id"].as_str().unwrap_or_default().to_owned();
+            let earlier = self.seen_events.entry(event_id).or_default();
+            new.push(Delivery { event, earlier: *earlier });
+            *earlier += 1;
+        }
+        if !done.is_empty() {
+            self.client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(done))
+                .send()
+                .await
+                .with_context(|| format!("deleting read messages from {}", self.queue_url))?;
+        }
+        Ok(new)
+    }
+
+    /// Everything in the queue now: polls until a receive brings nothing new.
+    pub async fn drain(&mut self, delete: bool) -> Result<Vec<Delivery>> {
+        let mut all = Vec::new();
+        loop {
+            let new = self.poll(delete).await?;
+            if new.is_empty() {
+                return Ok(all);
+            }
+            all.extend(new);
+        }
+    }
+}
+
+/// `cargo xtask events …`.
+pub async fn command(args: &[String]) -> Result<std::process::ExitCode> {
+    let options = Options::parse(args)?;
+    let (client, queue_url) = match &options.queue_url {
+        Some(url) => {
+            let sdk = shared::aws::tool_sdk_config().await;
+            (aws_sdk_sqs::Client::new(&sdk), url.clone())
+        }
+        None => dev_queue().await?,
+    };
+    eprintln!("reading upload events from {queue_url}{}", if options.once { "" } else { " (Ctrl-C stops)" });
+    let mut tail = Tail::new(client, queue_url);
+    let print = |d: &Delivery| {
+        if options.json {
+            println!("{}", d.event);
+        } else {
+            println!("{}", d.line());
+        }
+    };
+    if options.once {
+        tail.drain(options.delete).await?.iter().for_each(print);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    loop {
+        let new = tail.poll(options.delete).await?;
+        new.iter().for_each(print);
+        if new.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// The dev stack's events queue: its name as `cargo xtask dev` makes it,
+/// looked up in the emulator it runs.
+async fn dev_queue() -> Result<(aws_sdk_sqs::Client, String)> {
+    let port = std::env::var("UPLOADS_MOTO_PORT").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "5055".into());
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut stack = Stack::unprovisioned(crate::stack::DEV_STACK)?;
+    stack.parameters =
+        crate::stack::parse_overrides(&std::env::var("UPLOADS_PARAMETER_OVERRIDES").unwrap_or_default())?;
+    let queue = event_queues(&stack).into_iter().find(|id| stack.exists(id).unwrap_or(false)).ok_or_else(|| {
+        anyhow!("the template delivers no events to a queue with these parameters (ExampleEventsQueue)")
+    })?;
+    let name = stack.attribute_of(&queue, "QueueName")?;
+    let client = aws_sdk_sqs::Client::new(&crate::stack::sdk_config(&endpoint));
+    let url = client
+        .get_queue_url()
+        .queue_name(&name)
+        .send()
+        .await
+        .with_context(|| format!("finding queue {name} at {endpoint}: is `cargo xtask dev` running?"))?
+        .queue_url
+        .ok_or_else(|| anyhow!("no URL for queue {name}"))?;
+    Ok((client, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn one_line_per_event() {
+        let event = json!({
+            "id": "a1", "detail-type": "upload.completed", "source": "upload-sessions.dev",
+            "time": "2026-01-02T03:04:05Z",
+            "detail": {"event_id": "evt_0123", "type": "upload.completed", "upload_id": "upl_9",
+                       "occurred_at": "2026-01-02T03:04:05.123Z"}
+        });
+        let first = Delivery { event: event.clone(), earlier: 0 };
+        assert_eq!(first.line(), "2026-01-02T03:04:05.123Z  upload.completed  evt_0123  upl_9");
+        let again = Delivery { event, earlier: 1 };
+        assert!(again.line().ends_with("(delivered again: 1 earlier this run)"), "{}", again.line());
+    }
+
+    #[test]
+    fn the_dev_stack_reads_the_example_rules_queue() {
+        let stack = Stack::unprovisioned("dev").unwrap();
+        assert_eq!(event_queues(&stack), ["UploadEventsQueue"]);
+        assert!(Options::parse(&["--bogus".into()]).is_err());
+        let o = Options::parse(&["--once".into(), "--queue-url".into(), "https://q".into()]).unwrap();
+        assert!(o.once && !o.json && !o.delete);
+        assert_eq!(o.queue_url.as_deref(), Some("https://q"));
+    }
+}
