@@ -94,8 +94,10 @@ async fn verify(store: &Store, credential: &Credential) -> Result<(KeyDigest, Op
     match credential {
         Credential::Key(key) => Ok((key.digest(), None)),
         Credential::Token(raw) => {
-            // No secret yet: no token was ever minted, so this one is not ours.
-            let secret = store.existing_secret(Secret::Token).await?.ok_or(Error::InvalidToken)?;
+            // Read once per instance; created by the first mint, or by the
+            // first token presented before any (which it then refuses), so
+            // junk tokens never cost a read each.
+            let secret = store.secret(Secret::Token).await?;
             let token = BrowserToken::verify(raw, secret, Timestamp::now()).map_err(|r| match r {
                 TokenRefusal::Invalid => Error::InvalidToken,
                 TokenRefusal::Expired => Error::TokenExpired,

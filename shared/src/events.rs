@@ -120,6 +120,35 @@ const PUT_ATTEMPTS: u32 = 4;
 /// `PutEvents` takes at most 10 entries a call.
 const PUT_BATCH: usize = 10;
 
+/// What a [`Publisher::publish`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Published and cleared (or to be cleared again: see `not_cleared`).
+    pub published: Vec<String>,
+    /// Not published for a passing reason (throttled, the bus or the table
+    /// unavailable, or held behind its upload's completion): try again.
+    pub retry: Vec<String>,
+    /// Refused by the bus for good (an entry it will never take): left in
+    /// the outbox for the sweeper, whose `StuckEvents` alarm surfaces it.
+    pub refused: Vec<String>,
+    /// Published, but their outbox items could not be deleted: they are
+    /// published again later, with the same event id.
+    pub not_cleared: usize,
+}
+
+/// How the bus answered one entry.
+enum Put {
+    Accepted,
+    Transient,
+    Refused(String),
+}
+
+/// Whether a `PutEvents` entry's error code is one that passes.
+fn transient(code: &str) -> bool {
+    matches!(code, "ThrottlingException" | "InternalFailure" | "InternalException" | "ServiceUnavailable")
+        || code.contains("Throttl")
+}
+
 /// Sends outbox events to the bus and clears what it sent.
 #[derive(Debug, Clone)]
 pub struct Publisher {
@@ -130,77 +159,80 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Publishes `events` and deletes the outbox item of each one the bus
-    /// accepted; returns the ids of those it could not publish (to try
-    /// again later: the stream's retry, or the sweeper's re-drive).
+    /// Publishes those of `events` still in the outbox, and deletes the
+    /// outbox item of each one the bus accepted.
     ///
+    /// The outbox is read first (one consistent `BatchGetItem`): an event
+    /// already published and cleared (a stream batch retried from an
+    /// earlier failure, the sweeper racing the stream) is not sent again.
     /// Per upload, a completion is published before its deletion or
-    /// expiry: a deletion whose upload's completion is still in the outbox
-    /// (not yet published) sends that completion first, in the same call.
-    pub async fn publish(&self, events: Vec<Outboxed>) -> Vec<String> {
-        let mut batch: Vec<Outboxed> = Vec::with_capacity(events.len());
-        let ends: Vec<&Outboxed> = events.iter().filter(|e| e.kind != EventType::Completed).collect();
-        if !ends.is_empty() {
-            let pending: Vec<String> = ends
-                .iter()
-                .map(|e| event_id(&e.upload_id, EventType::Completed))
-                .filter(|id| !events.iter().any(|e| &e.event_id == id))
-                .collect();
-            match self.store.outbox_events(&pending).await {
-                Ok(earlier) => batch.extend(earlier),
-                Err(e) => {
-                    // Without knowing, publishing the ends could put them
-                    // first: leave them for the retry.
-                    warn!(error = %crate::error::chain(&e), "could not read the outbox for earlier events");
-                    let (firsts, rest): (Vec<Outboxed>, Vec<Outboxed>) =
-                        events.into_iter().partition(|e| e.kind == EventType::Completed);
-                    let mut failed = Box::pin(self.publish_ordered(firsts)).await;
-                    failed.extend(rest.into_iter().map(|e| e.event_id));
-                    return failed;
-                }
+    /// expiry: completions go first, in calls of their own (with any
+    /// completion of this batch's uploads still in the outbox, even if
+    /// another record carries it), and a deletion waits while its
+    /// upload's completion could not be published.
+    pub async fn publish(&self, events: Vec<Outboxed>) -> Outcome {
+        let mut ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        for e in events.iter().filter(|e| e.kind != EventType::Completed) {
+            let earlier = event_id(&e.upload_id, EventType::Completed);
+            if !ids.contains(&earlier) {
+                ids.push(earlier);
             }
         }
-        // Completions first, then the rest, each in the order given.
-        let (firsts, rest): (Vec<Outboxed>, Vec<Outboxed>) =
-            events.into_iter().partition(|e| e.kind == EventType::Completed);
-        batch.extend(firsts);
-        batch.extend(rest);
-        self.publish_ordered(batch).await
-    }
-
-    /// Sends `events` in order, 10 a call; an event whose upload had an
-    /// earlier event fail in this run is held back with it.
-    async fn publish_ordered(&self, events: Vec<Outboxed>) -> Vec<String> {
-        let mut failed: Vec<String> = Vec::new();
-        let mut failed_uploads: Vec<UploadId> = Vec::new();
-        let mut sent: Vec<&Outboxed> = Vec::new();
-        for chunk in events.chunks(PUT_BATCH) {
-            let (held, ready): (Vec<&Outboxed>, Vec<&Outboxed>) =
-                chunk.iter().partition(|e| failed_uploads.contains(&e.upload_id));
-            failed.extend(held.iter().map(|e| e.event_id.clone()));
-            for (event, ok) in self.put(&ready).await {
-                if ok {
-                    sent.push(event);
-                } else {
-                    failed.push(event.event_id.clone());
-                    failed_uploads.push(event.upload_id.clone());
-                }
+        let present = match self.store.outbox_events(&ids).await {
+            Ok(present) => present,
+            Err(e) => {
+                warn!(error = %crate::error::chain(&e), "could not read the outbox");
+                return Outcome { retry: events.into_iter().map(|e| e.event_id).collect(), ..Outcome::default() };
             }
-        }
-        for event in sent {
+        };
+        let (firsts, ends): (Vec<Outboxed>, Vec<Outboxed>) =
+            present.into_iter().partition(|e| e.kind == EventType::Completed);
+        let mut outcome = Outcome::default();
+        let mut sent = self.put_all(&firsts, &mut outcome).await;
+        let unpublished: Vec<&UploadId> = firsts
+            .iter()
+            .filter(|e| outcome.retry.contains(&e.event_id) || outcome.refused.contains(&e.event_id))
+            .map(|e| &e.upload_id)
+            .collect();
+        let (held, ready): (Vec<Outboxed>, Vec<Outboxed>) =
+            ends.into_iter().partition(|e| unpublished.contains(&&e.upload_id));
+        outcome.retry.extend(held.into_iter().map(|e| e.event_id));
+        sent.extend(self.put_all(&ready, &mut outcome).await);
+        for id in &sent {
             // Published: a failure to clear it only means it is sent again
             // later (the same event id; consumers drop duplicates).
-            if let Err(e) = self.store.clear_outbox_event(&event.event_id).await {
-                warn!(event_id = %event.event_id, error = %crate::error::chain(&e), "published event not cleared");
+            if let Err(e) = self.store.clear_outbox_event(id).await {
+                warn!(event_id = %id, error = %crate::error::chain(&e), "published event not cleared");
+                outcome.not_cleared += 1;
             }
         }
-        failed
+        outcome.published = sent;
+        outcome
     }
 
-    /// One `PutEvents` of at most 10 entries, the refused entries retried
-    /// with backoff; each event with whether the bus accepted it.
-    async fn put<'a>(&self, events: &[&'a Outboxed]) -> Vec<(&'a Outboxed, bool)> {
-        let mut outcome: Vec<(&'a Outboxed, bool)> = events.iter().map(|e| (*e, false)).collect();
+    /// Sends `events` 10 a call; the ids the bus accepted. Refusals are
+    /// recorded in `outcome`.
+    async fn put_all(&self, events: &[Outboxed], outcome: &mut Outcome) -> Vec<String> {
+        let mut sent = Vec::new();
+        for chunk in events.chunks(PUT_BATCH) {
+            for (event, answer) in self.put(chunk).await {
+                match answer {
+                    Put::Accepted => sent.push(event.event_id.clone()),
+                    Put::Transient => outcome.retry.push(event.event_id.clone()),
+                    Put::Refused(code) => {
+                        tracing::error!(event_id = %event.event_id, code = %code, "the bus refused an event");
+                        outcome.refused.push(event.event_id.clone());
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    /// One `PutEvents` of at most 10 entries; entries refused for a
+    /// passing reason (throttled, internal) are sent again with backoff.
+    async fn put<'a>(&self, events: &'a [Outboxed]) -> Vec<(&'a Outboxed, Put)> {
+        let mut outcome: Vec<(&'a Outboxed, Put)> = events.iter().map(|e| (e, Put::Transient)).collect();
         let mut pending: Vec<usize> = (0..events.len()).collect();
         for attempt in 0..PUT_ATTEMPTS {
             if pending.is_empty() {
@@ -209,26 +241,24 @@ impl Publisher {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            let entries: Vec<PutEventsRequestEntry> = pending.iter().map(|&i| self.entry(events[i])).collect();
-            let answer = self.client.put_events().set_entries(Some(entries)).send().await;
-            match answer {
+            let entries: Vec<PutEventsRequestEntry> = pending.iter().map(|&i| self.entry(&events[i])).collect();
+            match self.client.put_events().set_entries(Some(entries)).send().await {
                 Ok(out) => {
+                    // One result per entry, in the order sent.
                     let results = out.entries.unwrap_or_default();
-                    pending = pending
-                        .into_iter()
-                        .zip(results.iter().map(Some).chain(std::iter::repeat(None)))
-                        .filter_map(|(i, r)| match r {
-                            Some(r) if r.event_id.is_some() && r.error_code.is_none() => {
-                                outcome[i].1 = true;
-                                None
+                    let mut again = Vec::new();
+                    for (n, &i) in pending.iter().enumerate() {
+                        match results.get(n) {
+                            Some(r) if r.error_code.is_none() && r.event_id.is_some() => outcome[i].1 = Put::Accepted,
+                            Some(r) if !r.error_code.as_deref().is_some_and(transient) => {
+                                outcome[i].1 = Put::Refused(r.error_code.clone().unwrap_or_default());
                             }
-                            _ => Some(i),
-                        })
-                        .collect();
+                            _ => again.push(i),
+                        }
+                    }
+                    pending = again;
                 }
-                Err(e) => {
-                    warn!(error = %crate::error::chain(&e), attempt, "PutEvents failed");
-                }
+                Err(e) => warn!(error = %crate::error::chain(&e), attempt, "PutEvents failed"),
             }
         }
         outcome
@@ -241,7 +271,6 @@ impl Publisher {
             .source(&self.source)
             .detail_type(e.kind.as_str())
             .detail(&e.detail)
-            .resources(e.upload_id.as_str())
             .time(aws_smithy_types::DateTime::from(at))
             .build()
     }

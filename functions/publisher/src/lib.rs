@@ -63,21 +63,34 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Event>) -> Result<DynamoDbEv
         }
     }
     let count = batch.len();
-    let failed = deps.publisher.publish(batch).await;
+    let outcome = deps.publisher.publish(batch).await;
+    // Only passing failures go back to the stream, which retries the shard
+    // from the first of them; an event the bus refuses for good would
+    // block the shard, so it is left to the sweeper (and its alarm).
     let failures: Vec<DynamoDbBatchItemFailure> = sequence
         .iter()
-        .filter(|(id, _)| failed.contains(id))
+        .filter(|(id, _)| outcome.retry.contains(id))
         .map(|(_, seq)| {
             let mut f = DynamoDbBatchItemFailure::default();
             f.item_identifier = seq.clone();
             f
         })
         .collect();
-    telemetry::metric(&deps.metrics_namespace, "EventsPublished", (count - failed.len().min(count)) as f64);
-    if !failed.is_empty() {
-        telemetry::metric(&deps.metrics_namespace, "EventsNotPublished", failed.len() as f64);
+    telemetry::metric(&deps.metrics_namespace, "EventsPublished", outcome.published.len() as f64);
+    let unpublished = outcome.retry.len() + outcome.refused.len();
+    if unpublished > 0 {
+        telemetry::metric(&deps.metrics_namespace, "EventsNotPublished", unpublished as f64);
     }
-    info!(events = count, failed = failed.len(), "publish done");
+    if outcome.not_cleared > 0 {
+        telemetry::metric(&deps.metrics_namespace, "EventsNotCleared", outcome.not_cleared as f64);
+    }
+    info!(
+        events = count,
+        published = outcome.published.len(),
+        retry = outcome.retry.len(),
+        refused = outcome.refused.len(),
+        "publish done"
+    );
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures;
     Ok(response)

@@ -309,11 +309,11 @@ async fn republish(deps: &Deps, due: &DueEvent, now: Timestamp) -> Result<Done, 
         // Published and cleared since the index was read.
         return Ok(Done::Nothing);
     }
-    let failed = publisher.publish(found).await;
+    let outcome = publisher.publish(found).await;
     if stuck {
         error!(event_id = %due.event_id, upload_id = %due.upload_id, age, "upload event is stuck: still unpublished");
     }
-    if failed.contains(&due.event_id) {
+    if !outcome.published.contains(&due.event_id) {
         warn!(event_id = %due.event_id, "the bus refused a re-driven event; the next run tries again");
         return Ok(Done::Unpublished { stuck });
     }

@@ -68,20 +68,6 @@ impl Store {
         self.secrets.cell(secret).get_or_try_init(|| self.read_or_create(secret)).await.map(Vec::as_slice)
     }
 
-    /// `secret` if it exists, without creating it: what verifying needs
-    /// (a token presented before any was minted is simply invalid). Kept
-    /// once found.
-    pub async fn existing_secret(&self, secret: Secret) -> Result<Option<&[u8]>, Error> {
-        let cell = self.secrets.cell(secret);
-        if let Some(found) = cell.get() {
-            return Ok(Some(found));
-        }
-        match self.read_secret(secret).await? {
-            None => Ok(None),
-            Some(found) => Ok(Some(cell.get_or_init(|| async { found }).await)),
-        }
-    }
-
     async fn read_secret(&self, secret: Secret) -> Result<Option<Vec<u8>>, Error> {
         const WHAT: &str = "read secret";
         let Some(item) = self.get(secret_key(secret), WHAT).await? else {
