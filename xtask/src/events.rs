@@ -4,15 +4,16 @@
 //!
 //! Reading does not consume: each message is received with a short
 //! visibility timeout and left in the queue (for the app that reads it, or
-//! the next run) unless `--delete`. A message is printed once per run; a
-//! second delivery of an event (another message with the same `event_id`,
-//! which consumers must drop) is printed and marked as such.
+//! the next run), made visible again when the command ends, unless
+//! `--delete`. A message is printed once per run; a second delivery of an
+//! event (another message with the same `event_id`, which consumers must
+//! drop) is printed and marked as such.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
 use serde_json::Value;
 
 use crate::stack::Stack;
@@ -105,11 +106,13 @@ pub struct Tail {
     pub queue_url: String,
     seen_messages: BTreeSet<String>,
     seen_events: BTreeMap<String, usize>,
+    /// The latest receipt handle of each message read and left in the queue.
+    held: BTreeMap<String, String>,
 }
 
 impl Tail {
     pub fn new(client: aws_sdk_sqs::Client, queue_url: String) -> Self {
-        Tail { client, queue_url, seen_messages: BTreeSet::new(), seen_events: BTreeMap::new() }
+        Tail { client, queue_url, seen_messages: BTreeSet::new(), seen_events: BTreeMap::new(), held: BTreeMap::new() }
     }
 
     /// One receive: the messages not read before in this run, in the order
@@ -129,14 +132,16 @@ impl Tail {
         let mut done = Vec::new();
         for m in out.messages.unwrap_or_default() {
             let id = m.message_id.clone().unwrap_or_default();
-            if delete {
-                if let Some(handle) = &m.receipt_handle {
+            if let Some(handle) = &m.receipt_handle {
+                if delete {
                     done.push(
                         DeleteMessageBatchRequestEntry::builder()
                             .id(format!("m{}", done.len()))
                             .receipt_handle(handle)
                             .build()?,
                     );
+                } else {
+                    self.held.insert(id.clone(), handle.clone());
                 }
             }
             if !self.seen_messages.insert(id) {
@@ -160,6 +165,33 @@ impl Tail {
                 .with_context(|| format!("deleting read messages from {}", self.queue_url))?;
         }
         Ok(new)
+    }
+
+    /// Makes the messages read and left in the queue visible again at once,
+    /// for the next reader, rather than when their visibility timeout ends.
+    pub async fn release(&mut self) -> Result<()> {
+        let held: Vec<(String, String)> = std::mem::take(&mut self.held).into_iter().collect();
+        for chunk in held.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (_, handle))| {
+                    Ok(ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .build()?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .with_context(|| format!("making read messages visible again in {}", self.queue_url))?;
+        }
+        Ok(())
     }
 
     /// Everything in the queue now: polls until a receive brings nothing new.
@@ -196,15 +228,24 @@ pub async fn command(args: &[String]) -> Result<std::process::ExitCode> {
     };
     if options.once {
         tail.drain(options.delete).await?.iter().for_each(print);
+        tail.release().await?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    loop {
-        let new = tail.poll(options.delete).await?;
-        new.iter().for_each(print);
-        if new.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    let follow = async {
+        loop {
+            let new = tail.poll(options.delete).await?;
+            new.iter().for_each(print);
+            if new.is_empty() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
-    }
+    };
+    let outcome: Result<()> = tokio::select! {
+        r = follow => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    tail.release().await?;
+    outcome.map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// The dev stack's events queue: its name as `cargo xtask dev` makes it,

@@ -201,7 +201,7 @@ async fn dev() -> Result<ExitCode> {
             println!("queue {id}: {}", queue.reference);
         }
     }
-    print_events(&stack)?;
+    print_events(&stack, moto_port)?;
     println!("api: http://127.0.0.1:{api_port}");
     match &page_built {
         Ok(()) => println!(
@@ -330,8 +330,9 @@ async fn dev() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the dev stack's upload events go and how to read them.
-fn print_events(stack: &Stack) -> Result<()> {
+/// Where the dev stack's upload events go and how to read them (the
+/// emulator on `moto_port`).
+fn print_events(stack: &Stack, moto_port: u16) -> Result<()> {
     for (id, _) in stack.template.of_kind("AWS::Events::EventBus") {
         let source = stack
             .template
@@ -351,7 +352,8 @@ fn print_events(stack: &Stack) -> Result<()> {
     if queues.is_empty() {
         println!("  (no rule delivers them to a queue: ExampleEventsQueue=false)");
     } else {
-        println!("  tail them: cargo xtask events   (--json for whole events)");
+        let port = if moto_port == 5055 { String::new() } else { format!("UPLOADS_MOTO_PORT={moto_port} ") };
+        println!("  tail them: {port}cargo xtask events   (--json for whole events, --once to stop when read)");
     }
     Ok(())
 }
