@@ -402,8 +402,9 @@ fn broken(status: StatusCode) -> Response<Body> {
 /// The wire protocol of a request, as far as its error answer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
-    /// `X-Amz-Target` and a JSON body: DynamoDB, SQS's JSON protocol.
-    Json { sqs: bool },
+    /// `X-Amz-Target` and a JSON body: DynamoDB, SQS's JSON protocol,
+    /// EventBridge; `namespace` is the service's in an error's `__type`.
+    Json { sqs: bool, namespace: &'static str },
     /// `Action=…`, answered in XML: SQS's query protocol.
     Query,
     /// S3's REST-XML.
@@ -412,7 +413,14 @@ enum Protocol {
 
 fn protocol(operation: &str, headers: &HeaderMap) -> Protocol {
     if let Some(target) = header(headers, "x-amz-target") {
-        return Protocol::Json { sqs: target.starts_with("AmazonSQS") };
+        let namespace = if target.starts_with("AmazonSQS") {
+            "com.amazonaws.sqs"
+        } else if target.starts_with("AWSEvents") {
+            "com.amazonaws.events"
+        } else {
+            "com.amazonaws.dynamodb.v20120810"
+        };
+        return Protocol::Json { sqs: target.starts_with("AmazonSQS"), namespace };
     }
     if operation.starts_with("s3:") {
         Protocol::RestXml
@@ -439,8 +447,7 @@ fn refusal(
     let fault_side = if status.is_server_error() { "Receiver" } else { "Sender" };
     let mut response = Response::builder().status(status);
     let text = match protocol(operation, headers) {
-        Protocol::Json { sqs } => {
-            let namespace = if sqs { "com.amazonaws.sqs" } else { "com.amazonaws.dynamodb.v20120810" };
+        Protocol::Json { sqs, namespace } => {
             response = response
                 .header("content-type", "application/x-amz-json-1.0")
                 .header("x-amzn-requestid", request_id)
@@ -538,10 +545,14 @@ fn signed_service(headers: &HeaderMap) -> Option<String> {
 pub fn operation(method: &str, path: &str, query: &str, headers: &HeaderMap, body: &[u8]) -> String {
     if let Some(target) = header(headers, "x-amz-target") {
         let (prefix, op) = target.split_once('.').unwrap_or(("", target));
-        let service = if prefix.starts_with("DynamoDB") {
+        let service = if prefix.starts_with("DynamoDBStreams") {
+            "dynamodbstreams"
+        } else if prefix.starts_with("DynamoDB") {
             "dynamodb"
         } else if prefix.starts_with("AmazonSQS") {
             "sqs"
+        } else if prefix == "AWSEvents" {
+            "events"
         } else {
             prefix
         };
@@ -628,6 +639,10 @@ mod tests {
         assert_eq!(operation("POST", "/", "", &h, b"{}"), "dynamodb:TransactWriteItems");
         let h = headers(&[("x-amz-target", "AmazonSQS.SendMessage")]);
         assert_eq!(operation("POST", "/", "", &h, b"{}"), "sqs:SendMessage");
+        let h = headers(&[("x-amz-target", "AWSEvents.PutEvents")]);
+        assert_eq!(operation("POST", "/", "", &h, b"{}"), "events:PutEvents");
+        let h = headers(&[("x-amz-target", "DynamoDBStreams_20120810.GetRecords")]);
+        assert_eq!(operation("POST", "/", "", &h, b"{}"), "dynamodbstreams:GetRecords");
     }
 
     #[test]
@@ -748,6 +763,11 @@ mod tests {
         let r = refusal(500, "InternalFailure", "sqs:SendMessage", &post, &sqs);
         assert_eq!(r.headers()["x-amzn-query-error"], "InternalFailure;Receiver");
         assert!(body_text(r).await.contains("com.amazonaws.sqs#InternalFailure"));
+
+        let events = headers(&[("x-amz-target", "AWSEvents.PutEvents")]);
+        let r = refusal(400, "ThrottlingException", "events:PutEvents", &post, &events);
+        let v: serde_json::Value = serde_json::from_str(&body_text(r).await).unwrap();
+        assert_eq!(v["__type"], "com.amazonaws.events#ThrottlingException");
 
         let r = refusal(503, "SlowDown", "s3:DeleteObjects", &post, &HeaderMap::new());
         assert_eq!(r.status(), 503);
