@@ -331,3 +331,34 @@ async fn put_confirm_and_delete_through_the_api_yield_completed_then_deleted() {
         assert!(!outbox_has(&t, &event_id(&id, kind)).await, "{kind:?} cleared");
     }
 }
+
+/// The consumers follow the parameters locally as on AWS: no example queue
+/// without `ExampleEventsQueue`; with `EventsWebhookUrl`, the webhook's rule
+/// is left out (the emulator calls no API destination) and the rest stands.
+#[tokio::test]
+async fn the_local_stack_provisions_the_consumers_the_parameters_ask_for() {
+    let off = TestStack::with_parameters(&[("ExampleEventsQueue", "false")]).await;
+    for id in ["UploadEventsQueue", "UploadEventsRule", "EventsDeliveryDeadLetterQueue"] {
+        assert!(off.stack.physical(id).is_err(), "{id} without ExampleEventsQueue");
+    }
+    assert!(off.stack.physical("UploadEventsBus").is_ok() && off.stack.physical("EventsDeadLetterQueue").is_ok());
+    assert!(xtask::events::event_queues(&off.stack).iter().all(|q| off.stack.physical(q).is_err()));
+
+    let hook = TestStack::with_parameters(&[
+        ("EventsWebhookUrl", "https://app.example.com/hooks/uploads"),
+        ("EventsWebhookApiKey", "not-a-real-key"),
+    ])
+    .await;
+    assert!(hook.stack.physical("UploadEventsWebhookRule").is_err(), "no API destination locally");
+    for id in ["UploadEventsRule", "UploadEventsQueue", "EventsDeliveryDeadLetterQueue"] {
+        assert!(hook.stack.physical(id).is_ok(), "{id}");
+    }
+    let rule = hook.stack.physical("UploadEventsRule").unwrap();
+    assert_eq!(
+        rule.arn,
+        format!(
+            "arn:aws:events:us-east-1:123456789012:rule/{}-uploads/{}-uploadeventsrule",
+            hook.stack.name, hook.stack.name
+        )
+    );
+}
