@@ -324,6 +324,13 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
             keys_seen.push("ip".to_owned());
             continue;
         }
+        if condition == "TokenRateLimitOn" {
+            // Each browser token on its own, below its key's allowance.
+            assert_eq!(ref_of(&rate["Limit"]), Some("TokenRateLimit"));
+            let scope = &rate["ScopeDownStatement"]["RegexMatchStatement"];
+            assert_eq!(scope["RegexString"], "^ ?bearer ubt_", "{rule:?}");
+            continue;
+        }
         assert_eq!(condition, "KeyRateLimitOn", "{rule:?}");
         assert_eq!(ref_of(&rate["Limit"]), Some("KeyRateLimit"));
         assert_eq!(rate["AggregateKeyType"], "CUSTOM_KEYS");
@@ -345,11 +352,12 @@ fn api_stage_is_throttled_and_each_key_is_rate_limited() {
     assert_eq!(keys_seen, ["authorization", "ip", "x-api-key"], "every header a key is accepted in, and no key");
     assert_switch(&doc, "KeyRateLimitOn", "KeyRateLimit");
     assert_switch(&doc, "AnonymousRateLimitOn", "AnonymousRateLimit");
-    // The ACL and its association exist while either rule is on.
+    assert_switch(&doc, "TokenRateLimitOn", "TokenRateLimit");
+    // The ACL and its association exist while any rule is on.
     let or = tagged(&doc["Conditions"]["WebAclOn"], "!Or").and_then(Value::as_sequence).expect("WebAclOn: !Or");
     let mut either: Vec<&str> = or.iter().map(|c| tagged(c, "!Condition").and_then(Value::as_str).unwrap()).collect();
     either.sort();
-    assert_eq!(either, ["AnonymousRateLimitOn", "KeyRateLimitOn", "RequestBodyLimitOn"]);
+    assert_eq!(either, ["AnonymousRateLimitOn", "KeyRateLimitOn", "RequestBodyLimitOn", "TokenRateLimitOn"]);
     let association = &doc["Resources"]["KeyRateLimitAssociation"];
     assert_eq!(association["Condition"], "WebAclOn");
     assert_eq!(
@@ -488,22 +496,19 @@ fn the_local_web_acl_follows_the_parameters() {
             rule("per-x-api-key", "x-api-key 30000"),
             rule("per-bearer-key", "authorization 30000"),
             rule("per-ip-without-key", "ip 300"),
+            rule("per-browser-token", "authorization 600"),
         ]
     );
     assert_eq!(acl(&[("MaxRequestBodyBytes", "4096")])[0], rule("max-request-body", "body > 4096"));
     assert_eq!(acl(&[("MaxRequestBodyBytes", "0")]), all[1..]);
-    assert_eq!(acl(&[("KeyRateLimit", "0")]), [all[0].clone(), all[3].clone()]);
-    assert_eq!(acl(&[("AnonymousRateLimit", "0")]), all[..3]);
-    assert_eq!(
-        acl(&[("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0"), ("AnonymousRateLimit", "0")]),
-        [],
-        "no web ACL at all"
-    );
+    assert_eq!(acl(&[("KeyRateLimit", "0")]), [all[0].clone(), all[3].clone(), all[4].clone()]);
+    assert_eq!(acl(&[("AnonymousRateLimit", "0")]), [&all[..3], &all[4..]].concat());
+    assert_eq!(acl(&[("TokenRateLimit", "0")]), all[..4]);
+    let off =
+        [("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0"), ("AnonymousRateLimit", "0"), ("TokenRateLimit", "0")];
+    assert_eq!(acl(&off), [], "no web ACL at all");
     let mut stack = Stack::unprovisioned("t").unwrap();
-    stack.parameters = [("KeyRateLimit", "0"), ("MaxRequestBodyBytes", "0"), ("AnonymousRateLimit", "0")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    stack.parameters = off.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     assert!(!stack.exists("KeyRateLimitAcl").unwrap());
     assert!(!stack.exists("KeyRateLimitAssociation").unwrap());
 }
@@ -819,9 +824,12 @@ fn publishers_reach_their_bus_and_outbox_items_only() {
     assert!(statements_allowing(&doc, "Publisher", "dynamodb:PutItem").is_empty(), "the publisher writes no event");
     // Confirm now writes the completion's event in its transaction, and
     // nothing else with PutItem.
+    // (Besides the token secret, which a token's first request may create.)
     let puts = statements_allowing(&doc, "ConfirmUpload", "dynamodb:PutItem");
-    assert_eq!(puts.len(), 1);
-    assert!(outbox_only(puts[0]), "{:?}", puts[0]);
+    let config_only = |st: &Value| st["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"][0] == "CONFIG";
+    assert_eq!(puts.len(), 2);
+    assert!(puts.iter().all(|st| outbox_only(st) || config_only(st)), "{puts:?}");
+    assert!(puts.iter().any(|st| outbox_only(st)), "{puts:?}");
 }
 
 #[test]

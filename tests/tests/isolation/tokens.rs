@@ -284,3 +284,23 @@ async fn a_keys_tokens_share_one_rate_allowance() {
     let (status, _, _) = call(&api, Method::GET, "/uploads", Auth::Bearer(calm["token"].as_str().unwrap()), None).await;
     assert_eq!(status, 200);
 }
+
+/// One page cannot spend its key's shared allowance: the web ACL limits
+/// each token to `TokenRateLimit`, far below `KeyRateLimit`, so another
+/// token of the same key is still served.
+#[tokio::test]
+async fn one_token_is_held_to_its_own_allowance_before_its_keys() {
+    let t = TestStack::with_parameters(&[("KeyRateLimit", "100"), ("TokenRateLimit", "10")]).await;
+    let api = LocalApi::start(&t).await;
+    let (_, key) = t.owner("pages").await;
+    let greedy = mint(&api, &key, json!({"scope": "owner"})).await["token"].as_str().unwrap().to_owned();
+    let polite = mint(&api, &key, json!({"scope": "owner"})).await["token"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(call(&api, Method::GET, "/uploads", Auth::Bearer(&greedy), None).await.0);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
+    assert_eq!(&statuses[10..], [429, 429], "the edge refuses the rest");
+    let (status, _, _) = call(&api, Method::GET, "/uploads", Auth::Bearer(&polite), None).await;
+    assert_eq!(status, 200, "the key's other tokens go on");
+}
