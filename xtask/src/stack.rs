@@ -224,11 +224,12 @@ impl Stack {
         for (id, r) in &template.resources {
             let name = format!("{prefix}-{}", id.to_ascii_lowercase());
             let physical = match r.kind.as_str() {
-                "AWS::DynamoDB::Table" => {
+                "AWS::DynamoDB::Table" if field(&r.properties, "StreamSpecification").is_some() => {
                     let table = Physical::table(&name);
                     let stream = format!("{}/stream/1970-01-01T00:00:00.000", table.arn);
                     table.with("StreamArn", stream)
                 }
+                "AWS::DynamoDB::Table" => Physical::table(&name),
                 "AWS::S3::Bucket" => Physical::bucket(&name),
                 "AWS::SQS::Queue" => Physical::queue(format!("http://localhost/{ACCOUNT}/{name}"), &name),
                 _ => continue,
