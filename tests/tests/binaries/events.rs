@@ -362,3 +362,48 @@ async fn the_local_stack_provisions_the_consumers_the_parameters_ask_for() {
         )
     );
 }
+
+/// What the stream leaves behind, the sweeper publishes: outbox items past
+/// their re-drive time (here a completion and its upload's deletion, both
+/// 20 minutes old, as if the stream had given up on them) are published by
+/// one sweep, counted stuck (past `EVENT_STUCK_AFTER_SECONDS`), cleared,
+/// and reach the example queue, the completion among them.
+#[tokio::test]
+async fn the_sweeper_publishes_what_the_stream_left_in_the_outbox() {
+    let t = TestStack::new().await;
+    let upload = UploadId::generate();
+    let stale = |kind| {
+        let (id, mut item) = outbox_item(&upload, kind);
+        let at = Timestamp::now().plus_seconds(-1200);
+        item.insert("created_at".into(), AttributeValue::S(at.to_rfc3339()));
+        let due = format!("{}#{}", at.plus_seconds(120).to_rfc3339(), upload.as_str());
+        item.insert("gsi2sk".into(), AttributeValue::S(due));
+        (id, item)
+    };
+    let mut ids = Vec::new();
+    for kind in [EventType::Deleted, EventType::Completed] {
+        let (id, item) = stale(kind);
+        t.ddb.put_item().table_name(&t.config.table_name).set_item(Some(item)).send().await.unwrap();
+        ids.push(id);
+    }
+    let deps = t.sweeper_deps(t.uploads(shared::config::UploadPolicy::default()));
+    assert!(deps.publisher.is_some(), "the template gives the sweeper the bus");
+    let report = sweeper::sweep(&deps, Timestamp::now()).await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(report.events_redriven >= 1 && report.events_stuck >= 1, "{report:?}");
+    for id in &ids {
+        assert!(!outbox_has(&t, id).await, "{id} cleared");
+    }
+    let got = read(&mut tail(&t), 2).await;
+    let mut seen: Vec<&str> = got.iter().map(|d| d.event["detail"]["event_id"].as_str().unwrap()).collect();
+    seen.dedup();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, want, "both events, each under its one id");
+    // A second sweep finds nothing left.
+    let again = sweeper::sweep(&deps, Timestamp::now()).await.unwrap();
+    assert_eq!((again.events_redriven, again.events_stuck), (0, 0), "{again:?}");
+}
