@@ -189,3 +189,92 @@ async fn racing_confirms_deletes_and_sweeps_leave_events_that_agree_with_the_tab
     eprintln!("race: {} uploads, 20 confirms, 10 deletes, 2 sweeps at once: events {by_type:?}", all.len());
     f.t.assert_usage_matches_sessions(&f.owner, "after the race").await;
 }
+
+/// The publishing path through faults, the publisher's binary behind the
+/// proxy: a refused `PutEvents` or outbox read is reported back to the
+/// stream, which sends the record again, and nothing is lost; an outbox
+/// item that could not be cleared after its event was published is
+/// published again by the sweeper, under the same event id; per upload,
+/// the completion reaches the queue before the deletion.
+#[tokio::test]
+async fn the_publishing_path_through_faults_loses_nothing_and_keeps_one_id() {
+    use xtask::events::Tail;
+    use xtask::streams::StreamFeeder;
+
+    let f = Faulty::start("publishing", &[], &[]).await;
+    let function = f.t.stack.template.functions().unwrap().into_iter().find(|x| x.logical_id == "Publisher").unwrap();
+    let mut feeder = StreamFeeder::new(&f.t.stack, &function).unwrap();
+    feeder.retry_backoff = std::time::Duration::from_millis(10);
+    let host = f.host("Publisher");
+    let mut tail = Tail::new(f.t.sqs.clone(), f.queue_url("UploadEventsQueue"));
+    let mut delivered: Vec<(String, String)> = Vec::new();
+    let feed = async |rounds: usize, feeder: &mut StreamFeeder, tail: &mut Tail| {
+        let mut failed = 0;
+        for _ in 0..rounds {
+            failed += feeder.round(&host).await.unwrap().failed;
+        }
+        let got: Vec<(String, String)> = tail
+            .drain(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let detail = &d.event["detail"];
+                (detail["type"].as_str().unwrap().to_owned(), detail["event_id"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        (failed, got)
+    };
+
+    // PutEvents refused: reported to the stream, the item kept; once the
+    // bus is back, the record sent again publishes it.
+    let id = f.uploaded(400, 7).await;
+    assert_eq!(f.confirm(&id).await.status, 200);
+    let completed = event_id(&id, EventType::Completed);
+    let rule = f.proxy.inject(Rule::new("events:PutEvents", Fault::refuse(500, "InternalException")).by("Publisher"));
+    let (failed, got) = feed(2, &mut feeder, &mut tail).await;
+    f.proxy.lift(rule);
+    assert!(f.proxy.applied_by(rule) >= 1 && failed >= 1, "the record was reported failed");
+    assert!(got.is_empty(), "{got:?}");
+    assert!(outbox(&f).await.contains_key(&completed), "kept in the outbox");
+    let (_, got) = feed(2, &mut feeder, &mut tail).await;
+    assert_eq!(got, [("upload.completed".to_owned(), completed.clone())]);
+    assert!(outbox(&f).await.is_empty(), "cleared once published");
+    delivered.extend(got);
+
+    // The outbox read refused: the same, through the other call.
+    let other = f.uploaded(500, 8).await;
+    let rule =
+        f.proxy.inject(Rule::new("dynamodb:BatchGetItem", Fault::refuse(500, "InternalServerError")).by("Publisher"));
+    assert_eq!(f.confirm(&other).await.status, 200);
+    let (failed, got) = feed(2, &mut feeder, &mut tail).await;
+    f.proxy.lift(rule);
+    assert!(failed >= 1 && got.is_empty(), "{got:?}");
+    let (_, got) = feed(2, &mut feeder, &mut tail).await;
+    assert_eq!(got, [("upload.completed".to_owned(), event_id(&other, EventType::Completed))]);
+    delivered.extend(got);
+
+    // Published, but its outbox item not cleared: the sweeper publishes it
+    // again (past its re-drive time), under the same id, and clears it.
+    let rule =
+        f.proxy.inject(Rule::new("dynamodb:DeleteItem", Fault::refuse(500, "InternalServerError")).by("Publisher"));
+    assert_eq!(f.call("DELETE", &format!("/uploads/{id}"), None).await.status, 200);
+    let deleted = event_id(&id, EventType::Deleted);
+    let (_, got) = feed(2, &mut feeder, &mut tail).await;
+    f.proxy.lift(rule);
+    assert_eq!(got, [("upload.deleted".to_owned(), deleted.clone())]);
+    assert!(outbox(&f).await.contains_key(&deleted), "published, not cleared");
+    delivered.extend(got);
+    let deps = f.t.sweeper_deps(f.t.uploads(shared::config::UploadPolicy::default()));
+    let later = Timestamp::now().plus_seconds(shared::store::OUTBOX_REDRIVE_AFTER_SECONDS + 1);
+    let report = sweeper::sweep(&deps, later).await.unwrap();
+    assert_eq!((report.events_redriven, report.failed), (1, 0), "{report:?}");
+    assert!(outbox(&f).await.is_empty());
+    let got = tail.drain(false).await.unwrap();
+    let again: Vec<&str> = got.iter().map(|d| d.event["detail"]["event_id"].as_str().unwrap()).collect();
+    assert_eq!(again, [deleted.as_str()], "the same event, the same id");
+
+    // Per upload, its completion reached the queue before its deletion.
+    let at = |e: &str| delivered.iter().position(|(_, id)| id == e).unwrap();
+    assert!(at(&completed) < at(&deleted), "{delivered:?}");
+}
