@@ -257,6 +257,64 @@ async fn check(t: &TestStack, owners: &[OwnerId]) -> (usize, usize, usize) {
     (completed, pending, objects)
 }
 
+/// Every upload the clients created has the events its fate says, each
+/// once (the outbox holds them: no publisher runs here): a completion
+/// exactly when it is, or was before its deletion, completed; one
+/// deletion or expiry exactly when it is gone. No other event exists.
+/// Returns the count by type.
+async fn check_events(t: &TestStack, owners: &[OwnerId], known: &[(usize, String)]) -> BTreeMap<String, usize> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::events::{event_id, EventType};
+    let mut outbox: BTreeMap<String, Value> = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = t
+            .ddb
+            .scan()
+            .table_name(&t.config.table_name)
+            .filter_expression("begins_with(pk, :p)")
+            .expression_attribute_values(":p", AttributeValue::S("EVENT#".into()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let detail: Value = serde_json::from_str(item["detail"].as_s().unwrap()).unwrap();
+            outbox.insert(item["event_id"].as_s().unwrap().clone(), detail);
+        }
+        match page.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
+    let mut accounted = 0;
+    let ids: BTreeSet<&(usize, String)> = known.iter().collect();
+    for (o, id) in ids {
+        let id = UploadId::parse(id).unwrap();
+        let session = t.store.get_session(&owners[*o], &id).await.unwrap();
+        let completed = outbox.get(&event_id(&id, EventType::Completed));
+        let ended: Vec<&Value> =
+            [EventType::Deleted, EventType::Expired].iter().filter_map(|k| outbox.get(&event_id(&id, *k))).collect();
+        accounted += usize::from(completed.is_some()) + ended.len();
+        match session {
+            Some(s) => {
+                assert!(ended.is_empty(), "{id} is there but has an end event");
+                assert_eq!(completed.is_some(), s.status == Status::Completed, "{id}");
+            }
+            None => {
+                assert_eq!(ended.len(), 1, "{id} is gone: one deletion or expiry");
+                assert_eq!(completed.is_some(), ended[0]["status"] == "completed", "{id}: {}", ended[0]);
+            }
+        }
+    }
+    assert_eq!(accounted, outbox.len(), "an event for no upload the clients created");
+    let mut by_type = BTreeMap::new();
+    for detail in outbox.values() {
+        *by_type.entry(detail["type"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    by_type
+}
+
 /// The faults the load runs under, one rule armed at a time: refusals
 /// before a call is applied and answers lost after it was.
 const FAULTS: &[(&str, Option<u16>, &str)] = &[
@@ -343,12 +401,14 @@ async fn mixed_load_with_faults_loses_nothing_and_leaks_nothing() {
     let first_passes = drain_queue(&t, &api).await;
     let rounds = finish_tasks(&t, &api, 6).await;
     let (completed, pending, objects) = check(&t, &owners).await;
+    let events = check_events(&t, &owners, &known.lock().await).await;
 
     let tally = client.tally.lock().await;
     eprintln!(
         "load: {} operations ({} retries, {} given up) by {WORKERS} clients over {OWNERS} owners in {:.1} s ({:.0}/s); \
          {injected} faults set, {} applied; drained: {first_passes} cleanup messages, {rounds} sweeper rounds; \
          left: {completed} completed and {pending} pending sessions, {objects} objects, 0 orphans, 0 tasks; \
+         upload events in the outbox, agreeing with the table: {events:?}; \
          retried answers: {:?}; final answers: {:?}",
         tally.ops,
         tally.retries,
