@@ -251,6 +251,11 @@ async fn mint_and_revoke_with_the_xtask_command() {
         )
     };
     assert_eq!(tests::parts(&get_upload::handle(&deps, get(key.expose())).await).0, 404, "known key");
+    // The same key again: refused in words, the first owner kept.
+    let (ok, stdout, stderr) = run(&["mint-key", "--owner", "team-b", "--key", key.expose()]);
+    assert!(!ok && stdout.is_empty() && stderr.contains("already minted"), "{stderr}");
+    assert!(!stderr.contains("ConditionalCheckFailed"), "{stderr}");
+    assert_eq!(t.store.resolve_api_key(&key).await.unwrap().unwrap().as_str(), "team-a");
 
     let (ok, _, stderr) = run(&["revoke-key", "--key", key.expose()]);
     assert!(ok, "{stderr}");

@@ -510,7 +510,11 @@ async fn mint_key(args: &[String]) -> Result<ExitCode> {
         None => ApiKey::generate(),
     };
     let store = key_store(args).await?;
-    store.put_api_key(&key, &owner).await.map_err(|e| anyhow!(shared::error::chain(&e)))?;
+    let created = store.put_api_key(&key, &owner).await.map_err(|e| anyhow!(shared::error::chain(&e)))?;
+    if !created {
+        eprintln!("this key is already minted in table {}; choose another, or revoke it first", store.table());
+        return Ok(ExitCode::FAILURE);
+    }
     println!("x-api-key: {}", key.expose());
     eprintln!("minted for owner {owner} in table {}; this is the only time the key is shown", store.table());
     Ok(ExitCode::SUCCESS)

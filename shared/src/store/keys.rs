@@ -28,20 +28,26 @@ impl Store {
     }
 
     /// Stores a new key's digest for `owner`. The plain key is not stored.
-    pub async fn put_api_key(&self, api_key: &ApiKey, owner: &OwnerId) -> Result<(), Error> {
+    /// `false` when that key is already minted (for any owner): nothing
+    /// is written.
+    pub async fn put_api_key(&self, api_key: &ApiKey, owner: &OwnerId) -> Result<bool, Error> {
         let mut item: super::item::Item = key(&api_key.digest()).into_iter().collect();
         item.insert("type".into(), s("apikey"));
         item.insert("owner".into(), s(owner.as_str()));
         item.insert("created_at".into(), s(Timestamp::now().to_rfc3339()));
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(Error::aws("put api key"))?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(Error::aws("put api key")(e)),
+        }
     }
 
     /// Revokes a key: removes its digest, so the next request with it is a 401.
