@@ -360,7 +360,12 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     shared.first_poll.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
     let mut queue = shared.queue.lock().await;
     let Some(inv) = queue.recv().await else {
-        return (StatusCode::GONE, HeaderMap::new(), Bytes::new());
+        // The host is shutting down. Lambda never answers `next` without an
+        // invocation (it freezes or ends the sandbox), and a runtime given
+        // any other answer panics ("missing lambda-runtime-aws-request-id
+        // header", which Ctrl-C of `cargo xtask dev` used to print): wait,
+        // as Lambda would, until the process is ended.
+        return std::future::pending().await;
     };
     drop(queue);
     let mut headers = HeaderMap::new();
