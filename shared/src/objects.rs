@@ -195,6 +195,40 @@ fn s3_algorithm(a: ChecksumAlgorithm) -> S3Algorithm {
     }
 }
 
+/// What carries a checksum value to S3 (a presigned `PutObject` or
+/// `UploadPart`, a completed part), each in the field of its algorithm.
+trait CarriesChecksum: Sized {
+    fn sha256(self, value: &str) -> Self;
+    fn crc32c(self, value: &str) -> Self;
+
+    /// `c`'s value, in the field its algorithm names.
+    fn carrying(self, c: &PutChecksum) -> Self {
+        match c.algorithm {
+            ChecksumAlgorithm::Sha256 => self.sha256(&c.value),
+            ChecksumAlgorithm::Crc32c => self.crc32c(&c.value),
+        }
+    }
+}
+
+macro_rules! carries_checksum {
+    ($($builder:ty),*) => {$(
+        impl CarriesChecksum for $builder {
+            fn sha256(self, value: &str) -> Self {
+                self.checksum_sha256(value)
+            }
+            fn crc32c(self, value: &str) -> Self {
+                self.checksum_crc32_c(value)
+            }
+        }
+    )*};
+}
+
+carries_checksum!(
+    aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder,
+    aws_sdk_s3::types::builders::CompletedPartBuilder
+);
+
 /// What `HeadObject` says of an object: its size, and the checksum of
 /// `algorithm` S3 holds for it, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,11 +375,7 @@ impl Objects {
             .tagging(pending_tagging())
             .if_none_match("*");
         if let Some(c) = checksum {
-            put = put.checksum_algorithm(s3_algorithm(c.algorithm));
-            put = match c.algorithm {
-                ChecksumAlgorithm::Sha256 => put.checksum_sha256(&c.value),
-                ChecksumAlgorithm::Crc32c => put.checksum_crc32_c(&c.value),
-            };
+            put = put.checksum_algorithm(s3_algorithm(c.algorithm)).carrying(c);
         }
         let req = put
             .customize()
@@ -432,11 +462,7 @@ impl Objects {
             .part_number(n as i32)
             .content_length(size as i64);
         if let Some(c) = checksum {
-            part = part.checksum_algorithm(s3_algorithm(c.algorithm));
-            part = match c.algorithm {
-                ChecksumAlgorithm::Sha256 => part.checksum_sha256(&c.value),
-                ChecksumAlgorithm::Crc32c => part.checksum_crc32_c(&c.value),
-            };
+            part = part.checksum_algorithm(s3_algorithm(c.algorithm)).carrying(c);
         }
         let req = part
             .customize()
@@ -513,8 +539,7 @@ impl Objects {
                 let part = CompletedPart::builder().part_number(p.part_number as i32).e_tag(&p.e_tag);
                 match checksums(p.part_number) {
                     None => part,
-                    Some(PutChecksum { algorithm: ChecksumAlgorithm::Sha256, value }) => part.checksum_sha256(value),
-                    Some(PutChecksum { algorithm: ChecksumAlgorithm::Crc32c, value }) => part.checksum_crc32_c(value),
+                    Some(c) => part.carrying(&c),
                 }
                 .build()
             })
