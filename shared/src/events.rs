@@ -34,12 +34,11 @@
 use std::time::Duration;
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::domain::{hex, Session, Timestamp, UploadId};
-use crate::error::Error;
 use crate::store::{Outboxed, Store};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -170,10 +169,13 @@ impl Publisher {
     /// completion of this batch's uploads still in the outbox, even if
     /// another record carries it), and a deletion waits while its
     /// upload's completion could not be published.
-    pub async fn publish(&self, events: Vec<Outboxed>) -> Outcome {
-        let mut ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-        for e in events.iter().filter(|e| e.kind != EventType::Completed) {
-            let earlier = event_id(&e.upload_id, EventType::Completed);
+    ///
+    /// `events` name them (event id, upload id): what is sent is what the
+    /// outbox holds, so the caller need not have read it.
+    pub async fn publish(&self, events: &[(String, UploadId)]) -> Outcome {
+        let mut ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+        for (_, upload) in events {
+            let earlier = event_id(upload, EventType::Completed);
             if !ids.contains(&earlier) {
                 ids.push(earlier);
             }
@@ -182,7 +184,7 @@ impl Publisher {
             Ok(present) => present,
             Err(e) => {
                 warn!(error = %crate::error::chain(&e), "could not read the outbox");
-                return Outcome { retry: events.into_iter().map(|e| e.event_id).collect(), ..Outcome::default() };
+                return Outcome { retry: events.iter().map(|(id, _)| id.clone()).collect(), ..Outcome::default() };
             }
         };
         let (firsts, ends): (Vec<Outboxed>, Vec<Outboxed>) =
@@ -276,24 +278,13 @@ impl Publisher {
     }
 }
 
-/// An outbox event as a stream record's new image carries it (the
-/// attributes as strings), if the image is one.
-pub fn from_image(get: impl Fn(&str) -> Option<String>) -> Option<Outboxed> {
+/// The outbox event (its id, its upload's) a stream record's new image
+/// inserts (the attributes as strings), if the image is one.
+pub fn from_image(get: impl Fn(&str) -> Option<String>) -> Option<(String, UploadId)> {
     if get("type").as_deref() != Some("event") {
         return None;
     }
-    Some(Outboxed {
-        event_id: get("event_id")?,
-        kind: EventType::parse(&get("detail_type")?)?,
-        upload_id: UploadId::parse(&get("upload_id")?)?,
-        occurred_at: Timestamp::parse(&get("created_at")?)?,
-        detail: get("detail")?,
-    })
-}
-
-/// The detail of `event` as JSON.
-pub fn detail(event: &Outboxed) -> Result<Value, Error> {
-    serde_json::from_str(&event.detail).map_err(Error::internal("parse event detail"))
+    Some((get("event_id")?, UploadId::parse(&get("upload_id")?)?))
 }
 
 #[cfg(test)]

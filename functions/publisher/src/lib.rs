@@ -11,8 +11,8 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
 use shared::config::ConfigError;
+use shared::domain::UploadId;
 use shared::events::{self, Publisher};
-use shared::store::Outboxed;
 use shared::{aws, telemetry, Config};
 use tracing::{info, warn};
 
@@ -35,8 +35,8 @@ impl Deps {
     }
 }
 
-/// The outbox event a record inserts, if it does.
-fn outboxed(record: &EventRecord) -> Option<Outboxed> {
+/// The outbox event (its id, its upload's) a record inserts, if it does.
+fn outboxed(record: &EventRecord) -> Option<(String, UploadId)> {
     if record.event_name != "INSERT" {
         return None;
     }
@@ -54,7 +54,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Event>) -> Result<DynamoDbEv
     for record in &event.payload.records {
         match outboxed(record) {
             Some(e) => {
-                sequence.push((e.event_id.clone(), record.change.sequence_number.clone()));
+                sequence.push((e.0.clone(), record.change.sequence_number.clone()));
                 batch.push(e);
             }
             // Not an outbox insert (the mapping's filter should have kept it
@@ -63,7 +63,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Event>) -> Result<DynamoDbEv
         }
     }
     let count = batch.len();
-    let outcome = deps.publisher.publish(batch).await;
+    let outcome = deps.publisher.publish(&batch).await;
     // Only passing failures go back to the stream, which retries the shard
     // from the first of them; an event the bus refuses for good would
     // block the shard, so it is left to the sweeper (and its alarm).
