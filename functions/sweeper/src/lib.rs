@@ -173,62 +173,49 @@ enum Done {
     },
 }
 
-/// One sweep as of `now`, starting no new page after `stop_at`. Both kinds
-/// of due work go on at once, each over every shard of the `by_due` index,
-/// `SHARDS_AT_ONCE` shards at a time.
+/// One sweep as of `now`, starting no new page after `stop_at`. The three
+/// kinds of due work go on at once, each over every shard of the `by_due`
+/// index, `SHARDS_AT_ONCE` shards at a time.
 pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Result<Report, Error> {
     let store = &deps.deleter.store;
     let before = now.plus_seconds(-deps.redrive_after_seconds);
-    let sessions = stream::iter(0..DUE_SHARDS)
-        .map(|shard| {
-            work(
-                stop_at,
-                move |start| store.due_pending_sessions(shard, now, PAGE, start),
-                |s: DueSession| async move {
-                    let result = settle(deps, &s, now, stop_at).await;
-                    if let Err(e) = &result {
-                        warn!(upload_id = %s.id, error = %chain(e), "could not settle a due session");
-                    }
-                    result
-                },
-            )
-        })
-        .buffer_unordered(SHARDS_AT_ONCE)
-        .collect::<Vec<_>>();
-    let tasks = stream::iter(0..DUE_SHARDS)
-        .map(|shard| {
-            work(
-                stop_at,
-                move |start| store.due_cleanup_tasks(shard, before, PAGE, start),
-                |task: DueTask| async move {
-                    let result = redrive(deps, &task, now).await;
-                    if let Err(e) = &result {
-                        warn!(upload_id = %task.upload_id, error = %chain(e), "could not re-drive cleanup task");
-                    }
-                    result
-                },
-            )
-        })
-        .buffer_unordered(SHARDS_AT_ONCE)
-        .collect::<Vec<_>>();
+    let sessions = every_shard(
+        0..DUE_SHARDS,
+        stop_at,
+        |shard, start| store.due_pending_sessions(shard, now, PAGE, start),
+        |s: DueSession| async move {
+            let result = settle(deps, &s, now, stop_at).await;
+            if let Err(e) = &result {
+                warn!(upload_id = %s.id, error = %chain(e), "could not settle a due session");
+            }
+            result
+        },
+    );
+    let tasks = every_shard(
+        0..DUE_SHARDS,
+        stop_at,
+        |shard, start| store.due_cleanup_tasks(shard, before, PAGE, start),
+        |task: DueTask| async move {
+            let result = redrive(deps, &task, now).await;
+            if let Err(e) = &result {
+                warn!(upload_id = %task.upload_id, error = %chain(e), "could not re-drive cleanup task");
+            }
+            result
+        },
+    );
     // An event's due time is already `OUTBOX_REDRIVE_AFTER_SECONDS` after its change.
-    let events_before = now;
-    let events = stream::iter(if deps.publisher.is_some() { 0..DUE_SHARDS } else { 0..0 })
-        .map(|shard| {
-            work(
-                stop_at,
-                move |start| store.due_outbox_events(shard, events_before, PAGE, start),
-                |event: DueEvent| async move {
-                    let result = republish(deps, &event, now).await;
-                    if let Err(e) = &result {
-                        warn!(event_id = %event.event_id, error = %chain(e), "could not re-drive an upload event");
-                    }
-                    result
-                },
-            )
-        })
-        .buffer_unordered(SHARDS_AT_ONCE)
-        .collect::<Vec<_>>();
+    let events = every_shard(
+        if deps.publisher.is_some() { 0..DUE_SHARDS } else { 0..0 },
+        stop_at,
+        |shard, start| store.due_outbox_events(shard, now, PAGE, start),
+        |event: DueEvent| async move {
+            let result = republish(deps, &event, now).await;
+            if let Err(e) = &result {
+                warn!(event_id = %event.event_id, error = %chain(e), "could not re-drive an upload event");
+            }
+            result
+        },
+    );
     let (sessions, tasks, events) = tokio::join!(sessions, tasks, events);
     let mut report = Report::default();
     for shard in sessions.into_iter().chain(tasks).chain(events) {
@@ -304,20 +291,42 @@ async fn republish(deps: &Deps, due: &DueEvent, now: Timestamp) -> Result<Done, 
     // Its due time is `OUTBOX_REDRIVE_AFTER_SECONDS` after its change.
     let age = now.unix_seconds() - due.due.unix_seconds() + OUTBOX_REDRIVE_AFTER_SECONDS;
     let stuck = age >= deps.event_stuck_after_seconds;
-    let found = publisher.store.outbox_events(std::slice::from_ref(&due.event_id)).await?;
-    if found.is_empty() {
+    let outcome = publisher.publish(&[(due.event_id.clone(), due.upload_id.clone())]).await;
+    let unpublished = outcome.retry.contains(&due.event_id) || outcome.refused.contains(&due.event_id);
+    if !unpublished && !outcome.published.contains(&due.event_id) {
         // Published and cleared since the index was read.
         return Ok(Done::Nothing);
     }
-    let outcome = publisher.publish(found).await;
     if stuck {
         error!(event_id = %due.event_id, upload_id = %due.upload_id, age, "upload event is stuck: still unpublished");
     }
-    if !outcome.published.contains(&due.event_id) {
+    if unpublished {
         warn!(event_id = %due.event_id, "the bus refused a re-driven event; the next run tries again");
         return Ok(Done::Unpublished { stuck });
     }
     Ok(Done::Published { stuck })
+}
+
+/// [`work`] over each of `shards`, `SHARDS_AT_ONCE` at a time: `page`
+/// reads a shard's page, `act` handles an item. Each shard's outcome.
+async fn every_shard<T, Page, PageFut, Act, ActFut>(
+    shards: std::ops::Range<u32>,
+    stop_at: Instant,
+    page: Page,
+    act: Act,
+) -> Vec<Result<(Report, bool), Error>>
+where
+    Page: Fn(u32, Option<Item>) -> PageFut,
+    PageFut: Future<Output = Result<(DueItems<T>, Option<Item>), Error>>,
+    Act: Fn(T) -> ActFut,
+    ActFut: Future<Output = Result<Done, Error>>,
+{
+    let (page, act) = (&page, &act);
+    stream::iter(shards)
+        .map(|shard| work(stop_at, move |start| page(shard, start), act))
+        .buffer_unordered(SHARDS_AT_ONCE)
+        .collect()
+        .await
 }
 
 /// Pages through work with `page` until nothing is left or `stop_at`
