@@ -79,6 +79,22 @@ impl TestStack {
         }
     }
 
+    /// The upload events in the outbox (`EVENT#<event_id>` items), by event
+    /// id, each with its detail; every item's key checked against its id.
+    pub async fn outbox_events(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut outbox = BTreeMap::new();
+        for ((pk, _), item) in self.scan_table().await {
+            if !pk.starts_with("EVENT#") {
+                continue;
+            }
+            let id = item["event_id"].as_s().expect("event_id").clone();
+            assert_eq!(pk, format!("EVENT#{id}"));
+            let detail = serde_json::from_str(item["detail"].as_s().expect("detail")).expect("detail is JSON");
+            outbox.insert(id, detail);
+        }
+        outbox
+    }
+
     async fn objects_state(&self) -> BTreeMap<String, ObjectState> {
         let mut objects = BTreeMap::new();
         for o in self.all_objects().await {

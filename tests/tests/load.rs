@@ -263,30 +263,8 @@ async fn check(t: &TestStack, owners: &[OwnerId]) -> (usize, usize, usize) {
 /// deletion or expiry exactly when it is gone. No other event exists.
 /// Returns the count by type.
 async fn check_events(t: &TestStack, owners: &[OwnerId], known: &[(usize, String)]) -> BTreeMap<String, usize> {
-    use aws_sdk_dynamodb::types::AttributeValue;
     use shared::events::{event_id, EventType};
-    let mut outbox: BTreeMap<String, Value> = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = t
-            .ddb
-            .scan()
-            .table_name(&t.config.table_name)
-            .filter_expression("begins_with(pk, :p)")
-            .expression_attribute_values(":p", AttributeValue::S("EVENT#".into()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        for item in page.items() {
-            let detail: Value = serde_json::from_str(item["detail"].as_s().unwrap()).unwrap();
-            outbox.insert(item["event_id"].as_s().unwrap().clone(), detail);
-        }
-        match page.last_evaluated_key {
-            Some(k) => start = Some(k),
-            None => break,
-        }
-    }
+    let outbox = t.outbox_events().await;
     let mut accounted = 0;
     let ids: BTreeSet<&(usize, String)> = known.iter().collect();
     for (o, id) in ids {

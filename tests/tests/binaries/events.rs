@@ -58,20 +58,7 @@ fn outbox_item(upload: &UploadId, kind: EventType) -> (String, HashMap<String, A
 }
 
 async fn outbox_has(t: &TestStack, event_id: &str) -> bool {
-    let key = [("pk", format!("EVENT#{event_id}")), ("sk", "EVENT".to_owned())]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
-        .collect();
-    let out = t
-        .ddb
-        .get_item()
-        .table_name(&t.config.table_name)
-        .set_key(Some(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    out.item.is_some()
+    t.item(&format!("EVENT#{event_id}"), "EVENT").await.is_some()
 }
 
 /// What `tail` reads until it has `n` deliveries (or 30 s passed).

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use shared::domain::{Status, Timestamp, UploadId};
 use shared::events::{event_id, EventType};
@@ -17,29 +16,7 @@ use super::{id_of, Faulty, TX};
 
 /// Every outbox item in the table, by event id, with its detail.
 async fn outbox(f: &Faulty) -> BTreeMap<String, Value> {
-    let mut found = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page =
-            f.t.ddb
-                .scan()
-                .table_name(&f.t.config.table_name)
-                .filter_expression("begins_with(pk, :p)")
-                .expression_attribute_values(":p", AttributeValue::S("EVENT#".into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .unwrap();
-        for item in page.items() {
-            let id = item["event_id"].as_s().unwrap().clone();
-            assert_eq!(item["pk"].as_s().unwrap(), &format!("EVENT#{id}"));
-            found.insert(id, serde_json::from_str(item["detail"].as_s().unwrap()).unwrap());
-        }
-        match page.last_evaluated_key {
-            Some(k) => start = Some(k),
-            None => return found,
-        }
-    }
+    f.t.outbox_events().await
 }
 
 /// The one event of `kind` for `id` in `outbox`, checked against the
