@@ -41,16 +41,18 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         let credential = http::credentials(&req)?;
         http::json_content_type(&req)?;
         let grant = TokenGrant::parse(http::body(&req))?;
-        let caller = match &grant.upload_id {
-            None => auth::authenticate(&deps.store, &credential).await?,
+        // With `upload_id`, the session is read in the key's call.
+        let (caller, session) = match &grant.upload_id {
+            None => (auth::authenticate(&deps.store, &credential).await?, None),
             Some(id) => {
                 let (caller, session) = auth::authenticate_for(&deps.store, &credential, id).await?;
-                caller.may_mint()?;
-                session.ok_or(Error::NotFound)?;
-                caller
+                (caller, Some(session))
             }
         };
         caller.may_mint()?;
+        if let Some(session) = session {
+            session.ok_or(Error::NotFound)?;
+        }
         let Credential::Key(key) = &credential else { return Err(Error::Forbidden(auth::NO_MINTING)) };
         let secret = deps.store.secret(Secret::Token).await?;
         let token = grant.mint(key.digest(), Timestamp::now());
