@@ -11,7 +11,8 @@ Long polling (ReceiveMessage with WaitTimeSeconds > 0) would hold the lock,
 so the local tooling polls with WaitTimeSeconds=0.
 
 With --call-log FILE, every request is also written to FILE as one JSON line
-{"principal", "service", "operation", "resource", "status"}: the access key
+{"principal", "service", "operation", "resource", "status", "ms",
+"waited_ms"}: the access key
 id that signed it (header or presigned query), which the local stack sets to
 the calling function's logical id, so `cargo xtask test` can check each
 function's IAM policy against the calls it really made. A TransactWriteItems
@@ -33,10 +34,13 @@ import io
 import json
 import re
 import threading
+import time
 from urllib.parse import parse_qs, unquote
 
 from werkzeug.serving import run_simple
-from moto.dynamodb.models.table import StreamShard
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import StreamShard, Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 def _copy_stream_shard(self, memo):
@@ -49,6 +53,68 @@ def _copy_stream_shard(self, memo):
 
 
 StreamShard.__deepcopy__ = _copy_stream_shard
+
+
+# A TransactWriteItems is undone item by item, not by whole-table copies.
+# moto deep-copies a touched table once per item that names it, before the
+# transaction, to put it back if the transaction is cancelled: a four-item
+# transaction on a table of a few thousand items took seconds, and over a
+# test run (tables grow, and keep an empty entry for each deleted item) a
+# single transaction reached 9 s, past a function's timeout. Here the items
+# the transaction names are copied instead (with the length of their table's
+# stream), moto's own table copy is made a no-op for the call, and a
+# cancelled transaction puts those items (and the streams) back as they were.
+# Requests are served one at a time (below), so nothing else runs meanwhile.
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _same_table(self, memo):
+    return self
+
+
+def _journal(backend, transact_items):
+    journal, streams = [], {}
+    for entry in transact_items:
+        try:
+            op_type, op = next(iter(entry.items()))
+            table = backend.tables[op["TableName"]]
+            attrs = op["Item"] if op_type == "Put" else op["Key"]
+            h = DynamoType(attrs[table.hash_key_attr])
+            r = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            # moto refuses it before writing it.
+            continue
+        current = table.items.get(h, {}).get(r) if r is not None else table.items.get(h)
+        journal.append((table, h, r, copy.deepcopy(current)))
+        if table.stream_shard is not None and id(table) not in streams:
+            streams[id(table)] = (table.stream_shard, len(table.stream_shard.items))
+    return journal, streams
+
+
+def _transact_by_items(self, transact_items):
+    journal, streams = _journal(self, transact_items)
+    Table.__deepcopy__ = _same_table
+    try:
+        return _transact_write_items(self, transact_items)
+    except Exception:
+        for table, h, r, before in reversed(journal):
+            if r is not None:
+                if before is None:
+                    table.items.get(h, {}).pop(r, None)
+                else:
+                    table.items[h][r] = before
+            elif before is None:
+                table.items.pop(h, None)
+            else:
+                table.items[h] = before
+        for shard, length in streams.values():
+            del shard.items[length:]
+        raise
+    finally:
+        del Table.__deepcopy__
+
+
+DynamoDBBackend.transact_write_items = _transact_by_items
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
@@ -159,7 +225,9 @@ def main() -> None:
     log = open(args.call_log, "a", buffering=1) if args.call_log else None
 
     def serial(environ, start_response):
+        arrived = time.monotonic()
         with lock:
+            started = time.monotonic()
             if log is None:
                 # Materialise the body inside the lock: the request is done
                 # when the lock is released.
@@ -181,8 +249,10 @@ def main() -> None:
             query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
             who = principal(environ, query)
             code = int(status[0].split()[0]) if status else 0
+            timing = {"ms": round((time.monotonic() - started) * 1000), "waited_ms": round((started - arrived) * 1000)}
             for service, op, resource in calls(environ, body):
-                log.write(json.dumps({"principal": who, "service": service, "operation": op, "resource": resource, "status": code}) + "\n")
+                line = {"principal": who, "service": service, "operation": op, "resource": resource, "status": code}
+                log.write(json.dumps({**line, **timing}) + "\n")
             return out
 
     run_simple(args.host, args.port, serial, threaded=True, use_reloader=False)

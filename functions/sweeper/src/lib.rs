@@ -177,10 +177,18 @@ enum Done {
 /// kinds of due work go on at once, each over every shard of the `by_due`
 /// index, `SHARDS_AT_ONCE` shards at a time.
 pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Result<Report, Error> {
+    let every: Vec<u32> = (0..DUE_SHARDS).collect();
+    sweep_shards(deps, now, stop_at, &every).await
+}
+
+/// As [`sweep_until`], over only `shards` of the `by_due` index (each
+/// upload's work is in [`shared::store::due_shard`] of its id): a sweep of
+/// the shards where known work is, instead of all of them.
+pub async fn sweep_shards(deps: &Deps, now: Timestamp, stop_at: Instant, shards: &[u32]) -> Result<Report, Error> {
     let store = &deps.deleter.store;
     let before = now.plus_seconds(-deps.redrive_after_seconds);
     let sessions = every_shard(
-        0..DUE_SHARDS,
+        shards,
         stop_at,
         |shard, start| store.due_pending_sessions(shard, now, PAGE, start),
         |s: DueSession| async move {
@@ -192,7 +200,7 @@ pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Resul
         },
     );
     let tasks = every_shard(
-        0..DUE_SHARDS,
+        shards,
         stop_at,
         |shard, start| store.due_cleanup_tasks(shard, before, PAGE, start),
         |task: DueTask| async move {
@@ -205,7 +213,7 @@ pub async fn sweep_until(deps: &Deps, now: Timestamp, stop_at: Instant) -> Resul
     );
     // An event's due time is already `OUTBOX_REDRIVE_AFTER_SECONDS` after its change.
     let events = every_shard(
-        if deps.publisher.is_some() { 0..DUE_SHARDS } else { 0..0 },
+        if deps.publisher.is_some() { shards } else { &[] },
         stop_at,
         |shard, start| store.due_outbox_events(shard, now, PAGE, start),
         |event: DueEvent| async move {
@@ -310,7 +318,7 @@ async fn republish(deps: &Deps, due: &DueEvent, now: Timestamp) -> Result<Done, 
 /// [`work`] over each of `shards`, `SHARDS_AT_ONCE` at a time: `page`
 /// reads a shard's page, `act` handles an item. Each shard's outcome.
 async fn every_shard<T, Page, PageFut, Act, ActFut>(
-    shards: std::ops::Range<u32>,
+    shards: &[u32],
     stop_at: Instant,
     page: Page,
     act: Act,
@@ -322,7 +330,7 @@ where
     ActFut: Future<Output = Result<Done, Error>>,
 {
     let (page, act) = (&page, &act);
-    stream::iter(shards)
+    stream::iter(shards.iter().copied())
         .map(|shard| work(stop_at, move |start| page(shard, start), act))
         .buffer_unordered(SHARDS_AT_ONCE)
         .collect()
