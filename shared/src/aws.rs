@@ -26,10 +26,13 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::deletion::Deleter;
+use crate::events::Publisher;
 use crate::objects::Objects;
 use crate::queue::CleanupQueue;
 use crate::store::Store;
+use crate::uploads::Uploads;
 
 /// The SDK's default HTTPS client with ring in place of aws-lc-rs, built as
 /// `aws-smithy-runtime` builds its own: the client's timeouts and sleep, the
@@ -77,6 +80,52 @@ pub async fn tool_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).http_client(https_client()).load().await
 }
 
+/// A function's configuration and SDK settings, read once at cold start:
+/// each function's `Deps::from_env` takes the clients it needs from it.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub config: Config,
+    pub sdk: SdkConfig,
+}
+
+impl Env {
+    /// [`Config::from_env`] and [`sdk_config`].
+    pub async fn load() -> Result<Self, ConfigError> {
+        Ok(Self { config: Config::from_env()?, sdk: sdk_config().await })
+    }
+
+    pub fn store(&self) -> Store {
+        store(&self.sdk, &self.config)
+    }
+
+    pub fn objects(&self) -> Objects {
+        objects(&self.sdk, &self.config)
+    }
+
+    pub fn cleanup_queue(&self) -> CleanupQueue {
+        cleanup_queue(&self.sdk, &self.config)
+    }
+
+    pub fn publisher(&self) -> Result<Publisher, ConfigError> {
+        publisher(&self.sdk, &self.config)
+    }
+
+    /// Sessions and their bytes, under the configured upload policy.
+    pub fn uploads(&self) -> Uploads {
+        Uploads {
+            store: self.store(),
+            objects: self.objects(),
+            bucket: self.config.bucket_name.clone(),
+            policy: self.config.uploads.clone(),
+        }
+    }
+
+    /// Deletion: the store and the cleanup queue.
+    pub fn deleter(&self) -> Deleter {
+        Deleter::new(self.store(), self.cleanup_queue(), &self.config)
+    }
+}
+
 pub fn store(sdk: &SdkConfig, config: &Config) -> Store {
     let dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
     let dynamodb = match var("AWS_ENDPOINT_URL_DYNAMODB") {
@@ -107,14 +156,14 @@ pub fn cleanup_queue(sdk: &SdkConfig, config: &Config) -> CleanupQueue {
 }
 
 /// The publisher of upload events, to the bus `EVENT_BUS_NAME` names.
-pub fn publisher(sdk: &SdkConfig, config: &Config) -> Result<crate::events::Publisher, crate::config::ConfigError> {
-    let bus = config.event_bus_name.clone().ok_or(crate::config::ConfigError::Missing("EVENT_BUS_NAME"))?;
+pub fn publisher(sdk: &SdkConfig, config: &Config) -> Result<Publisher, ConfigError> {
+    let bus = config.event_bus_name.clone().ok_or(ConfigError::Missing("EVENT_BUS_NAME"))?;
     let eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
     let eventbridge = match var("AWS_ENDPOINT_URL_EVENTBRIDGE") {
         Some(url) => eventbridge.endpoint_url(url),
         None => eventbridge,
     };
-    Ok(crate::events::Publisher {
+    Ok(Publisher {
         client: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
         bus,
         source: config.event_source.clone(),

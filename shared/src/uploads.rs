@@ -5,7 +5,7 @@ use crate::domain::{Session, Timestamp};
 use crate::error::Error;
 use crate::objects::Objects;
 use crate::store::Store;
-use crate::{aws, Config};
+use crate::aws;
 
 /// Sessions and their bytes: the store, the bucket and the upload policy.
 #[derive(Debug, Clone)]
@@ -18,14 +18,7 @@ pub struct Uploads {
 
 impl Uploads {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config().await;
-        Ok(Self {
-            store: aws::store(&sdk, &config),
-            objects: aws::objects(&sdk, &config),
-            bucket: config.bucket_name.clone(),
-            policy: config.uploads,
-        })
+        Ok(aws::Env::load().await?.uploads())
     }
 }
 

@@ -38,6 +38,14 @@ fn random_suffix() -> String {
     UploadId::generate().as_str()[4..14].to_owned()
 }
 
+/// Where a test stack's bucket lives: in moto (which checks no signature,
+/// expiry or checksum), or in a verifying S3 of its own.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum S3 {
+    Moto,
+    Verifying,
+}
+
 pub struct TestStack {
     pub stack: Stack,
     pub config: Config,
@@ -55,6 +63,14 @@ pub struct TestStack {
 impl TestStack {
     pub async fn new() -> Self {
         Self::with_parameters(&[]).await
+    }
+
+    /// A stack with default parameters whose bucket lives in `s3`.
+    pub async fn on(s3: S3) -> Self {
+        match s3 {
+            S3::Moto => Self::new().await,
+            S3::Verifying => Self::with_verifying_s3(&[]).await,
+        }
     }
 
     /// A stack whose template parameters are overridden, as

@@ -35,7 +35,7 @@ use shared::error::chain;
 use shared::objects::Objects;
 use shared::queue::{CleanupMessage, CleanupQueue, MAX_DELAY_SECONDS};
 use shared::store::{CleanupTask, Store};
-use shared::{aws, Config};
+use shared::aws;
 use tracing::{info, info_span, warn, Instrument, Span};
 
 #[derive(Debug, Clone)]
@@ -48,13 +48,8 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config().await;
-        Ok(Self {
-            store: aws::store(&sdk, &config),
-            objects: aws::objects(&sdk, &config),
-            queue: aws::cleanup_queue(&sdk, &config),
-        })
+        let env = aws::Env::load().await?;
+        Ok(Self { store: env.store(), objects: env.objects(), queue: env.cleanup_queue() })
     }
 }
 

@@ -13,7 +13,7 @@ use shared::config::ConfigError;
 use shared::deletion::Deleter;
 use shared::http::{self, Operation, Reply};
 use shared::store::DeleteScope;
-use shared::{auth, aws, Config, Error};
+use shared::{auth, aws, Error};
 
 pub const OPERATION: Operation = Operation { name: "delete-upload", failure: "Failed to delete upload record" };
 
@@ -26,9 +26,7 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config().await;
-        Ok(Self { deleter: Deleter::new(aws::store(&sdk, &config), aws::cleanup_queue(&sdk, &config), &config) })
+        Ok(Self { deleter: aws::Env::load().await?.deleter() })
     }
 }
 

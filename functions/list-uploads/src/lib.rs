@@ -9,7 +9,7 @@ use serde_json::json;
 use shared::config::ConfigError;
 use shared::http::{self, Operation, Reply};
 use shared::store::{Secret, Store};
-use shared::{auth, aws, cursor, views, Config, Error};
+use shared::{auth, aws, cursor, views, Error};
 
 pub const OPERATION: Operation = Operation { name: "list-uploads", failure: "Failed to list uploads" };
 pub const DEFAULT_LIMIT: i32 = 50;
@@ -26,9 +26,7 @@ impl Deps {
     }
 
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config().await;
-        Ok(Self::new(aws::store(&sdk, &config)))
+        Ok(Self::new(aws::Env::load().await?.store()))
     }
 }
 

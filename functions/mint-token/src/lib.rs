@@ -17,7 +17,7 @@ use shared::config::ConfigError;
 use shared::domain::{Timestamp, TokenGrant};
 use shared::http::{self, Operation, Reply};
 use shared::store::{Secret, Store};
-use shared::{aws, Config, Error};
+use shared::{aws, Error};
 use tracing::Span;
 
 pub const OPERATION: Operation = Operation { name: "mint-token", failure: "Failed to mint token" };
@@ -30,9 +30,7 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config().await;
-        Ok(Self { store: aws::store(&sdk, &config) })
+        Ok(Self { store: aws::Env::load().await?.store() })
     }
 }
 

@@ -13,7 +13,7 @@ use lambda_runtime::LambdaEvent;
 use shared::config::ConfigError;
 use shared::domain::UploadId;
 use shared::events::{self, Publisher};
-use shared::{aws, telemetry, Config};
+use shared::{aws, telemetry};
 use tracing::{info, warn};
 
 /// What publishing needs: the bus and the table.
@@ -26,10 +26,8 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config().await;
         Ok(Self {
-            publisher: aws::publisher(&sdk, &config)?,
+            publisher: aws::Env::load().await?.publisher()?,
             metrics_namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "UploadSessions".to_owned()),
         })
     }

@@ -46,7 +46,7 @@ use shared::store::{
     DeleteScope, DueEvent, DueItems, DueSession, DueTask, Item, DUE_SHARDS, OUTBOX_REDRIVE_AFTER_SECONDS,
 };
 use shared::uploads::Uploads;
-use shared::{aws, telemetry, Config, Error};
+use shared::{aws, telemetry, Error};
 use tracing::{error, info, warn};
 
 const PAGE: i32 = 100;
@@ -81,22 +81,15 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config().await;
-        let store = aws::store(&sdk, &config);
+        let env = aws::Env::load().await?;
         Ok(Self {
-            deleter: Deleter::new(store.clone(), aws::cleanup_queue(&sdk, &config), &config),
-            uploads: Uploads {
-                store,
-                objects: aws::objects(&sdk, &config),
-                bucket: config.bucket_name.clone(),
-                policy: config.uploads.clone(),
-            },
+            deleter: env.deleter(),
+            uploads: env.uploads(),
             redrive_after_seconds: number("CLEANUP_REDRIVE_AFTER_SECONDS", 300, 0, 86_400)? as i64,
             max_attempts: number("CLEANUP_MAX_ATTEMPTS", 8, 1, 1000)? as u32,
             metrics_namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "UploadSessions".to_owned()),
-            publisher: match config.event_bus_name {
-                Some(_) => Some(aws::publisher(&sdk, &config)?),
+            publisher: match env.config.event_bus_name {
+                Some(_) => Some(env.publisher()?),
                 None => None,
             },
             event_stuck_after_seconds: number("EVENT_STUCK_AFTER_SECONDS", 900, 0, 86_400)? as i64,

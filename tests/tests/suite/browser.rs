@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, Status, UploadId};
-use tests::{bytes, LocalApi, TestStack, MIB};
+use tests::{bytes, LocalApi, TestStack, MIB, S3};
 use xtask::chromium::{Browser, Image};
 
 /// The colour the page's progress bar turns once the upload is confirmed
@@ -34,7 +34,7 @@ struct Page {
 
 impl Page {
     async fn start(verifying_s3: bool) -> Self {
-        let t = if verifying_s3 { TestStack::with_verifying_s3(&[]).await } else { TestStack::new().await };
+        let t = TestStack::on(if verifying_s3 { S3::Verifying } else { S3::Moto }).await;
         let api = LocalApi::start(&t).await;
         let (owner, key) = t.owner("browser").await;
         let browser = Browser::launch(900, 700).await.expect("chromium");

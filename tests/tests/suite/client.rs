@@ -17,20 +17,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, UploadId};
-use tests::{bytes, eventually, LocalApi, TestStack, MIB};
+use tests::{bytes, eventually, LocalApi, TestStack, MIB, S3};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uploads::checksum::{composite, encode, Algorithm};
 
 const PART: usize = 5 * MIB;
-
-/// Where the stack's bucket lives: moto (which checks no signature and
-/// computes no checksum), or the verifying local S3 (`xtask::s3verify`:
-/// SigV4 on every request, presigned URLs included, and checksums).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum S3 {
-    Moto,
-    Verifying,
-}
 
 struct Client {
     t: TestStack,
@@ -60,10 +51,7 @@ impl Run {
 
 impl Client {
     async fn start(name: &str, s3: S3) -> Self {
-        let t = match s3 {
-            S3::Moto => TestStack::new().await,
-            S3::Verifying => TestStack::with_verifying_s3(&[]).await,
-        };
+        let t = TestStack::on(s3).await;
         let api = LocalApi::start(&t).await;
         let (owner, key) = t.owner("cli-user").await;
         let dir = std::env::temp_dir().join(format!("uploads-client-{name}-{}", &UploadId::generate().as_str()[4..16]));

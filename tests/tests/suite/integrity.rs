@@ -20,26 +20,16 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::{ApiKey, ChecksumAlgorithm, OwnerId, UploadId};
-use tests::{bytes, put_parts, LocalApi, TestStack, MIB};
+use tests::{bytes, put_parts, LocalApi, TestStack, MIB, S3};
 
 struct Api {
     t: TestStack,
     api: LocalApi,
 }
 
-/// Where the stack's bucket lives.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum S3 {
-    Moto,
-    Verifying,
-}
-
 impl Api {
     async fn start(s3: S3) -> Self {
-        let t = match s3 {
-            S3::Moto => TestStack::new().await,
-            S3::Verifying => TestStack::with_verifying_s3(&[]).await,
-        };
+        let t = TestStack::on(s3).await;
         let api = LocalApi::start(&t).await;
         Api { t, api }
     }
