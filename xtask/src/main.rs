@@ -6,27 +6,27 @@
 //!   `http://127.0.0.1:3000`, the cleanup queue fed to its function, the
 //!   table's stream fed to the publisher, the upload events bus and its
 //!   example rule's queue), and the files `sam local` runs the functions
-//!   against it with (`target/dev/sam-env.json`, `xtask/src/samlocal.rs`).
+//!   against it with (`target/dev/sam-env.json`, `local/src/samlocal.rs`).
 //! - `events [--once] [--json] [--delete] [--queue-url URL]`: the upload
-//!   events the example rule delivers, one line each (`xtask/src/events.rs`);
+//!   events the example rule delivers, one line each (`local/src/events.rs`);
 //!   the dev stack's unless `--queue-url`.
 //! - `test`: the template checks, then every test against a moto server of its own.
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
-//! - `capacity [--seconds N]`: the capacity model (`xtask/src/capacity.rs`)
+//! - `capacity [--seconds N]`: the capacity model (`bench/src/capacity.rs`)
 //!   over N seconds of modeled peak (default 60); see `docs/capacity.md`.
 //! - `catalogue [service:Operation[+if-none-match]…]`: the errors each
-//!   operation can answer (`xtask/src/catalogue.rs`: botocore's service
+//!   operation can answer (`local/src/catalogue.rs`: botocore's service
 //!   models plus the common and conditional errors), as Markdown.
 //! - `bench [--iterations N] [--only FUNCTION,…] [--scale N]`: every
 //!   function's release binary measured against the local stack
-//!   (`xtask/src/bench.rs`); prints Markdown tables, see `docs/performance.md`.
+//!   (`bench/src/binaries.rs`); prints Markdown tables, see `docs/performance.md`.
 //! - `check-iam CALL_LOG`: holds the calls logged by a test run's emulator
 //!   against every function's policy (`cargo xtask test` does it itself).
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
 //!   against whatever endpoint the AWS environment points to.
 //! - `revoke-key --key usk_… [--table T]`: revokes one.
 //! - `s3verify [--port N] [--root DIR]`: the verifying local S3 the signature
-//!   tests use (`xtask/src/s3verify.rs`), on loopback until Ctrl-C.
+//!   tests use (`local/src/s3verify.rs`), on loopback until Ctrl-C.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -34,9 +34,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use shared::domain::{ApiKey, OwnerId};
-use xtask::feeder::Feeder;
-use xtask::moto::{self, Moto};
-use xtask::stack::{project_root, Stack};
+use local::feeder::Feeder;
+use local::moto::{self, Moto};
+use local::stack::{project_root, Stack};
 
 const USAGE: &str = "usage: cargo xtask <dev | events [--once] [--json] [--delete] [--queue-url URL] | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | catalogue [service:Operation[+if-none-match]...] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
 
@@ -45,11 +45,11 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev().await,
-        Some("events") => xtask::events::command(&args[1..]).await,
+        Some("events") => local::events::command(&args[1..]).await,
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
         Some("capacity") => capacity(&args[1..]),
-        Some("catalogue") => xtask::catalogue::command(&args[1..]),
+        Some("catalogue") => local::catalogue::command(&args[1..]),
         Some("bench") => bench(&args[1..]).await,
         Some("check-iam") => match args.get(1) {
             Some(log) => check_iam(std::path::Path::new(log)).map(|()| ExitCode::SUCCESS),
@@ -57,7 +57,7 @@ async fn main() -> ExitCode {
         },
         Some("mint-key") => mint_key(&args[1..]).await,
         Some("revoke-key") => revoke_key(&args[1..]).await,
-        Some("s3verify") => xtask::s3verify::command(&args[1..]).await,
+        Some("s3verify") => local::s3verify::command(&args[1..]).await,
         _ => Err(anyhow!(USAGE)),
     };
     match result {
@@ -104,13 +104,13 @@ fn cargo() -> std::process::Command {
 /// Builds every workspace binary (the functions `template.yaml` names among
 /// them), with the same features `cargo test --workspace` resolves, so the
 /// two share one build of the dependencies.
-fn build_functions(template: &xtask::template::Template) -> Result<()> {
+fn build_functions(template: &local::template::Template) -> Result<()> {
     let status = cargo().args(["build", "--workspace", "--bins"]).status().context("running cargo build")?;
     if !status.success() {
         bail!("building the functions failed");
     }
     for f in template.functions()? {
-        let path = xtask::runtime::binary_path(&f.binary);
+        let path = local::runtime::binary_path(&f.binary);
         if !path.exists() {
             bail!("template function {} names binary {}, which the workspace does not build", f.logical_id, f.binary);
         }
@@ -138,39 +138,39 @@ async fn dev() -> Result<ExitCode> {
         other => bail!("UPLOADS_VERIFYING_S3 must be 1 or 0, not {other:?}"),
     };
     let s3_port: u16 = env_or("UPLOADS_S3_PORT", "5056").parse().context("UPLOADS_S3_PORT")?;
-    let container_host = env_or("UPLOADS_CONTAINER_HOST", xtask::samlocal::CONTAINER_HOST);
+    let container_host = env_or("UPLOADS_CONTAINER_HOST", local::samlocal::CONTAINER_HOST);
 
     let moto = Moto::start_listening(listen, moto_port, None)
         .await
         .with_context(|| format!("starting moto on {}", SocketAddr::new(listen, moto_port)))?;
-    // The bucket in the verifying S3 (xtask/src/s3verify.rs): presigned URLs
+    // The bucket in the verifying S3 (local/src/s3verify.rs): presigned URLs
     // without their signed headers, expired, or with other bytes than a
     // signed checksum are refused here as on S3; moto takes them all.
     let s3 = if verifying {
         let addr = SocketAddr::new(listen, s3_port);
-        let signers = xtask::s3verify::Signers::AnyKeyId("testing".into());
-        Some(xtask::s3verify::VerifyingS3::start_in_temp(addr, signers).await.with_context(|| {
+        let signers = local::s3verify::Signers::AnyKeyId("testing".into());
+        Some(local::s3verify::VerifyingS3::start_in_temp(addr, signers).await.with_context(|| {
             format!("starting the verifying S3 on {addr} (UPLOADS_S3_PORT; UPLOADS_VERIFYING_S3=0 keeps S3 in moto)")
         })?)
     } else {
         None
     };
-    let overrides = xtask::stack::parse_overrides(&env_or("UPLOADS_PARAMETER_OVERRIDES", ""))?;
+    let overrides = local::stack::parse_overrides(&env_or("UPLOADS_PARAMETER_OVERRIDES", ""))?;
     let stack = Stack::provision_on(
         &moto.endpoint,
         s3.as_ref().map(|s| s.endpoint.as_str()),
-        xtask::stack::DEV_STACK,
+        local::stack::DEV_STACK,
         overrides,
     )
     .await?;
     if s3.is_some() {
         let policy = stack.config()?.uploads;
         let largest = policy.part_size_bytes.max(policy.multipart_threshold_bytes);
-        if largest as usize > xtask::s3verify::MAX_BODY {
+        if largest as usize > local::s3verify::MAX_BODY {
             bail!(
                 "the verifying S3 takes bodies up to {} bytes, and these parameters sign PUTs of up to {largest}: \
                  lower PartSizeBytes/MultipartThresholdBytes or set UPLOADS_VERIFYING_S3=0",
-                xtask::s3verify::MAX_BODY
+                local::s3verify::MAX_BODY
             );
         }
     }
@@ -207,8 +207,8 @@ async fn dev() -> Result<ExitCode> {
         Ok(()) => println!(
             "uploads page (Uppy Dashboard; holds only tokens, which it gets from {}/token, minted with the dev key \
              through POST /tokens): http://127.0.0.1:{api_port}{}",
-            xtask::apppage::DEV_PREFIX,
-            xtask::apppage::UPLOAD_PAGE_PATH
+            local::apppage::DEV_PREFIX,
+            local::apppage::UPLOAD_PAGE_PATH
         ),
         Err(e) => println!(
             "uploads page: not built ({e:#}); it needs Node 20+ and npm (cd clients/js && npm ci && npm run build)"
@@ -216,7 +216,7 @@ async fn dev() -> Result<ExitCode> {
     }
     println!(
         "one-file upload page (holds the key): http://127.0.0.1:{api_port}{}?key={}",
-        xtask::gateway::BASIC_PAGE_PATH,
+        local::gateway::BASIC_PAGE_PATH,
         key.expose()
     );
     println!("mint another key: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing TABLE_NAME={} cargo xtask mint-key --owner OWNER", moto.endpoint, config.table_name);
@@ -226,10 +226,10 @@ async fn dev() -> Result<ExitCode> {
         println!("  {} {} -> {}", r.method, r.path, r.function);
     }
     println!("schedules run every {}s locally (UPLOADS_SWEEP_SECONDS)", env_or("UPLOADS_SWEEP_SECONDS", "30"));
-    let sam_files = xtask::samlocal::write(&stack, &container_host, &project_root().join("target").join("dev"))?;
+    let sam_files = local::samlocal::write(&stack, &container_host, &project_root().join("target").join("dev"))?;
     println!("sam local env vars: {}", sam_files.env_vars.display());
     println!("sam local template: {} (after `sam build`; needs Docker)", sam_files.template.display());
-    for command in xtask::samlocal::commands(&sam_files, &container_host) {
+    for command in local::samlocal::commands(&sam_files, &container_host) {
         println!("  {command}");
     }
     if listen.is_loopback() {
@@ -270,7 +270,7 @@ async fn dev() -> Result<ExitCode> {
     // (the publisher), as their event source mappings would.
     for (f, host) in hosts.values() {
         if f.stream.is_some() {
-            let mut feeder = xtask::streams::StreamFeeder::new(&stack, f)?;
+            let mut feeder = local::streams::StreamFeeder::new(&stack, f)?;
             let host = host.clone();
             feeders.push(tokio::spawn(async move {
                 loop {
@@ -304,7 +304,7 @@ async fn dev() -> Result<ExitCode> {
                 let mut tick = tokio::time::interval(Duration::from_secs(sweep_every.max(1)));
                 loop {
                     tick.tick().await;
-                    if let Err(e) = host.invoke(&xtask::feeder::scheduled_event(&name)).await {
+                    if let Err(e) = host.invoke(&local::feeder::scheduled_event(&name)).await {
                         eprintln!("[schedule {name}] {e:#}");
                     }
                 }
@@ -315,10 +315,10 @@ async fn dev() -> Result<ExitCode> {
     let gateway = stack.gateway(&hosts)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
     // The uploads page and its token route beside the API, under /_local/.
-    let app = xtask::apppage::AppPage::new(&format!("http://127.0.0.1:{api_port}"), key.expose());
-    let router = axum::Router::new().nest(xtask::apppage::DEV_PREFIX, app.router()).fallback_service(gateway.router());
+    let app = local::apppage::AppPage::new(&format!("http://127.0.0.1:{api_port}"), key.expose());
+    let router = axum::Router::new().nest(local::apppage::DEV_PREFIX, app.router()).fallback_service(gateway.router());
     tokio::select! {
-        r = xtask::gateway::serve_router(router, addr) => r.with_context(|| format!("serving the API on {addr}"))?,
+        r = local::gateway::serve_router(router, addr) => r.with_context(|| format!("serving the API on {addr}"))?,
         _ = stop_signal() => eprintln!("stopping"),
     }
     for f in feeders {
@@ -345,7 +345,7 @@ fn print_events(stack: &Stack, moto_port: u16) -> Result<()> {
         println!("upload events: bus {} ({id}), source {source}", stack.physical(id)?.reference);
     }
     let queues: Vec<String> =
-        xtask::events::event_queues(stack).into_iter().filter(|q| stack.resources.contains_key(q)).collect();
+        local::events::event_queues(stack).into_iter().filter(|q| stack.resources.contains_key(q)).collect();
     for q in &queues {
         println!("  delivered to queue {q}: {}", stack.physical(q)?.reference);
     }
@@ -402,8 +402,8 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
     build_client_js(true)?;
     eprintln!("clients/js: built, unit tests pass");
     moto::ensure_installed()?;
-    xtask::chromium::ensure_installed()?;
-    let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
+    local::chromium::ensure_installed()?;
+    let template = local::template::Template::load(&project_root().join("template.yaml"))?;
     build_functions(&template)?;
     let port = moto::free_port()?;
     let call_log = project_root().join("target").join("moto").join(format!("calls-{port}.jsonl"));
@@ -459,11 +459,11 @@ fn check_iam(call_log: &std::path::Path) -> Result<()> {
 }
 
 fn capacity(args: &[String]) -> Result<ExitCode> {
-    let mut load = xtask::capacity::Load::default();
+    let mut load = bench::capacity::Load::default();
     if let Some(seconds) = flag(args, "--seconds") {
         load.seconds = seconds.parse().context("--seconds takes a whole number")?;
     }
-    let report = xtask::capacity::simulate(&load);
+    let report = bench::capacity::simulate(&load);
     print!("{}", report.render(&load));
     Ok(if report.within_limits() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -471,9 +471,9 @@ fn capacity(args: &[String]) -> Result<ExitCode> {
 /// Builds the functions' release binaries (the release profile they deploy
 /// with) and measures each against the local stack.
 async fn bench(args: &[String]) -> Result<ExitCode> {
-    let options = xtask::bench::Options::parse(args)?;
+    let options = bench::binaries::Options::parse(args)?;
     moto::ensure_installed()?;
-    let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
+    let template = local::template::Template::load(&project_root().join("template.yaml"))?;
     let mut cmd = cargo();
     cmd.args(["build", "--release"]);
     for f in template.functions()? {
@@ -483,7 +483,7 @@ async fn bench(args: &[String]) -> Result<ExitCode> {
     if !cmd.status().context("running cargo build --release")?.success() {
         bail!("building the release binaries failed");
     }
-    let report = xtask::bench::run(&options).await?;
+    let report = bench::binaries::run(&options).await?;
     println!("{}", report.render());
     Ok(ExitCode::SUCCESS)
 }

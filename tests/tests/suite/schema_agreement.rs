@@ -21,7 +21,7 @@ use shared::cursor;
 use shared::domain::{
     hex, valid_content_type, valid_filename, valid_token_content_type, NewUpload, OwnerId, Timestamp, UploadId,
 };
-use xtask::stack::project_root;
+use local::stack::project_root;
 
 static OPENAPI: LazyLock<Value> = LazyLock::new(|| {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("openapi.yaml")).unwrap()).unwrap()

@@ -117,7 +117,7 @@ pub fn local_template(stack: &Stack, env_vars: &serde_json::Value) -> Result<Str
         let code = build.join(&f.logical_id).to_string_lossy().into_owned();
         entry(resource, "Properties").insert(Value::String("CodeUri".into()), Value::String(code));
     }
-    let header = "# Written by `cargo xtask dev` for `sam local invoke|start-api -t` (see xtask/src/samlocal.rs):\n\
+    let header = "# Written by `cargo xtask dev` for `sam local invoke|start-api -t` (see local/src/samlocal.rs):\n\
                   # template.yaml with the variables of sam-env.json declared. Not for deploying.\n";
     Ok(format!("{header}{}", serde_yaml::to_string(&doc)?))
 }

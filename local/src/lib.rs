@@ -1,7 +1,39 @@
+//! The local AWS: everything `cargo xtask dev` and the black-box tests run
+//! the functions against, built from `template.yaml` (see `README.md`).
+//!
+//! Workspace layout: `local` (this crate) is the local AWS and depends on no
+//! other tooling crate; `bench` (the measured binaries and the capacity
+//! model) builds on it; `xtask` holds the commands and uses both; `tests`
+//! uses `local` and `bench`.
+//!
+//! Dependence inside runs one way: this file (the project folder, region,
+//! account, instance limits) ← `template`, `apigw`, `runtime`, `moto`,
+//! `pattern`, `wire` ← `waf`, `gateway`, `feeder`, `s3verify`,
+//! `catalogue` ← `stack` ← `streams`, `events`, `samlocal`; `apppage` and
+//! `chromium` stand alone.
+//!
 //! Facts every part of the local stack shares, with no dependence on any of
 //! them: the project's folder, the local region and account, and how many
 //! instances of one function may run at once, each taking how many
 //! invocations at once.
+
+pub mod apigw;
+pub mod apppage;
+pub mod catalogue;
+pub mod chromium;
+pub mod events;
+pub mod feeder;
+pub mod gateway;
+pub mod moto;
+pub mod pattern;
+pub mod runtime;
+pub mod s3verify;
+pub mod samlocal;
+pub mod stack;
+pub mod streams;
+pub mod template;
+pub mod waf;
+pub mod wire;
 
 use std::path::PathBuf;
 

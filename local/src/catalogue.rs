@@ -1,6 +1,6 @@
 //! The error catalogue: every error an AWS operation can answer, generated
 //! from the service models botocore ships (in the moto virtualenv, `.venv/`;
-//! `xtask/aws_models.py` reads them) plus the errors every call of a service
+//! `local/aws_models.py` reads them) plus the errors every call of a service
 //! can meet, which the models do not declare. Nothing here is listed per
 //! operation: an operation's entries are its model's `errors` and the
 //! rules below, written once per service with the documentation that says
@@ -113,7 +113,7 @@ pub struct ServiceModel {
     pub operations: BTreeMap<String, OperationModel>,
 }
 
-/// The service models, as `xtask/aws_models.py` reduces them.
+/// The service models, as `local/aws_models.py` reduces them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Models {
     /// The botocore release they come from.
@@ -176,7 +176,7 @@ impl Models {
 
     /// As [`Models::load`], with this Python (one that has botocore).
     pub fn load_with(python: &Path) -> Result<Self> {
-        let script = crate::local::project_root().join("xtask").join("aws_models.py");
+        let script = crate::project_root().join("local").join("aws_models.py");
         let out = std::process::Command::new(python)
             .arg(&script)
             .args(SERVICES)

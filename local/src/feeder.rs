@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{json, Value};
 
-use crate::local::{ACCOUNT, REGION};
+use crate::{ACCOUNT, REGION};
 use crate::runtime::{FunctionHost, Outcome};
 
 pub struct Feeder {
