@@ -32,8 +32,8 @@ use shared::store::{CleanupTask, Store};
 use shared::Config;
 
 use local::apigw::{parse_response, rest_event, ProxyRequest};
-use local::project_root;
 use local::moto::{self, Moto};
+use local::project_root;
 use local::runtime::{uuid_like, FunctionHost, Outcome, Scaling};
 use local::stack::Stack;
 use local::template::Function;

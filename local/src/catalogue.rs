@@ -330,24 +330,6 @@ pub fn classify(code: &str, status: u16) -> Class {
     }
 }
 
-/// `cargo xtask catalogue [service:Operation[+if-none-match]…]`: the
-/// entries of each operation named (a `+header` adds a condition the call
-/// carries), as Markdown.
-pub fn command(args: &[String]) -> Result<std::process::ExitCode> {
-    let models = Models::load()?;
-    println!("Service models: botocore {}.\n", models.botocore);
-    println!("| operation | error | status | source | class |\n|---|---|---|---|---|");
-    for arg in args {
-        let mut parts = arg.split('+');
-        let operation = parts.next().unwrap_or_default();
-        let conditions: Vec<String> = parts.map(str::to_lowercase).collect();
-        for e in models.errors(operation, &conditions)? {
-            println!("| `{arg}` | `{}` | {} | {} | {} |", e.code, e.status, e.source.name(), e.class.name());
-        }
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,33 +258,6 @@ impl Drop for VerifyingS3 {
     }
 }
 
-/// `cargo xtask s3verify [--port N] [--root DIR] [--any-key-id-secret S]`:
-/// serves until Ctrl-C.
-pub async fn command(args: &[String]) -> Result<std::process::ExitCode> {
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
-    let port: u16 = flag("--port").map(|p| p.parse()).transpose().context("--port")?.unwrap_or(0);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let signers = flag("--any-key-id-secret").map_or(Signers::Fixed, |s| Signers::AnyKeyId(s.clone()));
-    let credentials = match &signers {
-        Signers::Fixed => format!("AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY}"),
-        Signers::AnyKeyId(secret) => format!("AWS_ACCESS_KEY_ID=<any> AWS_SECRET_ACCESS_KEY={secret}"),
-    };
-    let server = match flag("--root") {
-        Some(root) => {
-            std::fs::create_dir_all(root)?;
-            VerifyingS3::start_on(addr, Path::new(root), signers).await?
-        }
-        None => VerifyingS3::start_in_temp(addr, signers).await?,
-    };
-    println!("verifying S3: {}", server.endpoint);
-    println!("folder: {}", server.root.display());
-    println!("AWS_ENDPOINT_URL_S3={} {credentials} AWS_REGION={REGION}", server.endpoint);
-    println!("path-style only; Ctrl-C stops it.");
-    tokio::signal::ctrl_c().await?;
-    drop(server);
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
 // ---------------------------------------------------------------------------
 // What the server keeps beside s3s-fs's files (in memory: the server lives
 // as long as its folder does).

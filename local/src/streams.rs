@@ -26,11 +26,11 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::{ACCOUNT, REGION};
 use crate::pattern;
 use crate::runtime::{FunctionHost, Outcome};
 use crate::stack::Stack;
 use crate::template::{Function, StreamSource};
+use crate::{ACCOUNT, REGION};
 
 /// Where the next read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

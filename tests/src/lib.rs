@@ -8,6 +8,8 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use lambda_http::{Body, Response};
+use local::apigw::{rest_event, ProxyRequest};
+use local::stack::Stack;
 use serde_json::Value;
 use shared::config::UploadPolicy;
 use shared::deletion::Deleter;
@@ -17,8 +19,6 @@ use shared::queue::CleanupQueue;
 use shared::store::Store;
 use shared::uploads::Uploads;
 use shared::Config;
-use local::apigw::{rest_event, ProxyRequest};
-use local::stack::Stack;
 
 pub mod state;
 

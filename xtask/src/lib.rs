@@ -6,4 +6,5 @@
 //! `local` crate; the bench and the capacity model are the `bench` crate.
 //! xtask depends on both; neither depends on xtask.
 
+pub mod events;
 pub mod iam;

@@ -1,4 +1,6 @@
-//! `cargo xtask <command>`: the project's dev commands.
+//! `cargo xtask <command>`: the project's dev commands. What they run is in
+//! the `local` crate (the local AWS) and the `bench` crate (the bench and
+//! the capacity model); this crate parses arguments, builds, and prints.
 //!
 //! - `dev`: the whole API locally (moto on loopback, the bucket in the
 //!   verifying S3 unless `UPLOADS_VERIFYING_S3=0`, resources from
@@ -8,8 +10,8 @@
 //!   example rule's queue), and the files `sam local` runs the functions
 //!   against it with (`target/dev/sam-env.json`, `local/src/samlocal.rs`).
 //! - `events [--once] [--json] [--delete] [--queue-url URL]`: the upload
-//!   events the example rule delivers, one line each (`local/src/events.rs`);
-//!   the dev stack's unless `--queue-url`.
+//!   events the example rule delivers, one line each (`xtask/src/events.rs`
+//!   on `local/src/events.rs`); the dev stack's unless `--queue-url`.
 //! - `test`: the template checks, then every test against a moto server of its own.
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
 //! - `capacity [--seconds N]`: the capacity model (`bench/src/capacity.rs`)
@@ -21,7 +23,8 @@
 //!   function's release binary measured against the local stack
 //!   (`bench/src/binaries.rs`); prints Markdown tables, see `docs/performance.md`.
 //! - `check-iam CALL_LOG`: holds the calls logged by a test run's emulator
-//!   against every function's policy (`cargo xtask test` does it itself).
+//!   against every function's policy (`xtask/src/iam.rs`; `cargo xtask test`
+//!   does it itself).
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
 //!   against whatever endpoint the AWS environment points to.
 //! - `revoke-key --key usk_… [--table T]`: revokes one.
@@ -33,10 +36,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use shared::domain::{ApiKey, OwnerId};
 use local::feeder::Feeder;
 use local::moto::{self, Moto};
 use local::stack::{project_root, Stack};
+use shared::domain::{ApiKey, OwnerId};
 
 const USAGE: &str = "usage: cargo xtask <dev | events [--once] [--json] [--delete] [--queue-url URL] | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | catalogue [service:Operation[+if-none-match]...] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
 
@@ -45,11 +48,11 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("dev") => dev().await,
-        Some("events") => local::events::command(&args[1..]).await,
+        Some("events") => xtask::events::command(&args[1..]).await,
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
         Some("capacity") => capacity(&args[1..]),
-        Some("catalogue") => local::catalogue::command(&args[1..]),
+        Some("catalogue") => catalogue(&args[1..]),
         Some("bench") => bench(&args[1..]).await,
         Some("check-iam") => match args.get(1) {
             Some(log) => check_iam(std::path::Path::new(log)).map(|()| ExitCode::SUCCESS),
@@ -57,7 +60,7 @@ async fn main() -> ExitCode {
         },
         Some("mint-key") => mint_key(&args[1..]).await,
         Some("revoke-key") => revoke_key(&args[1..]).await,
-        Some("s3verify") => local::s3verify::command(&args[1..]).await,
+        Some("s3verify") => s3verify(&args[1..]).await,
         _ => Err(anyhow!(USAGE)),
     };
     match result {
@@ -485,6 +488,51 @@ async fn bench(args: &[String]) -> Result<ExitCode> {
     }
     let report = bench::binaries::run(&options).await?;
     println!("{}", report.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask catalogue [service:Operation[+if-none-match]…]`: the
+/// entries of each operation named (a `+header` adds a condition the call
+/// carries), as Markdown.
+fn catalogue(args: &[String]) -> Result<ExitCode> {
+    let models = local::catalogue::Models::load()?;
+    println!("Service models: botocore {}.\n", models.botocore);
+    println!("| operation | error | status | source | class |\n|---|---|---|---|---|");
+    for arg in args {
+        let mut parts = arg.split('+');
+        let operation = parts.next().unwrap_or_default();
+        let conditions: Vec<String> = parts.map(str::to_lowercase).collect();
+        for e in models.errors(operation, &conditions)? {
+            println!("| `{arg}` | `{}` | {} | {} | {} |", e.code, e.status, e.source.name(), e.class.name());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask s3verify [--port N] [--root DIR] [--any-key-id-secret S]`:
+/// serves until Ctrl-C.
+async fn s3verify(args: &[String]) -> Result<ExitCode> {
+    use local::s3verify::{Signers, VerifyingS3, ACCESS_KEY, SECRET_KEY};
+    let port: u16 = flag(args, "--port").map(str::parse).transpose().context("--port")?.unwrap_or(0);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let signers = flag(args, "--any-key-id-secret").map_or(Signers::Fixed, |s| Signers::AnyKeyId(s.to_owned()));
+    let credentials = match &signers {
+        Signers::Fixed => format!("AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY}"),
+        Signers::AnyKeyId(secret) => format!("AWS_ACCESS_KEY_ID=<any> AWS_SECRET_ACCESS_KEY={secret}"),
+    };
+    let server = match flag(args, "--root") {
+        Some(root) => {
+            std::fs::create_dir_all(root)?;
+            VerifyingS3::start_on(addr, std::path::Path::new(root), signers).await?
+        }
+        None => VerifyingS3::start_in_temp(addr, signers).await?,
+    };
+    println!("verifying S3: {}", server.endpoint);
+    println!("folder: {}", server.root.display());
+    println!("AWS_ENDPOINT_URL_S3={} {credentials} AWS_REGION={}", server.endpoint, local::REGION);
+    println!("path-style only; Ctrl-C stops it.");
+    tokio::signal::ctrl_c().await?;
+    drop(server);
     Ok(ExitCode::SUCCESS)
 }
 

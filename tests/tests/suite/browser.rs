@@ -14,10 +14,10 @@
 
 use std::path::{Path, PathBuf};
 
+use local::chromium::{Browser, Image};
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, Status, UploadId};
 use tests::{bytes, LocalApi, TestStack, MIB};
-use local::chromium::{Browser, Image};
 
 /// The colour the page's progress bar turns once the upload is confirmed
 /// (`#2e7d32`).

@@ -33,14 +33,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use local::catalogue::{Class, Entry, Models};
+use local::runtime::{FunctionHost, Outcome};
+use local::wire::{Fault, Proxy, Rule};
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::error::Error;
 use shared::store::DeleteScope;
 use tests::{bytes, endpoint, LocalApi, TestStack};
-use local::catalogue::{Class, Entry, Models};
-use local::runtime::{FunctionHost, Outcome};
-use local::wire::{Fault, Proxy, Rule};
 
 /// Uploads of 1,000 bytes or more go multipart, so a one-part multipart
 /// upload is cheap; parts stay 5 MiB (one part is also the last, which may

@@ -8,12 +8,12 @@
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
+use local::apigw::{parse_response, rest_event, ProxyRequest, ProxyResponse};
+use local::runtime::{FunctionHost, Outcome, Scaling};
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, Status, UploadId};
 use shared::queue::CleanupMessage;
 use tests::{eventually, TestStack};
-use local::apigw::{parse_response, rest_event, ProxyRequest, ProxyResponse};
-use local::runtime::{FunctionHost, Outcome, Scaling};
 
 /// Invocations sent at once, and the process's `AWS_LAMBDA_MAX_CONCURRENCY`.
 const AT_ONCE: usize = 16;

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
+use local::stack::project_root;
 use serde_json::{json, Value};
 use tests::{LocalApi, TestStack};
-use local::stack::project_root;
 
 fn openapi() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("openapi.yaml")).unwrap()).unwrap()

@@ -30,13 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use local::runtime::{FunctionHost, Outcome};
+use local::wire::{Fault, Proxy, Rule};
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::queue::CleanupMessage;
 use tests::state::{ObjectState, QueueState, Snapshot};
 use tests::{bytes, endpoint, put_parts, LocalApi, TestStack, MIB};
-use local::runtime::{FunctionHost, Outcome};
-use local::wire::{Fault, Proxy, Rule};
 
 #[path = "faults/events.rs"]
 mod events;

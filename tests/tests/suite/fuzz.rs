@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use local::stack::project_root;
 use serde_json::{json, Value};
 use shared::domain::{OwnerId, Status};
 use tests::{LocalApi, TestStack};
-use local::stack::project_root;
 
 const DEFAULT_SEED: &str = "20261123";
 /// Per operation, in each of the examples, coverage and fuzzing phases.

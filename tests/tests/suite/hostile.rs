@@ -24,12 +24,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
+use local::waf::{Field, Match, Operator, Oversize, Statement};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, OwnerId, UploadId};
 use tests::{LocalApi, TestStack};
-use local::waf::{Field, Match, Operator, Oversize, Statement};
 
 const MIB: usize = 1024 * 1024;
 /// API Gateway's limit on a REST API request's body.

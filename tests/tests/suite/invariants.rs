@@ -6,6 +6,7 @@
 //! quota holds, and every completed upload's object is there and untagged.
 //! At the end the sweeper and cleanup leave no task, object or part behind.
 
+use bench::rng::Rng;
 use serde_json::Value;
 use shared::config::UploadPolicy;
 use shared::deletion::Deleter;
@@ -14,7 +15,6 @@ use shared::objects::Objects;
 use shared::queue::CleanupQueue;
 use shared::uploads::Uploads;
 use tests::{api_request, bytes, confirm_request, create_request, parts, put_parts, TestStack};
-use bench::rng::Rng;
 
 const QUOTA: u64 = 10_000;
 const MAX_PENDING: u64 = 4;

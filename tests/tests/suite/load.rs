@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench::rng::Rng;
 use futures::future::join_all;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, OwnerId, Status, Timestamp, UploadId};
 use tests::{endpoint, put_parts, LocalApi, TestStack};
 use tokio::sync::Mutex;
-use bench::rng::Rng;
 
 const OWNERS: usize = 24;
 const WORKERS: usize = 12;

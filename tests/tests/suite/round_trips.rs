@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use local::runtime::Outcome;
+use local::wire::Proxy;
 use serde_json::{json, Value};
 use shared::domain::ApiKey;
 use tests::{endpoint, put_parts, LocalApi, TestStack};
-use local::runtime::Outcome;
-use local::wire::Proxy;
 
 struct Api {
     api: LocalApi,

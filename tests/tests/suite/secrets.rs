@@ -9,11 +9,11 @@
 //! name or URL, an ARN, or an AWS error's message (the service's words; its
 //! error code and request id are what the logs keep).
 
+use local::runtime::FunctionHost;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::UploadId;
 use tests::{LocalApi, TestStack};
-use local::runtime::FunctionHost;
 
 /// Words AWS (and moto) put in error messages, which must stay out.
 const AWS_MESSAGES: &[&str] = &[

@@ -16,9 +16,9 @@ use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, CorsConfiguration, CorsRule, ExpirationStatus,
     LifecycleRule, LifecycleRuleFilter,
 };
+use local::s3verify::{Signers, VerifyingS3};
 use shared::domain::{ChecksumAlgorithm, ChecksumType, Checksums, ObjectKey, OwnerId, UploadId};
 use shared::objects::{attachment_disposition, Completion, Objects, PresignedPut, PutChecksum, StoredPart, UrlWindow};
-use local::s3verify::{Signers, VerifyingS3};
 
 const BUCKET: &str = "uploads";
 const MIB: usize = 1024 * 1024;

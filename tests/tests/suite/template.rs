@@ -1,9 +1,9 @@
 //! What `template.yaml` must keep true, checked on the file itself.
 
-use serde_yaml::Value;
 use local::stack::{project_root, Stack};
 use local::template::Template;
 use local::waf::{AggregateKey, Field, Match, Statement};
+use serde_yaml::Value;
 
 fn raw() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("template.yaml")).unwrap()).unwrap()

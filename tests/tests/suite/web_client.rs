@@ -29,13 +29,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use local::chromium::Browser;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::{Status, UploadId};
 use tests::{LocalApi, TestStack, MIB};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use local::chromium::Browser;
 
 /// The Uppy plugin and the uploads page, in the same browser setting.
 #[path = "web_client/uppy.rs"]

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
-use serde_json::{json, Value};
-use shared::domain::{Timestamp, UploadId};
-use shared::events::{event_id, EventType};
-use tests::{put_parts, LocalApi, TestStack};
 use local::events::{Delivery, Tail};
 use local::runtime::FunctionHost;
 use local::streams::StreamFeeder;
 use local::template::Function;
+use serde_json::{json, Value};
+use shared::domain::{Timestamp, UploadId};
+use shared::events::{event_id, EventType};
+use tests::{put_parts, LocalApi, TestStack};
 
 fn publisher(t: &TestStack) -> Function {
     t.stack.template.functions().unwrap().into_iter().find(|f| f.logical_id == "Publisher").unwrap()

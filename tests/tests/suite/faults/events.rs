@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use local::wire::{Fault, Rule};
 use serde_json::Value;
 use shared::domain::{Status, Timestamp, UploadId};
 use shared::events::{event_id, EventType};
-use local::wire::{Fault, Rule};
 
 use super::{id_of, Faulty, TX};
 

@@ -18,13 +18,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use local::chromium::{Browser, Image};
+use local::s3verify::Logged;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::{ApiKey, BrowserToken, OwnerId, Status, Timestamp, TokenId, TokenScope, UploadId};
 use shared::store::Secret;
 use tests::{bytes, LocalApi, TestStack, MIB};
-use local::chromium::{Browser, Image};
-use local::s3verify::Logged;
 
 const PART: usize = 5 * MIB;
 
