@@ -4,8 +4,8 @@
 //! can meet, which the models do not declare. Nothing here is listed per
 //! operation: an operation's entries are its model's `errors` and the
 //! rules below, written once per service with the documentation that says
-//! so. `tests/tests/catalogue.rs` injects each entry through the fault proxy
-//! (`crate::wire`) for every operation the functions are seen to call, and
+//! so. `tests/tests/suite/catalogue.rs` injects each entry through the fault proxy
+//! ([`crate::wire`]) for every operation the functions are seen to call, and
 //! `cargo xtask catalogue OPERATION…` prints an operation's entries.
 //!
 //! Each entry has a [`Class`], the kind of answer the service would be

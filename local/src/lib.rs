@@ -1,16 +1,19 @@
 //! The local AWS: everything `cargo xtask dev` and the black-box tests run
-//! the functions against, built from `template.yaml` (see `README.md`).
+//! the functions against, built from `template.yaml`.
 //!
 //! Workspace layout: `local` (this crate) is the local AWS and depends on no
 //! other tooling crate; `bench` (the measured binaries and the capacity
 //! model) builds on it; `xtask` holds the commands and uses both; `tests`
 //! uses `local` and `bench`.
 //!
-//! Dependence inside runs one way: this file (the project folder, region,
-//! account, instance limits) ← `template`, `apigw`, `runtime`, `moto`,
-//! `pattern`, `wire` ← `waf`, `gateway`, `feeder`, `s3verify`,
-//! `catalogue` ← `stack` ← `streams`, `events`, `samlocal`; `apppage` and
-//! `chromium` stand alone.
+//! Dependence inside runs one way, each module using only those before
+//! it: this file (the project folder, region, account, instance limits) ←
+//! `template`, `apigw`, `runtime`, `moto`, `pattern`, `wire` ← `waf`,
+//! `feeder`, `s3verify`, `catalogue` ← `gateway` ← `stack` ← `streams`,
+//! `events`, `samlocal`; `apppage` (the local web app) and `chromium` (the
+//! browser the web tests drive) stand alone. Some unit tests build a
+//! `Stack` to test with. `README.md` says what each module emulates and
+//! where AWS differs.
 //!
 //! Facts every part of the local stack shares, with no dependence on any of
 //! them: the project's folder, the local region and account, and how many

@@ -19,7 +19,7 @@ pub const MOTO_REQUIREMENT: &str = "moto[server]==5.1.22";
 /// The checkers CI runs, pinned like the emulator: the template's
 /// (`cfn-lint`, `sam validate`) and the contract fuzzer that runs
 /// `openapi.yaml` against the local API (`schemathesis`, from
-/// `tests/tests/fuzz.rs`; 4.32.5 needs Python 3.11 or newer). They live in a
+/// `tests/tests/suite/fuzz.rs`; 4.32.5 needs Python 3.11 or newer). They live in a
 /// virtualenv of their own (`.venv-tools/`), so their pins and moto's never
 /// have to agree.
 pub const TOOL_REQUIREMENTS: &[&str] = &["cfn-lint==1.58.0", "aws-sam-cli==1.170.0", "schemathesis==4.32.5"];
