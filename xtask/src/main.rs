@@ -385,11 +385,21 @@ fn check_template() -> Result<()> {
 /// The TypeScript package (clients/js): `npm ci` when the lock file is
 /// newer than the install, then `npm run build` (the package and the
 /// uploads page's bundle), then its unit tests when `unit_tests`.
+///
+/// A `node_modules` that is a symbolic link (another checkout's install,
+/// shared by a worktree) is used as it is: `npm ci` empties the folder the
+/// link points to before it replaces the link with an install of its own,
+/// and a fresh checkout's lock file is always newer than that install.
 fn build_client_js(unit_tests: bool) -> Result<()> {
     let js = project_root().join("clients").join("js");
+    let shared_install = std::fs::symlink_metadata(js.join("node_modules")).is_ok_and(|m| m.file_type().is_symlink());
     let installed = std::fs::metadata(js.join("node_modules/.package-lock.json")).and_then(|m| m.modified()).ok();
     let locked = std::fs::metadata(js.join("package-lock.json")).and_then(|m| m.modified()).ok();
-    let ci: &[&str] = if installed.is_none() || locked > installed { &["ci"] } else { &[] };
+    let stale = installed.is_none() || locked > installed;
+    if stale && shared_install {
+        eprintln!("clients/js/node_modules links to another checkout's install: not running npm ci over it");
+    }
+    let ci: &[&str] = if stale && !shared_install { &["ci"] } else { &[] };
     let test: &[&str] = if unit_tests { &["test"] } else { &[] };
     for args in [ci, &["run", "build"][..], test].into_iter().filter(|a| !a.is_empty()) {
         let status = std::process::Command::new("npm").args(args).current_dir(&js).status().context("running npm")?;
