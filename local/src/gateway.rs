@@ -47,7 +47,7 @@ const BASIC_PAGE: &str = include_str!("../../web/upload.html");
 /// (10,485,760 bytes).
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
-/// API Gateway's answer to a body over [`MAX_BODY`].
+/// API Gateway's answer to a body over `MAX_BODY`.
 pub const TOO_LARGE: &str = "HTTP content length exceeded 10485760 bytes.";
 
 /// Lambda's limit on a synchronous invocation's payload (the event),

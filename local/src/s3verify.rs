@@ -26,7 +26,7 @@
 //!   `X-Amz-Expires` over 7 days, and headers sent beside a presigned URL
 //!   that it does not sign (added here, see below).
 //!
-//! What s3s-fs checks, and what it lacks, and what [`Verifying`] (the S3
+//! What s3s-fs checks, and what it lacks, and what `Verifying` (the S3
 //! implementation served here, delegating the storage to s3s-fs) adds; each
 //! addition is what real S3 does:
 //!
