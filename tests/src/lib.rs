@@ -8,6 +8,8 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use lambda_http::{Body, Response};
+use local::apigw::{rest_event, ProxyRequest};
+use local::stack::Stack;
 use serde_json::Value;
 use shared::config::UploadPolicy;
 use shared::deletion::Deleter;
@@ -17,8 +19,6 @@ use shared::queue::CleanupQueue;
 use shared::store::Store;
 use shared::uploads::Uploads;
 use shared::Config;
-use xtask::apigw::{rest_event, ProxyRequest};
-use xtask::stack::Stack;
 
 pub mod state;
 
@@ -57,7 +57,7 @@ pub struct TestStack {
     pub ddb: aws_sdk_dynamodb::Client,
     /// The verifying S3 the stack's bytes go to instead of moto's, if any
     /// ([`TestStack::with_verifying_s3`]); dropped with the stack.
-    pub verifying_s3: Option<xtask::s3verify::VerifyingS3>,
+    pub verifying_s3: Option<local::s3verify::VerifyingS3>,
 }
 
 impl TestStack {
@@ -80,17 +80,17 @@ impl TestStack {
     }
 
     /// A stack whose bucket lives in a verifying S3 of its own
-    /// (`xtask::s3verify`: SigV4 on every request, presigned URLs included,
+    /// (`local::s3verify`: SigV4 on every request, presigned URLs included,
     /// their expiry, and checksums), the rest in moto. Every signer uses the
     /// local secret, as the functions do.
     pub async fn with_verifying_s3(overrides: &[(&str, &str)]) -> Self {
-        let s3 = xtask::s3verify::VerifyingS3::start_with(xtask::s3verify::Signers::AnyKeyId("testing".into()))
+        let s3 = local::s3verify::VerifyingS3::start_with(local::s3verify::Signers::AnyKeyId("testing".into()))
             .await
             .expect("verifying S3");
         Self::provision(overrides, Some(s3)).await
     }
 
-    async fn provision(overrides: &[(&str, &str)], verifying_s3: Option<xtask::s3verify::VerifyingS3>) -> Self {
+    async fn provision(overrides: &[(&str, &str)], verifying_s3: Option<local::s3verify::VerifyingS3>) -> Self {
         shared::telemetry::init_for_tests();
         let overrides = overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let s3_endpoint = verifying_s3.as_ref().map(|s| s.endpoint.as_str());
@@ -314,7 +314,7 @@ impl TestStack {
 
     /// Hands `messages` to the cleanup handler in-process, as Lambda would.
     pub async fn run_cleanup(&self, messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
-        let event = xtask::feeder::sqs_event(messages, &self.cleanup_queue_arn());
+        let event = local::feeder::sqs_event(messages, &self.cleanup_queue_arn());
         let event = serde_json::from_value(event).unwrap();
         let response = cleanup::handle(
             &self.cleanup_deps(),
@@ -381,12 +381,12 @@ fn build_request(
         method: method.into(),
         path: path.into(),
         resource: resource.into(),
-        path_parameters: xtask::gateway::match_path(resource, path).expect("path matches resource"),
+        path_parameters: local::gateway::match_path(resource, path).expect("path matches resource"),
         headers: pairs(headers),
         query: pairs(query),
         body: body.map(<[u8]>::to_vec),
         source_ip: "127.0.0.1".into(),
-        request_id: xtask::runtime::uuid_like(),
+        request_id: local::runtime::uuid_like(),
     });
     lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
 }
@@ -408,7 +408,7 @@ pub fn confirm_request(key: &ApiKey, id: &str) -> lambda_http::Request {
 pub struct LocalApi {
     pub base: String,
     pub hosts:
-        std::collections::BTreeMap<String, (xtask::template::Function, std::sync::Arc<xtask::runtime::FunctionHost>)>,
+        std::collections::BTreeMap<String, (local::template::Function, std::sync::Arc<local::runtime::FunctionHost>)>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -422,11 +422,11 @@ impl LocalApi {
         t: &TestStack,
         hosts: std::collections::BTreeMap<
             String,
-            (xtask::template::Function, std::sync::Arc<xtask::runtime::FunctionHost>),
+            (local::template::Function, std::sync::Arc<local::runtime::FunctionHost>),
         >,
     ) -> Self {
         let gateway = t.stack.gateway(&hosts).unwrap();
-        let port = xtask::moto::free_port().unwrap();
+        let port = local::moto::free_port().unwrap();
         let server = tokio::spawn(gateway.serve(([127, 0, 0, 1], port).into()));
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();

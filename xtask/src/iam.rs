@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::local::{ACCOUNT, REGION};
-use crate::stack::Stack;
-use crate::template::scalar;
+use local::stack::Stack;
+use local::template::scalar;
+use local::{ACCOUNT, REGION};
 
 /// The access key id of the tests' and the local tooling's own clients.
 pub const TOOLING_KEY: &str = "testing";

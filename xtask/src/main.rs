@@ -1,4 +1,6 @@
-//! `cargo xtask <command>`: the project's dev commands.
+//! `cargo xtask <command>`: the project's dev commands. What they run is in
+//! the `local` crate (the local AWS) and the `bench` crate (the bench and
+//! the capacity model); this crate parses arguments, builds, and prints.
 //!
 //! - `dev`: the whole API locally (moto on loopback, the bucket in the
 //!   verifying S3 unless `UPLOADS_VERIFYING_S3=0`, resources from
@@ -6,37 +8,38 @@
 //!   `http://127.0.0.1:3000`, the cleanup queue fed to its function, the
 //!   table's stream fed to the publisher, the upload events bus and its
 //!   example rule's queue), and the files `sam local` runs the functions
-//!   against it with (`target/dev/sam-env.json`, `xtask/src/samlocal.rs`).
+//!   against it with (`target/dev/sam-env.json`, `local/src/samlocal.rs`).
 //! - `events [--once] [--json] [--delete] [--queue-url URL]`: the upload
-//!   events the example rule delivers, one line each (`xtask/src/events.rs`);
-//!   the dev stack's unless `--queue-url`.
+//!   events the example rule delivers, one line each (`xtask/src/events.rs`
+//!   on `local/src/events.rs`); the dev stack's unless `--queue-url`.
 //! - `test`: the template checks, then every test against a moto server of its own.
 //! - `check-template`: `cfn-lint` and `sam validate --lint` on `template.yaml`.
-//! - `capacity [--seconds N]`: the capacity model (`xtask/src/capacity.rs`)
+//! - `capacity [--seconds N]`: the capacity model (`bench/src/capacity.rs`)
 //!   over N seconds of modeled peak (default 60); see `docs/capacity.md`.
 //! - `catalogue [service:Operation[+if-none-match]…]`: the errors each
-//!   operation can answer (`xtask/src/catalogue.rs`: botocore's service
+//!   operation can answer (`local/src/catalogue.rs`: botocore's service
 //!   models plus the common and conditional errors), as Markdown.
 //! - `bench [--iterations N] [--only FUNCTION,…] [--scale N]`: every
 //!   function's release binary measured against the local stack
-//!   (`xtask/src/bench.rs`); prints Markdown tables, see `docs/performance.md`.
+//!   (`bench/src/binaries.rs`); prints Markdown tables, see `docs/performance.md`.
 //! - `check-iam CALL_LOG`: holds the calls logged by a test run's emulator
-//!   against every function's policy (`cargo xtask test` does it itself).
+//!   against every function's policy (`xtask/src/iam.rs`; `cargo xtask test`
+//!   does it itself).
 //! - `mint-key --owner O [--key usk_…] [--table T]`: mints an API key
 //!   against whatever endpoint the AWS environment points to.
 //! - `revoke-key --key usk_… [--table T]`: revokes one.
 //! - `s3verify [--port N] [--root DIR]`: the verifying local S3 the signature
-//!   tests use (`xtask/src/s3verify.rs`), on loopback until Ctrl-C.
+//!   tests use (`local/src/s3verify.rs`), on loopback until Ctrl-C.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use local::feeder::Feeder;
+use local::moto::{self, Moto};
+use local::stack::{project_root, Stack};
 use shared::domain::{ApiKey, OwnerId};
-use xtask::feeder::Feeder;
-use xtask::moto::{self, Moto};
-use xtask::stack::{project_root, Stack};
 
 const USAGE: &str = "usage: cargo xtask <dev | events [--once] [--json] [--delete] [--queue-url URL] | test [-- cargo test args] | check-template | check-iam CALL_LOG | capacity [--seconds N] | catalogue [service:Operation[+if-none-match]...] | bench [--iterations N] [--only FUNCTION,...] [--scale N] | mint-key --owner OWNER [--key KEY] [--table TABLE] | revoke-key --key KEY [--table TABLE] | s3verify [--port N] [--root DIR]>";
 
@@ -49,7 +52,7 @@ async fn main() -> ExitCode {
         Some("test") => test(&args[1..]).await,
         Some("check-template") => check_template().map(|()| ExitCode::SUCCESS),
         Some("capacity") => capacity(&args[1..]),
-        Some("catalogue") => xtask::catalogue::command(&args[1..]),
+        Some("catalogue") => catalogue(&args[1..]),
         Some("bench") => bench(&args[1..]).await,
         Some("check-iam") => match args.get(1) {
             Some(log) => check_iam(std::path::Path::new(log)).map(|()| ExitCode::SUCCESS),
@@ -57,7 +60,7 @@ async fn main() -> ExitCode {
         },
         Some("mint-key") => mint_key(&args[1..]).await,
         Some("revoke-key") => revoke_key(&args[1..]).await,
-        Some("s3verify") => xtask::s3verify::command(&args[1..]).await,
+        Some("s3verify") => s3verify(&args[1..]).await,
         _ => Err(anyhow!(USAGE)),
     };
     match result {
@@ -104,13 +107,13 @@ fn cargo() -> std::process::Command {
 /// Builds every workspace binary (the functions `template.yaml` names among
 /// them), with the same features `cargo test --workspace` resolves, so the
 /// two share one build of the dependencies.
-fn build_functions(template: &xtask::template::Template) -> Result<()> {
+fn build_functions(template: &local::template::Template) -> Result<()> {
     let status = cargo().args(["build", "--workspace", "--bins"]).status().context("running cargo build")?;
     if !status.success() {
         bail!("building the functions failed");
     }
     for f in template.functions()? {
-        let path = xtask::runtime::binary_path(&f.binary);
+        let path = local::runtime::binary_path(&f.binary);
         if !path.exists() {
             bail!("template function {} names binary {}, which the workspace does not build", f.logical_id, f.binary);
         }
@@ -138,39 +141,39 @@ async fn dev() -> Result<ExitCode> {
         other => bail!("UPLOADS_VERIFYING_S3 must be 1 or 0, not {other:?}"),
     };
     let s3_port: u16 = env_or("UPLOADS_S3_PORT", "5056").parse().context("UPLOADS_S3_PORT")?;
-    let container_host = env_or("UPLOADS_CONTAINER_HOST", xtask::samlocal::CONTAINER_HOST);
+    let container_host = env_or("UPLOADS_CONTAINER_HOST", local::samlocal::CONTAINER_HOST);
 
     let moto = Moto::start_listening(listen, moto_port, None)
         .await
         .with_context(|| format!("starting moto on {}", SocketAddr::new(listen, moto_port)))?;
-    // The bucket in the verifying S3 (xtask/src/s3verify.rs): presigned URLs
+    // The bucket in the verifying S3 (local/src/s3verify.rs): presigned URLs
     // without their signed headers, expired, or with other bytes than a
     // signed checksum are refused here as on S3; moto takes them all.
     let s3 = if verifying {
         let addr = SocketAddr::new(listen, s3_port);
-        let signers = xtask::s3verify::Signers::AnyKeyId("testing".into());
-        Some(xtask::s3verify::VerifyingS3::start_in_temp(addr, signers).await.with_context(|| {
+        let signers = local::s3verify::Signers::AnyKeyId("testing".into());
+        Some(local::s3verify::VerifyingS3::start_in_temp(addr, signers).await.with_context(|| {
             format!("starting the verifying S3 on {addr} (UPLOADS_S3_PORT; UPLOADS_VERIFYING_S3=0 keeps S3 in moto)")
         })?)
     } else {
         None
     };
-    let overrides = xtask::stack::parse_overrides(&env_or("UPLOADS_PARAMETER_OVERRIDES", ""))?;
+    let overrides = local::stack::parse_overrides(&env_or("UPLOADS_PARAMETER_OVERRIDES", ""))?;
     let stack = Stack::provision_on(
         &moto.endpoint,
         s3.as_ref().map(|s| s.endpoint.as_str()),
-        xtask::stack::DEV_STACK,
+        local::stack::DEV_STACK,
         overrides,
     )
     .await?;
     if s3.is_some() {
         let policy = stack.config()?.uploads;
         let largest = policy.part_size_bytes.max(policy.multipart_threshold_bytes);
-        if largest as usize > xtask::s3verify::MAX_BODY {
+        if largest as usize > local::s3verify::MAX_BODY {
             bail!(
                 "the verifying S3 takes bodies up to {} bytes, and these parameters sign PUTs of up to {largest}: \
                  lower PartSizeBytes/MultipartThresholdBytes or set UPLOADS_VERIFYING_S3=0",
-                xtask::s3verify::MAX_BODY
+                local::s3verify::MAX_BODY
             );
         }
     }
@@ -207,8 +210,8 @@ async fn dev() -> Result<ExitCode> {
         Ok(()) => println!(
             "uploads page (Uppy Dashboard; holds only tokens, which it gets from {}/token, minted with the dev key \
              through POST /tokens): http://127.0.0.1:{api_port}{}",
-            xtask::apppage::DEV_PREFIX,
-            xtask::apppage::UPLOAD_PAGE_PATH
+            local::apppage::DEV_PREFIX,
+            local::apppage::UPLOAD_PAGE_PATH
         ),
         Err(e) => println!(
             "uploads page: not built ({e:#}); it needs Node 20+ and npm (cd clients/js && npm ci && npm run build)"
@@ -216,7 +219,7 @@ async fn dev() -> Result<ExitCode> {
     }
     println!(
         "one-file upload page (holds the key): http://127.0.0.1:{api_port}{}?key={}",
-        xtask::gateway::BASIC_PAGE_PATH,
+        local::gateway::BASIC_PAGE_PATH,
         key.expose()
     );
     println!("mint another key: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing TABLE_NAME={} cargo xtask mint-key --owner OWNER", moto.endpoint, config.table_name);
@@ -226,10 +229,10 @@ async fn dev() -> Result<ExitCode> {
         println!("  {} {} -> {}", r.method, r.path, r.function);
     }
     println!("schedules run every {}s locally (UPLOADS_SWEEP_SECONDS)", env_or("UPLOADS_SWEEP_SECONDS", "30"));
-    let sam_files = xtask::samlocal::write(&stack, &container_host, &project_root().join("target").join("dev"))?;
+    let sam_files = local::samlocal::write(&stack, &container_host, &project_root().join("target").join("dev"))?;
     println!("sam local env vars: {}", sam_files.env_vars.display());
     println!("sam local template: {} (after `sam build`; needs Docker)", sam_files.template.display());
-    for command in xtask::samlocal::commands(&sam_files, &container_host) {
+    for command in local::samlocal::commands(&sam_files, &container_host) {
         println!("  {command}");
     }
     if listen.is_loopback() {
@@ -270,7 +273,7 @@ async fn dev() -> Result<ExitCode> {
     // (the publisher), as their event source mappings would.
     for (f, host) in hosts.values() {
         if f.stream.is_some() {
-            let mut feeder = xtask::streams::StreamFeeder::new(&stack, f)?;
+            let mut feeder = local::streams::StreamFeeder::new(&stack, f)?;
             let host = host.clone();
             feeders.push(tokio::spawn(async move {
                 loop {
@@ -304,7 +307,7 @@ async fn dev() -> Result<ExitCode> {
                 let mut tick = tokio::time::interval(Duration::from_secs(sweep_every.max(1)));
                 loop {
                     tick.tick().await;
-                    if let Err(e) = host.invoke(&xtask::feeder::scheduled_event(&name)).await {
+                    if let Err(e) = host.invoke(&local::feeder::scheduled_event(&name)).await {
                         eprintln!("[schedule {name}] {e:#}");
                     }
                 }
@@ -315,10 +318,10 @@ async fn dev() -> Result<ExitCode> {
     let gateway = stack.gateway(&hosts)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
     // The uploads page and its token route beside the API, under /_local/.
-    let app = xtask::apppage::AppPage::new(&format!("http://127.0.0.1:{api_port}"), key.expose());
-    let router = axum::Router::new().nest(xtask::apppage::DEV_PREFIX, app.router()).fallback_service(gateway.router());
+    let app = local::apppage::AppPage::new(&format!("http://127.0.0.1:{api_port}"), key.expose());
+    let router = axum::Router::new().nest(local::apppage::DEV_PREFIX, app.router()).fallback_service(gateway.router());
     tokio::select! {
-        r = xtask::gateway::serve_router(router, addr) => r.with_context(|| format!("serving the API on {addr}"))?,
+        r = local::gateway::serve_router(router, addr) => r.with_context(|| format!("serving the API on {addr}"))?,
         _ = stop_signal() => eprintln!("stopping"),
     }
     for f in feeders {
@@ -345,7 +348,7 @@ fn print_events(stack: &Stack, moto_port: u16) -> Result<()> {
         println!("upload events: bus {} ({id}), source {source}", stack.physical(id)?.reference);
     }
     let queues: Vec<String> =
-        xtask::events::event_queues(stack).into_iter().filter(|q| stack.resources.contains_key(q)).collect();
+        local::events::event_queues(stack).into_iter().filter(|q| stack.resources.contains_key(q)).collect();
     for q in &queues {
         println!("  delivered to queue {q}: {}", stack.physical(q)?.reference);
     }
@@ -382,11 +385,21 @@ fn check_template() -> Result<()> {
 /// The TypeScript package (clients/js): `npm ci` when the lock file is
 /// newer than the install, then `npm run build` (the package and the
 /// uploads page's bundle), then its unit tests when `unit_tests`.
+///
+/// A `node_modules` that is a symbolic link (another checkout's install,
+/// shared by a worktree) is used as it is: `npm ci` empties the folder the
+/// link points to before it replaces the link with an install of its own,
+/// and a fresh checkout's lock file is always newer than that install.
 fn build_client_js(unit_tests: bool) -> Result<()> {
     let js = project_root().join("clients").join("js");
+    let shared_install = std::fs::symlink_metadata(js.join("node_modules")).is_ok_and(|m| m.file_type().is_symlink());
     let installed = std::fs::metadata(js.join("node_modules/.package-lock.json")).and_then(|m| m.modified()).ok();
     let locked = std::fs::metadata(js.join("package-lock.json")).and_then(|m| m.modified()).ok();
-    let ci: &[&str] = if installed.is_none() || locked > installed { &["ci"] } else { &[] };
+    let stale = installed.is_none() || locked > installed;
+    if stale && shared_install {
+        eprintln!("clients/js/node_modules links to another checkout's install: not running npm ci over it");
+    }
+    let ci: &[&str] = if stale && !shared_install { &["ci"] } else { &[] };
     let test: &[&str] = if unit_tests { &["test"] } else { &[] };
     for args in [ci, &["run", "build"][..], test].into_iter().filter(|a| !a.is_empty()) {
         let status = std::process::Command::new("npm").args(args).current_dir(&js).status().context("running npm")?;
@@ -402,8 +415,8 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
     build_client_js(true)?;
     eprintln!("clients/js: built, unit tests pass");
     moto::ensure_installed()?;
-    xtask::chromium::ensure_installed()?;
-    let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
+    local::chromium::ensure_installed()?;
+    let template = local::template::Template::load(&project_root().join("template.yaml"))?;
     build_functions(&template)?;
     let port = moto::free_port()?;
     let call_log = project_root().join("target").join("moto").join(format!("calls-{port}.jsonl"));
@@ -459,11 +472,11 @@ fn check_iam(call_log: &std::path::Path) -> Result<()> {
 }
 
 fn capacity(args: &[String]) -> Result<ExitCode> {
-    let mut load = xtask::capacity::Load::default();
+    let mut load = bench::capacity::Load::default();
     if let Some(seconds) = flag(args, "--seconds") {
         load.seconds = seconds.parse().context("--seconds takes a whole number")?;
     }
-    let report = xtask::capacity::simulate(&load);
+    let report = bench::capacity::simulate(&load);
     print!("{}", report.render(&load));
     Ok(if report.within_limits() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -471,9 +484,9 @@ fn capacity(args: &[String]) -> Result<ExitCode> {
 /// Builds the functions' release binaries (the release profile they deploy
 /// with) and measures each against the local stack.
 async fn bench(args: &[String]) -> Result<ExitCode> {
-    let options = xtask::bench::Options::parse(args)?;
+    let options = bench::binaries::Options::parse(args)?;
     moto::ensure_installed()?;
-    let template = xtask::template::Template::load(&project_root().join("template.yaml"))?;
+    let template = local::template::Template::load(&project_root().join("template.yaml"))?;
     let mut cmd = cargo();
     cmd.args(["build", "--release"]);
     for f in template.functions()? {
@@ -483,8 +496,53 @@ async fn bench(args: &[String]) -> Result<ExitCode> {
     if !cmd.status().context("running cargo build --release")?.success() {
         bail!("building the release binaries failed");
     }
-    let report = xtask::bench::run(&options).await?;
+    let report = bench::binaries::run(&options).await?;
     println!("{}", report.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask catalogue [service:Operation[+if-none-match]…]`: the
+/// entries of each operation named (a `+header` adds a condition the call
+/// carries), as Markdown.
+fn catalogue(args: &[String]) -> Result<ExitCode> {
+    let models = local::catalogue::Models::load()?;
+    println!("Service models: botocore {}.\n", models.botocore);
+    println!("| operation | error | status | source | class |\n|---|---|---|---|---|");
+    for arg in args {
+        let mut parts = arg.split('+');
+        let operation = parts.next().unwrap_or_default();
+        let conditions: Vec<String> = parts.map(str::to_lowercase).collect();
+        for e in models.errors(operation, &conditions)? {
+            println!("| `{arg}` | `{}` | {} | {} | {} |", e.code, e.status, e.source.name(), e.class.name());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask s3verify [--port N] [--root DIR] [--any-key-id-secret S]`:
+/// serves until Ctrl-C.
+async fn s3verify(args: &[String]) -> Result<ExitCode> {
+    use local::s3verify::{Signers, VerifyingS3, ACCESS_KEY, SECRET_KEY};
+    let port: u16 = flag(args, "--port").map(str::parse).transpose().context("--port")?.unwrap_or(0);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let signers = flag(args, "--any-key-id-secret").map_or(Signers::Fixed, |s| Signers::AnyKeyId(s.to_owned()));
+    let credentials = match &signers {
+        Signers::Fixed => format!("AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY}"),
+        Signers::AnyKeyId(secret) => format!("AWS_ACCESS_KEY_ID=<any> AWS_SECRET_ACCESS_KEY={secret}"),
+    };
+    let server = match flag(args, "--root") {
+        Some(root) => {
+            std::fs::create_dir_all(root)?;
+            VerifyingS3::start_on(addr, std::path::Path::new(root), signers).await?
+        }
+        None => VerifyingS3::start_in_temp(addr, signers).await?,
+    };
+    println!("verifying S3: {}", server.endpoint);
+    println!("folder: {}", server.root.display());
+    println!("AWS_ENDPOINT_URL_S3={} {credentials} AWS_REGION={}", server.endpoint, local::REGION);
+    println!("path-style only; Ctrl-C stops it.");
+    tokio::signal::ctrl_c().await?;
+    drop(server);
     Ok(ExitCode::SUCCESS)
 }
 

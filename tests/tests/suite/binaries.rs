@@ -2,14 +2,14 @@
 //! its `events/` file, against moto; and the local API Gateway in front of
 //! them, as `cargo xtask dev` runs it.
 
+use local::apigw::parse_response;
+use local::feeder::Feeder;
+use local::runtime::{FunctionHost, Outcome};
+use local::stack::project_root;
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, Timestamp, UploadId};
 use shared::store::DeleteScope;
 use tests::{LocalApi, TestStack};
-use xtask::apigw::parse_response;
-use xtask::feeder::Feeder;
-use xtask::runtime::{FunctionHost, Outcome};
-use xtask::stack::project_root;
 
 #[path = "binaries/events.rs"]
 mod events;

@@ -8,16 +8,16 @@
 //! test checks the session, the bytes and the usage, and the screenshot.
 //!
 //! Each test runs with the bucket in moto and in the verifying S3
-//! (`xtask::s3verify`), which checks each PUT's signature, so a header the
+//! (`local::s3verify`), which checks each PUT's signature, so a header the
 //! browser does not send as signed, or a CORS rule that does not let it
 //! through, fails here as it would on AWS.
 
 use std::path::{Path, PathBuf};
 
+use local::chromium::{Browser, Image};
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, Status, UploadId};
 use tests::{bytes, LocalApi, TestStack, MIB, S3};
-use xtask::chromium::{Browser, Image};
 
 /// The colour the page's progress bar turns once the upload is confirmed
 /// (`#2e7d32`).
@@ -44,7 +44,7 @@ impl Page {
     }
 
     fn url(&self, extra: &str) -> String {
-        format!("{}{}?key={}{extra}", self.api.base, xtask::gateway::BASIC_PAGE_PATH, self.key.expose())
+        format!("{}{}?key={}{extra}", self.api.base, local::gateway::BASIC_PAGE_PATH, self.key.expose())
     }
 
     fn file(&self, name: &str, data: &[u8]) -> PathBuf {
@@ -128,7 +128,7 @@ async fn single_and_multipart_uploads_from_the_page(verifying_s3: bool) {
     let [left, top, width, height] = [0, 1, 2, 3].map(|i| bar[i].as_f64().unwrap());
     let png = p.browser.screenshot().await.unwrap();
     // Kept for a look: target/browser/<the stack's table>.png.
-    let shots = xtask::stack::project_root().join("target").join("browser");
+    let shots = local::stack::project_root().join("target").join("browser");
     std::fs::create_dir_all(&shots).unwrap();
     std::fs::write(shots.join(format!("{}.png", p.t.config.table_name)), &png).unwrap();
     let shot = Image::decode_png(&png).unwrap();

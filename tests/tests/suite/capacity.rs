@@ -4,7 +4,7 @@
 //! of the table or its indexes may pass DynamoDB's per-partition limits.
 //! `cargo xtask capacity` runs the full model for `docs/capacity.md`.
 
-use xtask::capacity::{simulate, Load, Place, PARTITION_READ_UNITS, PARTITION_WRITE_UNITS};
+use bench::capacity::{simulate, Load, Place, PARTITION_READ_UNITS, PARTITION_WRITE_UNITS};
 
 #[test]
 fn no_partition_key_passes_the_per_partition_limits_at_the_modeled_peak() {

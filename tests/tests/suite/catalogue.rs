@@ -5,9 +5,9 @@
 //! Nothing here names an operation. Each scenario (create single and
 //! multipart, confirm single and multipart, get, list, resume, delete of a
 //! pending and of a completed upload, the cleanup function, the sweeper)
-//! first runs clean through the fault proxy (`xtask::wire`), and the
+//! first runs clean through the fault proxy (`local::wire`), and the
 //! operations its function called are read off the proxy's record; then
-//! each error the catalogue (`xtask::catalogue`: botocore's service models,
+//! each error the catalogue (`local::catalogue`: botocore's service models,
 //! plus the common and conditional errors by rule) has for each of them is
 //! injected for that function only, once (`next(1)`: the SDK's own retry
 //! usually hides it) and always (until lifted), each time on a fresh owner
@@ -15,7 +15,7 @@
 //! run; an operation no model knows fails the test, naming it.
 //!
 //! Each API answer must be one the contract allows for the error's class
-//! (`xtask::catalogue::Class`): a transient or conflicting condition is
+//! (`local::catalogue::Class`): a transient or conflicting condition is
 //! success or 429/503 with `Retry-After` (202 with it where work goes on),
 //! never a 500; a configuration error is success or 500 with the route's
 //! failure message; an outcome of the request may be any contract answer.
@@ -33,14 +33,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use local::catalogue::{Class, Entry, Models};
+use local::runtime::{FunctionHost, Outcome};
+use local::wire::{Fault, Proxy, Rule};
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::error::Error;
 use shared::store::DeleteScope;
 use tests::{bytes, endpoint, LocalApi, TestStack};
-use xtask::catalogue::{Class, Entry, Models};
-use xtask::runtime::{FunctionHost, Outcome};
-use xtask::wire::{Fault, Proxy, Rule};
 
 /// Uploads of 1,000 bytes or more go multipart, so a one-part multipart
 /// upload is cheap; parts stay 5 MiB (one part is also the last, which may
@@ -384,7 +384,7 @@ impl Bench {
             }
             Scenario::Cleanup => self.feed_cleanup().await,
             Scenario::Sweeper => {
-                match self.host("Sweeper").invoke(&xtask::feeder::scheduled_event("Sweeper")).await.unwrap() {
+                match self.host("Sweeper").invoke(&local::feeder::scheduled_event("Sweeper")).await.unwrap() {
                     Outcome::Response(v) => Answer::Sweep(Ok(v)),
                     Outcome::Error(e) => Answer::Sweep(Err(e.to_string())),
                 }
@@ -397,7 +397,7 @@ impl Bench {
     async fn feed_cleanup(&self) -> Answer {
         let t = &self.t;
         let messages = t.receive_cleanup_messages().await;
-        let event = xtask::feeder::sqs_event(&messages, &t.cleanup_queue_arn());
+        let event = local::feeder::sqs_event(&messages, &t.cleanup_queue_arn());
         let failed: Vec<String> = match self.host("Cleanup").invoke(&event).await.unwrap() {
             Outcome::Response(v) => v["batchItemFailures"]
                 .as_array()
@@ -735,7 +735,7 @@ async fn every_catalogued_error_of_every_call_gets_a_contract_answer() {
         }
     }
     let table = markdown(&report, &models, started.elapsed());
-    let path = xtask::stack::project_root().join("target").join("error-catalogue.md");
+    let path = local::stack::project_root().join("target").join("error-catalogue.md");
     if only.is_none() {
         std::fs::write(&path, &table).expect("writing target/error-catalogue.md");
     }

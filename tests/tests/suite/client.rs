@@ -60,7 +60,7 @@ impl Client {
     }
 
     fn command(&self, cwd: &Path, args: &[&str]) -> tokio::process::Command {
-        let bin = xtask::runtime::binary_path("uploads");
+        let bin = local::runtime::binary_path("uploads");
         assert!(bin.exists(), "{} is missing: run the tests with `cargo xtask test`, which builds it", bin.display());
         let mut cmd = tokio::process::Command::new(bin);
         cmd.args(args)
@@ -392,7 +392,7 @@ async fn exit_codes() {
     assert_eq!((run.code, run.stderr.trim_end()), (Some(1), "error: no API URL: pass --url or set UPLOADS_URL"));
 
     // 5: nothing listening, after the retries.
-    let closed = format!("http://127.0.0.1:{}", xtask::moto::free_port().unwrap());
+    let closed = format!("http://127.0.0.1:{}", local::moto::free_port().unwrap());
     let run = c.run(&["ls", "--retries", "1", "--url", &closed]).await;
     assert_eq!(run.code, Some(5), "{run:?}");
     assert!(run.stderr.contains(&format!("error: cannot reach {closed}")), "{}", run.stderr);

@@ -8,12 +8,12 @@
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
+use local::apigw::{parse_response, rest_event, ProxyRequest, ProxyResponse};
+use local::runtime::{FunctionHost, Outcome, Scaling};
 use serde_json::Value;
 use shared::domain::{ApiKey, OwnerId, Status, UploadId};
 use shared::queue::CleanupMessage;
 use tests::{eventually, TestStack};
-use xtask::apigw::{parse_response, rest_event, ProxyRequest, ProxyResponse};
-use xtask::runtime::{FunctionHost, Outcome, Scaling};
 
 /// Invocations sent at once, and the process's `AWS_LAMBDA_MAX_CONCURRENCY`.
 const AT_ONCE: usize = 16;
@@ -29,11 +29,11 @@ fn api_event(method: &str, path: &str, resource: &str, key: &ApiKey, body: Optio
         method: method.into(),
         path: path.into(),
         resource: resource.into(),
-        path_parameters: xtask::gateway::match_path(resource, path).expect("path matches resource"),
+        path_parameters: local::gateway::match_path(resource, path).expect("path matches resource"),
         headers: vec![("x-api-key".into(), key.expose().into()), ("content-type".into(), "application/json".into())],
         body: body.map(|b| b.to_string().into_bytes()),
         source_ip: "127.0.0.1".into(),
-        request_id: xtask::runtime::uuid_like(),
+        request_id: local::runtime::uuid_like(),
         ..Default::default()
     })
 }

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
+use local::stack::project_root;
 use serde_json::{json, Value};
 use tests::{LocalApi, TestStack};
-use xtask::stack::project_root;
 
 fn openapi() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("openapi.yaml")).unwrap()).unwrap()
@@ -220,12 +220,12 @@ async fn real_responses_validate_against_openapi() {
 #[tokio::test]
 async fn mint_and_revoke_with_the_xtask_command() {
     let t = TestStack::new().await;
-    let xtask_bin = xtask::runtime::binary_path("xtask");
+    let xtask_bin = local::runtime::binary_path("xtask");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(&xtask_bin)
             .args(args)
             .args(["--table", &t.config.table_name])
-            .envs(xtask::stack::local_env(&t.stack.endpoint))
+            .envs(local::stack::local_env(&t.stack.endpoint))
             .output()
             .expect("xtask runs");
         (

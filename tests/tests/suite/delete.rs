@@ -156,7 +156,7 @@ async fn missing_and_unknown_keys_are_401() {
 
 /// Deps whose DynamoDB and SQS are a dead endpoint: any store call fails.
 fn unreachable_deps(t: &TestStack) -> delete_upload::Deps {
-    let dead = xtask::stack::sdk_config("http://127.0.0.1:9")
+    let dead = local::stack::sdk_config("http://127.0.0.1:9")
         .to_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();

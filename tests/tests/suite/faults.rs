@@ -1,6 +1,6 @@
 //! Faults on the wire: every function runs as its real binary with its AWS
 //! endpoint pointed at a fault-injecting proxy in front of the emulator
-//! (`xtask::wire`), which refuses, delays, or applies a call and then
+//! (`local::wire`), which refuses, delays, or applies a call and then
 //! breaks the connection instead of answering, per operation and per
 //! function. For create, confirm, delete, cleanup and the sweeper, each
 //! test shows that
@@ -30,13 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use local::runtime::{FunctionHost, Outcome};
+use local::wire::{Fault, Proxy, Rule};
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, ObjectKey, OwnerId, Status, Timestamp, UploadId};
 use shared::queue::CleanupMessage;
 use tests::state::{ObjectState, QueueState, Snapshot};
 use tests::{bytes, endpoint, put_parts, LocalApi, TestStack, MIB};
-use xtask::runtime::{FunctionHost, Outcome};
-use xtask::wire::{Fault, Proxy, Rule};
 
 #[path = "faults/events.rs"]
 mod events;
@@ -141,7 +141,7 @@ impl Faulty {
 
     /// The sweeper's binary, run once as its schedule would; its report.
     async fn sweep(&self) -> Value {
-        match self.host("Sweeper").invoke(&xtask::feeder::scheduled_event("Sweeper")).await.unwrap() {
+        match self.host("Sweeper").invoke(&local::feeder::scheduled_event("Sweeper")).await.unwrap() {
             Outcome::Response(v) => v,
             Outcome::Error(e) => panic!("sweeper failed: {e}"),
         }
@@ -176,7 +176,7 @@ impl Faulty {
         if messages.is_empty() {
             return None;
         }
-        let event = xtask::feeder::sqs_event(&messages, &self.t.cleanup_queue_arn());
+        let event = local::feeder::sqs_event(&messages, &self.t.cleanup_queue_arn());
         let failed: Vec<String> = match self.host("Cleanup").invoke(&event).await.unwrap() {
             Outcome::Response(v) => v["batchItemFailures"]
                 .as_array()

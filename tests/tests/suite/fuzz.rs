@@ -1,4 +1,4 @@
-//! Contract fuzzing: schemathesis (pinned in `xtask::moto::TOOL_REQUIREMENTS`)
+//! Contract fuzzing: schemathesis (pinned in `local::moto::TOOL_REQUIREMENTS`)
 //! runs `openapi.yaml` against the local stack (every function's binary
 //! behind the local API Gateway, moto behind them): all its checks, all its
 //! phases (examples, coverage, fuzzing, and stateful, which follows the
@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use local::stack::project_root;
 use serde_json::{json, Value};
 use shared::domain::{OwnerId, Status};
 use tests::{LocalApi, TestStack};
-use xtask::stack::project_root;
 
 const DEFAULT_SEED: &str = "20261123";
 /// Per operation, in each of the examples, coverage and fuzzing phases.
@@ -132,7 +132,7 @@ async fn schemathesis(tools: &Path, dir: &Path, base: &str, phases: &[&str], see
 
 #[tokio::test]
 async fn schemathesis_finds_nothing() {
-    let tools = tokio::task::spawn_blocking(xtask::moto::ensure_tools).await.unwrap().expect("schemathesis installed");
+    let tools = tokio::task::spawn_blocking(local::moto::ensure_tools).await.unwrap().expect("schemathesis installed");
     // Many sessions stay pending during a run: a cap of 100 would turn most
     // later creates into 403s and starve the stateful phase.
     // The fuzzer sends junk credentials by the hundred from one address;

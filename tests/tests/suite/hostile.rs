@@ -11,10 +11,10 @@
 //! confirm that got through would complete it) and a pending multipart one.
 //!
 //! Where API Gateway answers itself, the local gateway answers as it does
-//! (`xtask/src/gateway.rs`): a body over 10 MiB is API Gateway's 413
+//! (`local/src/gateway.rs`): a body over 10 MiB is API Gateway's 413
 //! `REQUEST_TOO_LARGE` (its text, not JSON; that response cannot be
 //! customised). Any other body over `MaxRequestBodyBytes` (16 KB) is the
-//! web ACL's 413 `{"error":"Request body too large"}` (`xtask/src/waf.rs`),
+//! web ACL's 413 `{"error":"Request body too large"}` (`local/src/waf.rs`),
 //! before any function runs. Without that rule (`MaxRequestBodyBytes=0`),
 //! an event over Lambda's 6 MB invocation limit is API Gateway's 500, since
 //! Lambda refuses the invocation and no function runs: the second test
@@ -24,12 +24,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
+use local::waf::{Field, Match, Operator, Oversize, Statement};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, OwnerId, UploadId};
 use tests::{LocalApi, TestStack};
-use xtask::waf::{Field, Match, Operator, Oversize, Statement};
 
 const MIB: usize = 1024 * 1024;
 /// API Gateway's limit on a REST API request's body.
@@ -917,7 +917,7 @@ fn body_limit(t: &TestStack) -> Option<u64> {
 
 /// `MaxRequestBodyBytes` as the template sets it by default.
 fn default_body_limit() -> u64 {
-    let template = xtask::template::Template::load(&xtask::stack::project_root().join("template.yaml")).unwrap();
+    let template = local::template::Template::load(&local::stack::project_root().join("template.yaml")).unwrap();
     template.parameter_default("MaxRequestBodyBytes").unwrap().parse().unwrap()
 }
 

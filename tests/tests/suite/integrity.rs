@@ -6,7 +6,7 @@
 //! behind the local API Gateway.
 //!
 //! Each test runs twice: with the bucket in moto, and in the verifying local
-//! S3 (`xtask::s3verify`, as `TestStack::with_verifying_s3`), which checks
+//! S3 (`local::s3verify`, as `TestStack::with_verifying_s3`), which checks
 //! every signature, presigned URLs included, and computes the checksums.
 //! moto checks no signature and computes no checksum (it stores the one a
 //! client claims, and reports none for parts): there the tests show what

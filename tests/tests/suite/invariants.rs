@@ -6,6 +6,7 @@
 //! quota holds, and every completed upload's object is there and untagged.
 //! At the end the sweeper and cleanup leave no task, object or part behind.
 
+use bench::rng::Rng;
 use serde_json::Value;
 use shared::config::UploadPolicy;
 use shared::deletion::Deleter;
@@ -14,7 +15,6 @@ use shared::objects::Objects;
 use shared::queue::CleanupQueue;
 use shared::uploads::Uploads;
 use tests::{api_request, bytes, confirm_request, create_request, parts, put_parts, TestStack};
-use xtask::rng::Rng;
 
 const QUOTA: u64 = 10_000;
 const MAX_PENDING: u64 = 4;
@@ -23,7 +23,7 @@ const STEPS: usize = 60;
 /// Clients of a service that is down: every call fails to connect (at once:
 /// no retries).
 fn down() -> aws_config::SdkConfig {
-    let local = xtask::stack::sdk_config("http://127.0.0.1:9");
+    let local = local::stack::sdk_config("http://127.0.0.1:9");
     local.into_builder().retry_config(aws_config::retry::RetryConfig::disabled()).build()
 }
 

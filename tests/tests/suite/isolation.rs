@@ -135,9 +135,9 @@ async fn other_owners_and_dead_keys_cannot_touch_an_upload() {
 
     // A second key of Alice's, revoked with the operator's command.
     let (_, revoked) = t.owner("alice").await;
-    let out = std::process::Command::new(xtask::runtime::binary_path("xtask"))
+    let out = std::process::Command::new(local::runtime::binary_path("xtask"))
         .args(["revoke-key", "--key", revoked.expose(), "--table", &t.config.table_name])
-        .envs(xtask::stack::local_env(&t.stack.endpoint))
+        .envs(local::stack::local_env(&t.stack.endpoint))
         .output()
         .expect("xtask runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

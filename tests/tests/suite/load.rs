@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench::rng::Rng;
 use futures::future::join_all;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, OwnerId, Status, Timestamp, UploadId};
 use tests::{endpoint, put_parts, LocalApi, TestStack};
 use tokio::sync::Mutex;
-use xtask::rng::Rng;
 
 const OWNERS: usize = 24;
 const WORKERS: usize = 12;
@@ -166,10 +166,10 @@ async fn worker(client: &Client, keys: &[ApiKey], known: &Mutex<Vec<(usize, Stri
 }
 
 /// Feeds the cleanup queue to the cleanup function as its event source
-/// mapping would ([`xtask::feeder::Feeder`]) until a receive finds nothing.
+/// mapping would ([`local::feeder::Feeder`]) until a receive finds nothing.
 /// Faults are off by then, so no message may fail.
 async fn drain_queue(t: &TestStack, api: &LocalApi) -> usize {
-    let feeder = xtask::feeder::Feeder {
+    let feeder = local::feeder::Feeder {
         client: t.sqs.clone(),
         queue_url: t.config.cleanup_queue_url.clone(),
         queue_arn: t.cleanup_queue_arn(),
@@ -211,7 +211,7 @@ async fn finish_tasks(t: &TestStack, api: &LocalApi, rounds: usize) -> usize {
                 t.store.put_cleanup_task(&task).await.unwrap();
             }
         }
-        sweeper.invoke(&xtask::feeder::scheduled_event("Sweeper")).await.unwrap();
+        sweeper.invoke(&local::feeder::scheduled_event("Sweeper")).await.unwrap();
         drain_queue(t, api).await;
     }
     panic!("cleanup tasks left after {rounds} rounds of sweeper and cleanup");
@@ -322,10 +322,10 @@ async fn mixed_load_with_faults_loses_nothing_and_leaks_nothing() {
         owners.push(owner);
         keys.push(key);
     }
-    let proxy = Arc::new(xtask::wire::Proxy::start(&endpoint()).await.unwrap());
+    let proxy = Arc::new(local::wire::Proxy::start(&endpoint()).await.unwrap());
     let mut hosts = BTreeMap::new();
     for f in t.stack.template.functions().unwrap() {
-        let scaling = xtask::runtime::Scaling::instances(INSTANCES);
+        let scaling = local::runtime::Scaling::instances(INSTANCES);
         let host =
             t.stack.start_function_scaled(&f, false, &[("AWS_ENDPOINT_URL", &proxy.endpoint)], scaling).await.unwrap();
         hosts.insert(f.logical_id.clone(), (f, Arc::new(host)));
@@ -345,8 +345,8 @@ async fn mixed_load_with_faults_loses_nothing_and_leaks_nothing() {
             while injecting.load(std::sync::atomic::Ordering::SeqCst) {
                 let (op, status, code) = FAULTS[(rng.next() % FAULTS.len() as u64) as usize];
                 let fault = match status {
-                    Some(s) => xtask::wire::Fault::refuse(s, code),
-                    None => xtask::wire::Fault::DropResponse,
+                    Some(s) => local::wire::Fault::refuse(s, code),
+                    None => local::wire::Fault::DropResponse,
                 };
                 // One fault at a time: the last one, if no call took it, goes.
                 if let Some(id) = armed.take() {
@@ -356,7 +356,7 @@ async fn mixed_load_with_faults_loses_nothing_and_leaks_nothing() {
                 // functions' own retries absorb), or one time in five for
                 // every call during an outage of `OUTAGE`, which reaches
                 // the client.
-                let rule = xtask::wire::Rule::new(op, fault);
+                let rule = local::wire::Rule::new(op, fault);
                 let outage = rng.chance(20);
                 let rule = if outage { rule } else { rule.next(1 + (rng.next() % 3) as u32) };
                 armed = Some(proxy.inject(rule));

@@ -207,11 +207,11 @@ async fn the_sweeper_races_a_client_delete() {
     for round in 0..ROUNDS {
         let s = t.pending_multipart_expiring(&owner, 1, Timestamp::now().plus_seconds(-5)).await;
         let id = s.id.as_str().to_owned();
-        let event = xtask::feeder::scheduled_event("Sweeper");
+        let event = local::feeder::scheduled_event("Sweeper");
         let (sweep, (d, body)) = tokio::join!(sweeper.invoke(&event), api.delete(&id));
         let report = match sweep.unwrap() {
-            xtask::runtime::Outcome::Response(v) => v,
-            xtask::runtime::Outcome::Error(e) => panic!("sweeper failed: {e}"),
+            local::runtime::Outcome::Response(v) => v,
+            local::runtime::Outcome::Error(e) => panic!("sweeper failed: {e}"),
         };
         let by_sweeper = report["expired"].as_u64().unwrap();
         let by_client = u64::from(d == 200);

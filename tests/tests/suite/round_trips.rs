@@ -1,17 +1,17 @@
 //! AWS calls per invocation, counted on the wire: every function runs as its
 //! binary with its AWS endpoint pointed at a counting proxy in front of the
-//! emulator (`xtask::wire`), and a client drives the API through the local
+//! emulator (`local::wire`), and a client drives the API through the local
 //! gateway. The counts are the targets `docs/performance.md` states; a
 //! change that adds a round trip to a warm path fails here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use local::runtime::Outcome;
+use local::wire::Proxy;
 use serde_json::{json, Value};
 use shared::domain::ApiKey;
 use tests::{endpoint, put_parts, LocalApi, TestStack};
-use xtask::runtime::Outcome;
-use xtask::wire::Proxy;
 
 struct Api {
     api: LocalApi,
@@ -105,7 +105,7 @@ async fn warm_routes_make_the_stated_number_of_aws_calls() {
     }
     let messages = t.receive_cleanup_messages().await;
     assert_eq!(messages.len(), 10);
-    let event = xtask::feeder::sqs_event(&messages, &t.cleanup_queue_arn());
+    let event = local::feeder::sqs_event(&messages, &t.cleanup_queue_arn());
     let cleanup = api.api.hosts["Cleanup"].1.clone();
     let (outcome, calls) = api.calls("Cleanup", cleanup.invoke(&event)).await;
     assert!(matches!(outcome.unwrap(), Outcome::Response(r) if r["batchItemFailures"] == json!([])));

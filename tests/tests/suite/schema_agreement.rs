@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
+use local::stack::project_root;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
@@ -21,7 +22,6 @@ use shared::cursor;
 use shared::domain::{
     hex, valid_content_type, valid_filename, valid_token_content_type, NewUpload, OwnerId, Timestamp, UploadId,
 };
-use xtask::stack::project_root;
 
 static OPENAPI: LazyLock<Value> = LazyLock::new(|| {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("openapi.yaml")).unwrap()).unwrap()

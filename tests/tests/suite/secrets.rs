@@ -9,11 +9,11 @@
 //! name or URL, an ARN, or an AWS error's message (the service's words; its
 //! error code and request id are what the logs keep).
 
+use local::runtime::FunctionHost;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::domain::UploadId;
 use tests::{LocalApi, TestStack};
-use xtask::runtime::FunctionHost;
 
 /// Words AWS (and moto) put in error messages, which must stay out.
 const AWS_MESSAGES: &[&str] = &[
@@ -91,10 +91,10 @@ async fn every_route(c: &mut Captured, http: &reqwest::Client, base: &str, key: 
 async fn run_cleanup_and_sweeper(t: &TestStack, api: &LocalApi) {
     let messages = t.receive_cleanup_messages().await;
     if !messages.is_empty() {
-        let event = xtask::feeder::sqs_event(&messages, &t.cleanup_queue_arn());
+        let event = local::feeder::sqs_event(&messages, &t.cleanup_queue_arn());
         let _ = api.hosts["Cleanup"].1.invoke(&event).await.unwrap();
     }
-    let _ = api.hosts["Sweeper"].1.invoke(&xtask::feeder::scheduled_event("Sweeper")).await.unwrap();
+    let _ = api.hosts["Sweeper"].1.invoke(&local::feeder::scheduled_event("Sweeper")).await.unwrap();
 }
 
 fn logs(hosts: &[&FunctionHost]) -> Vec<String> {
@@ -159,7 +159,7 @@ async fn no_answer_or_log_line_carries_a_secret_even_when_aws_fails() {
     let broken = [("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9"), ("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:9")];
     let mut hosts = std::collections::BTreeMap::new();
     for f in t.stack.template.functions().unwrap() {
-        let scaling = xtask::runtime::Scaling::instances(1);
+        let scaling = local::runtime::Scaling::instances(1);
         let host = t.stack.start_function_scaled(&f, false, &broken, scaling).await.unwrap();
         hosts.insert(f.logical_id.clone(), (f, std::sync::Arc::new(host)));
     }

@@ -2,7 +2,7 @@
 //!
 //! moto accepts any presigned URL and stores whatever checksum a client
 //! claims, so these tests run against the verifying S3 of
-//! `xtask/src/s3verify.rs` (s3s + s3s-fs, started in-process on loopback):
+//! `local/src/s3verify.rs` (s3s + s3s-fs, started in-process on loopback):
 //! SigV4 query auth over the signed headers, expiry, checksums, conditional
 //! writes and CORS, as S3 checks them. The URLs come from the service's own
 //! presigning code (`shared::objects::Objects`); the bytes go out through a
@@ -16,9 +16,9 @@ use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, CorsConfiguration, CorsRule, ExpirationStatus,
     LifecycleRule, LifecycleRuleFilter,
 };
+use local::s3verify::{Signers, VerifyingS3};
 use shared::domain::{ChecksumAlgorithm, ChecksumType, Checksums, ObjectKey, OwnerId, UploadId};
 use shared::objects::{attachment_disposition, Completion, Objects, PresignedPut, PutChecksum, StoredPart, UrlWindow};
-use xtask::s3verify::{Signers, VerifyingS3};
 
 const BUCKET: &str = "uploads";
 const MIB: usize = 1024 * 1024;
@@ -420,7 +420,7 @@ async fn a_signed_checksum_refuses_other_bytes_of_a_part_and_the_object_gets_the
 fn template_cors_rules() -> Vec<CorsRule> {
     // Resolved as the stack resolves them, with the parameters' defaults
     // (AllowedOrigins is the API's CorsAllowOrigin, `*` by default).
-    let stack = xtask::stack::Stack::unprovisioned("t").unwrap();
+    let stack = local::stack::Stack::unprovisioned("t").unwrap();
     let (_, bucket) = stack.template.of_kind("AWS::S3::Bucket").next().expect("a bucket");
     let rules = bucket.properties.get("CorsConfiguration").and_then(|c| c.get("CorsRules")).expect("CORS rules");
     let list = |rule: &serde_yaml::Value, name: &str| -> Vec<String> {

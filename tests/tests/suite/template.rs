@@ -1,9 +1,9 @@
 //! What `template.yaml` must keep true, checked on the file itself.
 
+use local::stack::{project_root, Stack};
+use local::template::Template;
+use local::waf::{AggregateKey, Field, Match, Statement};
 use serde_yaml::Value;
-use xtask::stack::{project_root, Stack};
-use xtask::template::Template;
-use xtask::waf::{AggregateKey, Field, Match, Statement};
 
 fn raw() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(project_root().join("template.yaml")).unwrap()).unwrap()
@@ -778,7 +778,7 @@ fn the_table_stream_feeds_the_publisher_inserted_outbox_events_only() {
     let record = |name: &str, image: serde_json::Value| serde_json::json!({"eventName": name, "dynamodb": {"Keys": {}, "NewImage": image, "SequenceNumber": "1"}});
     let outbox = serde_json::json!({"pk": {"S": "EVENT#evt_1"}, "sk": {"S": "EVENT"}, "type": {"S": "event"}});
     let session = serde_json::json!({"pk": {"S": "UPLOAD#upl_1"}, "sk": {"S": "SESSION"}, "type": {"S": "session"}});
-    let passes = |r: &serde_json::Value| xtask::pattern::matches_any(&source.filters, r).unwrap();
+    let passes = |r: &serde_json::Value| local::pattern::matches_any(&source.filters, r).unwrap();
     assert!(passes(&record("INSERT", outbox.clone())));
     assert!(!passes(&record("MODIFY", outbox)), "a rewrite of a pending event is not a new event");
     assert!(!passes(&record("INSERT", session)));
@@ -1293,7 +1293,7 @@ print(json.dumps({f.name: {"env": runner._make_env_vars(f).resolve(), "codeuri":
                   for f in provider.get_all()}))
 "#;
 
-/// `cargo xtask dev`'s files for `sam local` (xtask/src/samlocal.rs), for a
+/// `cargo xtask dev`'s files for `sam local` (local/src/samlocal.rs), for a
 /// stack named as dev's with its bucket in the verifying S3 and its queue
 /// URLs as moto gives them: one entry per function of the template, each
 /// with every variable template.yaml gives that function (Globals and its
@@ -1303,7 +1303,7 @@ print(json.dumps({f.name: {"env": runner._make_env_vars(f).resolve(), "codeuri":
 /// template).
 #[test]
 fn sam_local_env_vars_point_every_function_at_the_dev_stack() {
-    use xtask::samlocal::{self, CONTAINER_HOST};
+    use local::samlocal::{self, CONTAINER_HOST};
     let mut stack = Stack::unprovisioned("dev").unwrap();
     stack.endpoint = "http://127.0.0.1:5055".into();
     stack.s3_endpoint = Some("http://127.0.0.1:5056".into());

@@ -14,7 +14,7 @@
 //!   preflighted) go to the local API Gateway, whose `CorsAllowOrigin` is
 //!   exactly the page's origin;
 //! - the parts' presigned `PUT`s (XHR, with their signed `x-amz-checksum-*`
-//!   headers: preflighted) go to the verifying S3 (`xtask::s3verify`), which
+//!   headers: preflighted) go to the verifying S3 (`local::s3verify`), which
 //!   checks their signatures and checksums and answers preflights from the
 //!   bucket's CORS rules in `template.yaml`;
 //! - the 404's `ApiError` is read by the page: its status, the API's message
@@ -29,13 +29,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use local::chromium::Browser;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::{Status, UploadId};
 use tests::{LocalApi, TestStack, MIB};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use xtask::chromium::Browser;
 
 /// The Uppy plugin and the uploads page, in the same browser setting.
 #[path = "web_client/uppy.rs"]
@@ -251,7 +251,7 @@ async fn the_typescript_client_uploads_from_another_origin_in_a_headless_chromiu
 
 async fn upload_from_another_origin() {
     let started = Instant::now();
-    let dist = xtask::stack::project_root().join("clients").join("js").join("dist");
+    let dist = local::stack::project_root().join("clients").join("js").join("dist");
     assert!(
         dist.join("index.js").is_file(),
         "{} is missing: build the TypeScript client first (`npm ci && npm run build` in clients/js; \

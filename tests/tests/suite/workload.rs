@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bench::rng::Rng;
 use futures::future::join_all;
 use shared::config::UploadPolicy;
 use shared::domain::{ApiKey, Status, UploadId};
 use tests::{api_request, bytes, confirm_request, create_request, parts, put_parts, TestStack};
-use xtask::rng::Rng;
 
 const WORKERS: u64 = 8;
 /// Tight enough that creates are refused now and then, with abandoned

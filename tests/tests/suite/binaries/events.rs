@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use local::events::{Delivery, Tail};
+use local::runtime::FunctionHost;
+use local::streams::StreamFeeder;
+use local::template::Function;
 use serde_json::{json, Value};
 use shared::domain::{Timestamp, UploadId};
 use shared::events::{event_id, EventType};
 use tests::{put_parts, LocalApi, TestStack};
-use xtask::events::{Delivery, Tail};
-use xtask::runtime::FunctionHost;
-use xtask::streams::StreamFeeder;
-use xtask::template::Function;
 
 fn publisher(t: &TestStack) -> Function {
     t.stack.template.functions().unwrap().into_iter().find(|f| f.logical_id == "Publisher").unwrap()
@@ -201,7 +201,7 @@ async fn a_cancelled_transaction_leaves_no_stream_record_and_no_event() {
     assert!(refused.is_err(), "the transaction is cancelled");
     assert!(!outbox_has(&t, &id).await);
     let r = feeder.round(&h).await.unwrap();
-    assert_eq!(r, xtask::streams::Round::default(), "the stream has no record of it");
+    assert_eq!(r, local::streams::Round::default(), "the stream has no record of it");
     assert!(tail(&t).drain(false).await.unwrap().is_empty(), "no event invented");
 
     // The stream goes on after it: a committed write is read.
@@ -329,7 +329,7 @@ async fn the_local_stack_provisions_the_consumers_the_parameters_ask_for() {
         assert!(off.stack.physical(id).is_err(), "{id} without ExampleEventsQueue");
     }
     assert!(off.stack.physical("UploadEventsBus").is_ok() && off.stack.physical("EventsDeadLetterQueue").is_ok());
-    assert!(xtask::events::event_queues(&off.stack).iter().all(|q| off.stack.physical(q).is_err()));
+    assert!(local::events::event_queues(&off.stack).iter().all(|q| off.stack.physical(q).is_err()));
 
     let hook = TestStack::with_parameters(&[
         ("EventsWebhookUrl", "https://app.example.com/hooks/uploads"),

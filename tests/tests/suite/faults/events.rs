@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use local::wire::{Fault, Rule};
 use serde_json::Value;
 use shared::domain::{Status, Timestamp, UploadId};
 use shared::events::{event_id, EventType};
-use xtask::wire::{Fault, Rule};
 
 use super::{id_of, Faulty, TX};
 
@@ -183,8 +183,8 @@ async fn racing_confirms_deletes_and_sweeps_leave_events_that_agree_with_the_tab
 /// the completion reaches the queue before the deletion.
 #[tokio::test]
 async fn the_publishing_path_through_faults_loses_nothing_and_keeps_one_id() {
-    use xtask::events::Tail;
-    use xtask::streams::StreamFeeder;
+    use local::events::Tail;
+    use local::streams::StreamFeeder;
 
     let f = Faulty::start("publishing", &[], &[]).await;
     let function = f.t.stack.template.functions().unwrap().into_iter().find(|x| x.logical_id == "Publisher").unwrap();

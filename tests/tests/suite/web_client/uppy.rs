@@ -3,7 +3,7 @@
 //! (`clients/js/page/`, bundled by `npm run build` with esbuild from
 //! `node_modules`: `@uppy/core`, `@uppy/dashboard`,
 //! `@uppy/golden-retriever`, and the package built from source) served with
-//! its token route by `xtask::apppage` on a port of its own: another origin
+//! its token route by `local::apppage` on a port of its own: another origin
 //! than the API's, as an app's page is. The page holds only tokens, which
 //! its backend mints with the owner's key through `POST /tokens`; the API
 //! allows exactly the page's origin (`CorsAllowOrigin`), and the bucket is
@@ -18,13 +18,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use local::chromium::{Browser, Image};
+use local::s3verify::Logged;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::{ApiKey, BrowserToken, OwnerId, Status, Timestamp, TokenId, TokenScope, UploadId};
 use shared::store::Secret;
 use tests::{bytes, LocalApi, TestStack, MIB};
-use xtask::chromium::{Browser, Image};
-use xtask::s3verify::Logged;
 
 const PART: usize = 5 * MIB;
 
@@ -54,7 +54,7 @@ struct App {
 impl App {
     async fn start() -> Self {
         let turn = ONE_AT_A_TIME.lock().await;
-        let bundle = xtask::apppage::bundle_dir().join("page.js");
+        let bundle = local::apppage::bundle_dir().join("page.js");
         assert!(
             bundle.is_file(),
             "{} is missing: build the page first (`npm ci && npm run build` in clients/js; \
@@ -67,7 +67,7 @@ impl App {
         let (owner, key) = t.owner("uppy").await;
         let api = LocalApi::start(&t).await;
         assert_ne!(api.base, origin, "the page and the API are on different origins");
-        let app = xtask::apppage::AppPage::new(&api.base, key.expose());
+        let app = local::apppage::AppPage::new(&api.base, key.expose());
         let server = tokio::spawn(async move {
             let _ = app.serve(listener).await;
         });

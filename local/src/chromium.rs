@@ -1,4 +1,4 @@
-//! Headless Chromium for the browser test (`tests/tests/browser.rs`):
+//! Headless Chromium for the browser test (`tests/tests/suite/browser.rs`):
 //! installed from Debian's `chromium` package when missing, started on a
 //! loopback DevTools port, and driven through the DevTools protocol (JSON
 //! over a websocket: a command is `{id, method, params}`, its answer the

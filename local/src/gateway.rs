@@ -3,7 +3,7 @@
 //!
 //! Like an API Gateway REST API, a path or method no route declares gets
 //! `403 {"message":"Missing Authentication Token"}`, and the stage's web ACL
-//! (`xtask/src/waf.rs`: its body size rule, then its rate-based rules on
+//! (`local/src/waf.rs`: its body size rule, then its rate-based rules on
 //! the API key's header) is applied before any route: a request a rule
 //! blocks gets that rule's custom response (the size rule's 413), or the
 //! template's `WAF_FILTERED` response for a rule without one.
@@ -47,7 +47,7 @@ const BASIC_PAGE: &str = include_str!("../../web/upload.html");
 /// (10,485,760 bytes).
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
-/// API Gateway's answer to a body over [`MAX_BODY`].
+/// API Gateway's answer to a body over `MAX_BODY`.
 pub const TOO_LARGE: &str = "HTTP content length exceeded 10485760 bytes.";
 
 /// Lambda's limit on a synchronous invocation's payload (the event),

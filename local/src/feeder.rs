@@ -8,8 +8,8 @@ use anyhow::{anyhow, Result};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{json, Value};
 
-use crate::local::{ACCOUNT, REGION};
 use crate::runtime::{FunctionHost, Outcome};
+use crate::{ACCOUNT, REGION};
 
 pub struct Feeder {
     pub client: aws_sdk_sqs::Client,

@@ -24,7 +24,7 @@ use crate::runtime::{binary_path, FunctionHost, Scaling};
 use crate::template::{referenced_id, scalar, Function, Template};
 use crate::waf::WebAcl;
 
-pub use crate::local::{project_root, ACCOUNT, REGION};
+pub use crate::{project_root, ACCOUNT, REGION};
 
 /// The name `cargo xtask dev` gives its stack (every resource's prefix).
 pub const DEV_STACK: &str = "dev";
@@ -668,7 +668,7 @@ impl Stack {
     /// against the local resources, plus the local AWS environment. Each
     /// function signs its requests with an access key id of its own, its
     /// logical id, so the emulator's call log says which function made each
-    /// call (see [`crate::iam`]).
+    /// call (see `xtask::iam`).
     pub fn function_env(&self, function: &Function) -> Result<Vec<(String, String)>> {
         let mut env = local_env(&self.endpoint);
         for (k, v) in env.iter_mut() {
@@ -707,7 +707,7 @@ impl Stack {
         echo: bool,
         extra: &[(&str, &str)],
     ) -> Result<FunctionHost> {
-        self.start_function_scaled(function, echo, extra, Scaling::instances(crate::local::max_instances()?)).await
+        self.start_function_scaled(function, echo, extra, Scaling::instances(crate::max_instances()?)).await
     }
 
     /// As [`Stack::start_function_with`], scaled as `scaling` says
@@ -753,8 +753,8 @@ impl Stack {
     /// (1 unless set: Lambda's model; more: Lambda Managed Instances').
     pub async fn start_functions(&self, echo: bool) -> Result<BTreeMap<String, (Function, Arc<FunctionHost>)>> {
         let mut hosts = BTreeMap::new();
-        let max_instances = crate::local::max_instances()?;
-        let api_concurrency = crate::local::max_concurrency()?;
+        let max_instances = crate::max_instances()?;
+        let api_concurrency = crate::max_concurrency()?;
         for f in self.template.functions()? {
             let max_concurrency = if f.routes.is_empty() { 1 } else { api_concurrency };
             let scaling = Scaling { max_instances, max_concurrency };

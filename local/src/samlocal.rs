@@ -8,7 +8,7 @@
 //! function, plus its own `AWS_*` ones (credentials and region from the
 //! host's AWS profile or shell): a variable of the `--env-vars` file that
 //! the template does not declare is dropped. `template.yaml` declares no
-//! endpoint (on AWS there is none to declare), so [`write`] also writes
+//! endpoint (on AWS there is none to declare), so [`write()`] also writes
 //! a local template, `template.yaml` with every variable of the file
 //! declared in `Globals` (empty: the file gives the values) and each
 //! function's `CodeUri` pointing at what `sam build` left in
@@ -26,7 +26,7 @@ use crate::stack::{project_root, Stack};
 /// defines it; on Linux, `--add-host host.docker.internal:host-gateway`).
 pub const CONTAINER_HOST: &str = "host.docker.internal";
 
-/// What [`write`] wrote.
+/// What [`write()`] wrote.
 #[derive(Debug, Clone)]
 pub struct Files {
     pub env_vars: PathBuf,
@@ -117,7 +117,7 @@ pub fn local_template(stack: &Stack, env_vars: &serde_json::Value) -> Result<Str
         let code = build.join(&f.logical_id).to_string_lossy().into_owned();
         entry(resource, "Properties").insert(Value::String("CodeUri".into()), Value::String(code));
     }
-    let header = "# Written by `cargo xtask dev` for `sam local invoke|start-api -t` (see xtask/src/samlocal.rs):\n\
+    let header = "# Written by `cargo xtask dev` for `sam local invoke|start-api -t` (see local/src/samlocal.rs):\n\
                   # template.yaml with the variables of sam-env.json declared. Not for deploying.\n";
     Ok(format!("{header}{}", serde_yaml::to_string(&doc)?))
 }

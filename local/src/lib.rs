@@ -1,7 +1,42 @@
+//! The local AWS: everything `cargo xtask dev` and the black-box tests run
+//! the functions against, built from `template.yaml`.
+//!
+//! Workspace layout: `local` (this crate) is the local AWS and depends on no
+//! other tooling crate; `bench` (the measured binaries and the capacity
+//! model) builds on it; `xtask` holds the commands and uses both; `tests`
+//! uses `local` and `bench`.
+//!
+//! Dependence inside runs one way, each module using only those before
+//! it: this file (the project folder, region, account, instance limits) ←
+//! `template`, `apigw`, `runtime`, `moto`, `pattern`, `wire` ← `waf`,
+//! `feeder`, `s3verify`, `catalogue` ← `gateway` ← `stack` ← `streams`,
+//! `events`, `samlocal`; `apppage` (the local web app) and `chromium` (the
+//! browser the web tests drive) stand alone. Some unit tests build a
+//! `Stack` to test with. `README.md` says what each module emulates and
+//! where AWS differs.
+//!
 //! Facts every part of the local stack shares, with no dependence on any of
 //! them: the project's folder, the local region and account, and how many
 //! instances of one function may run at once, each taking how many
 //! invocations at once.
+
+pub mod apigw;
+pub mod apppage;
+pub mod catalogue;
+pub mod chromium;
+pub mod events;
+pub mod feeder;
+pub mod gateway;
+pub mod moto;
+pub mod pattern;
+pub mod runtime;
+pub mod s3verify;
+pub mod samlocal;
+pub mod stack;
+pub mod streams;
+pub mod template;
+pub mod waf;
+pub mod wire;
 
 use std::path::PathBuf;
 

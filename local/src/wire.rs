@@ -574,7 +574,7 @@ pub fn operation(method: &str, path: &str, query: &str, headers: &HeaderMap, bod
 }
 
 /// The S3 operation of a path-style request (`/bucket/key?query`), as
-/// `xtask/moto_serial.py` names it for the IAM check.
+/// `local/moto_serial.py` names it for the IAM check.
 pub fn s3_operation(method: &str, path: &str, query: &str) -> String {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let _bucket = parts.next().unwrap_or_default();

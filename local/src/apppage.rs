@@ -34,11 +34,11 @@ pub const DEV_PREFIX: &str = "/_local";
 
 /// The page's source (`index.html`) and its bundle.
 pub fn page_dir() -> PathBuf {
-    crate::local::project_root().join("clients").join("js").join("page")
+    crate::project_root().join("clients").join("js").join("page")
 }
 
 pub fn bundle_dir() -> PathBuf {
-    crate::local::project_root().join("clients").join("js").join("dist").join("page")
+    crate::project_root().join("clients").join("js").join("dist").join("page")
 }
 
 /// The app: the API it talks to and the owner key its backend holds.

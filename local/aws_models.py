@@ -1,11 +1,11 @@
 """The AWS service models botocore ships, reduced to what the error
-catalogue needs (xtask/src/catalogue.rs): for each operation of each service
+catalogue needs (local/src/catalogue.rs): for each operation of each service
 named on the command line, the errors its model declares (shape name, the
 wire code where the model gives one, HTTP status, fault side) and the
 conditional headers (If-Match, If-None-Match, ...) its input can carry.
 
 Run with the project's moto virtualenv, which has botocore:
-    .venv/bin/python xtask/aws_models.py s3 dynamodb sqs
+    .venv/bin/python local/aws_models.py s3 dynamodb sqs
 Prints one JSON document on stdout.
 """
 

@@ -1,11 +1,11 @@
 //! The error catalogue: every error an AWS operation can answer, generated
 //! from the service models botocore ships (in the moto virtualenv, `.venv/`;
-//! `xtask/aws_models.py` reads them) plus the errors every call of a service
+//! `local/aws_models.py` reads them) plus the errors every call of a service
 //! can meet, which the models do not declare. Nothing here is listed per
 //! operation: an operation's entries are its model's `errors` and the
 //! rules below, written once per service with the documentation that says
-//! so. `tests/tests/catalogue.rs` injects each entry through the fault proxy
-//! (`crate::wire`) for every operation the functions are seen to call, and
+//! so. `tests/tests/suite/catalogue.rs` injects each entry through the fault proxy
+//! ([`crate::wire`]) for every operation the functions are seen to call, and
 //! `cargo xtask catalogue OPERATION…` prints an operation's entries.
 //!
 //! Each entry has a [`Class`], the kind of answer the service would be
@@ -113,7 +113,7 @@ pub struct ServiceModel {
     pub operations: BTreeMap<String, OperationModel>,
 }
 
-/// The service models, as `xtask/aws_models.py` reduces them.
+/// The service models, as `local/aws_models.py` reduces them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Models {
     /// The botocore release they come from.
@@ -176,7 +176,7 @@ impl Models {
 
     /// As [`Models::load`], with this Python (one that has botocore).
     pub fn load_with(python: &Path) -> Result<Self> {
-        let script = crate::local::project_root().join("xtask").join("aws_models.py");
+        let script = crate::project_root().join("local").join("aws_models.py");
         let out = std::process::Command::new(python)
             .arg(&script)
             .args(SERVICES)
@@ -328,24 +328,6 @@ pub fn classify(code: &str, status: u16) -> Class {
     } else {
         Class::Outcome
     }
-}
-
-/// `cargo xtask catalogue [service:Operation[+if-none-match]…]`: the
-/// entries of each operation named (a `+header` adds a condition the call
-/// carries), as Markdown.
-pub fn command(args: &[String]) -> Result<std::process::ExitCode> {
-    let models = Models::load()?;
-    println!("Service models: botocore {}.\n", models.botocore);
-    println!("| operation | error | status | source | class |\n|---|---|---|---|---|");
-    for arg in args {
-        let mut parts = arg.split('+');
-        let operation = parts.next().unwrap_or_default();
-        let conditions: Vec<String> = parts.map(str::to_lowercase).collect();
-        for e in models.errors(operation, &conditions)? {
-            println!("| `{arg}` | `{}` | {} | {} | {} |", e.code, e.status, e.source.name(), e.class.name());
-        }
-    }
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

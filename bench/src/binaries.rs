@@ -5,9 +5,9 @@
 //! template's table, bucket and queues in it), data made directly through
 //! the shared crate's store and the S3 client, and one instance of the
 //! function under test whose `AWS_ENDPOINT_URL` points at a counting
-//! proxy ([`crate::wire`]) in front of moto. The events are the ones API
+//! proxy ([`local::wire`]) in front of moto. The events are the ones API
 //! Gateway, the SQS event source mapping and EventBridge hand the function
-//! (built by [`crate::apigw`] and [`crate::feeder`]); every answer is
+//! (built by [`local::apigw`] and [`local::feeder`]); every answer is
 //! checked, so a run that measures errors fails instead.
 //!
 //! Per invocation the bench records the latency as the Runtime API sees it
@@ -31,13 +31,13 @@ use shared::queue::CleanupMessage;
 use shared::store::{CleanupTask, Store};
 use shared::Config;
 
-use crate::apigw::{parse_response, rest_event, ProxyRequest};
-use crate::local::project_root;
-use crate::moto::{self, Moto};
-use crate::runtime::{uuid_like, FunctionHost, Outcome, Scaling};
-use crate::stack::Stack;
-use crate::template::Function;
-use crate::wire::{Call, Proxy};
+use local::apigw::{parse_response, rest_event, ProxyRequest};
+use local::moto::{self, Moto};
+use local::project_root;
+use local::runtime::{uuid_like, FunctionHost, Outcome, Scaling};
+use local::stack::Stack;
+use local::template::Function;
+use local::wire::{Call, Proxy};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -206,12 +206,12 @@ async fn host_cpu(host: &FunctionHost) -> Option<Duration> {
 
 /// The Python/boto3 peer's script.
 pub fn peer_path() -> PathBuf {
-    project_root().join("xtask").join("peer").join("peer.py")
+    project_root().join("bench").join("peer").join("peer.py")
 }
 
 /// Where cargo puts a workspace binary of the release profile.
 pub fn release_path(binary: &str) -> PathBuf {
-    crate::runtime::profile_path("release", binary)
+    local::runtime::profile_path("release", binary)
 }
 
 /// The instruction set an ELF file is built for.
@@ -305,7 +305,7 @@ pub struct Scenario {
     pub function: &'static str,
     pub label: &'static str,
     pub overrides: &'static [(&'static str, &'static str)],
-    /// Run the Python/boto3 peer (`xtask/peer/peer.py`) with this
+    /// Run the Python/boto3 peer (`bench/peer/peer.py`) with this
     /// `PEER_HANDLER` instead of the function's binary.
     pub peer: Option<&'static str>,
 }
@@ -642,7 +642,7 @@ impl Env {
             method: method.into(),
             path: path.into(),
             resource: resource.into(),
-            path_parameters: crate::gateway::match_path(resource, path).unwrap_or_default(),
+            path_parameters: local::gateway::match_path(resource, path).unwrap_or_default(),
             headers,
             query: query.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             body: body.map(|b| b.to_string().into_bytes()),
@@ -678,7 +678,7 @@ impl Env {
     }
 
     fn cleanup_event(&self, messages: &[aws_sdk_sqs::types::Message]) -> Result<Value> {
-        Ok(crate::feeder::sqs_event(messages, &self.stack.physical("CleanupQueue")?.arn))
+        Ok(local::feeder::sqs_event(messages, &self.stack.physical("CleanupQueue")?.arn))
     }
 }
 
@@ -793,7 +793,7 @@ async fn prepare(kind: Kind, env: &Env, n: usize) -> Result<(Vec<Value>, Expect)
             let messages = env.cleanup_messages(n * 10, false).await?;
             (messages.chunks(10).map(|c| env.cleanup_event(c)).collect::<Result<_>>()?, Expect::CleanBatch)
         }
-        Kind::Sweeper => ((0..n).map(|_| crate::feeder::scheduled_event("Sweeper")).collect(), Expect::Expired(0)),
+        Kind::Sweeper => ((0..n).map(|_| local::feeder::scheduled_event("Sweeper")).collect(), Expect::Expired(0)),
     })
 }
 
@@ -977,7 +977,7 @@ async fn scale(sc: &Scenario, env: &Env, host: &FunctionHost, warm: &[Sample], o
                 let setup = Instant::now();
                 env.expired(n).await?;
                 eprintln!("  setup of {n} expired sessions {:.1} s", setup.elapsed().as_secs_f64());
-                let event = crate::feeder::scheduled_event("Sweeper");
+                let event = local::feeder::scheduled_event("Sweeper");
                 let (_, s) = measure(host, &env.proxy, &event, Expect::Expired(n)).await?;
                 let rss = host_rss_kib(host).await;
                 out.push(Scale::from_samples("sweeper: one run".into(), n, "expiries", &[s], rss));

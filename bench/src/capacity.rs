@@ -8,7 +8,7 @@
 //! uploads.
 //!
 //! What each operation does to the table is written down once, in
-//! [`Model::request`], from the code paths of the functions (a strongly
+//! `Model::request`, from the code paths of the functions (a strongly
 //! consistent read is 1 read unit, a transactional write 2 write units per
 //! item, an index entry written, changed or removed 1 write unit on that
 //! index).

@@ -31,7 +31,7 @@ pub fn matches_any(patterns: &[Value], event: &Value) -> Result<bool> {
     Ok(false)
 }
 
-/// Refuses what [`matches`] cannot evaluate, by evaluating it once against
+/// Refuses what [`matches()`] cannot evaluate, by evaluating it once against
 /// an empty event.
 pub fn check(pattern: &Value) -> Result<()> {
     matches(pattern, &Value::Object(Map::new())).map(|_| ())

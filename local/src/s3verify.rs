@@ -26,7 +26,7 @@
 //!   `X-Amz-Expires` over 7 days, and headers sent beside a presigned URL
 //!   that it does not sign (added here, see below).
 //!
-//! What s3s-fs checks, and what it lacks, and what [`Verifying`] (the S3
+//! What s3s-fs checks, and what it lacks, and what `Verifying` (the S3
 //! implementation served here, delegating the storage to s3s-fs) adds; each
 //! addition is what real S3 does:
 //!
@@ -256,33 +256,6 @@ impl Drop for VerifyingS3 {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
-}
-
-/// `cargo xtask s3verify [--port N] [--root DIR] [--any-key-id-secret S]`:
-/// serves until Ctrl-C.
-pub async fn command(args: &[String]) -> Result<std::process::ExitCode> {
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
-    let port: u16 = flag("--port").map(|p| p.parse()).transpose().context("--port")?.unwrap_or(0);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let signers = flag("--any-key-id-secret").map_or(Signers::Fixed, |s| Signers::AnyKeyId(s.clone()));
-    let credentials = match &signers {
-        Signers::Fixed => format!("AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY}"),
-        Signers::AnyKeyId(secret) => format!("AWS_ACCESS_KEY_ID=<any> AWS_SECRET_ACCESS_KEY={secret}"),
-    };
-    let server = match flag("--root") {
-        Some(root) => {
-            std::fs::create_dir_all(root)?;
-            VerifyingS3::start_on(addr, Path::new(root), signers).await?
-        }
-        None => VerifyingS3::start_in_temp(addr, signers).await?,
-    };
-    println!("verifying S3: {}", server.endpoint);
-    println!("folder: {}", server.root.display());
-    println!("AWS_ENDPOINT_URL_S3={} {credentials} AWS_REGION={REGION}", server.endpoint);
-    println!("path-style only; Ctrl-C stops it.");
-    tokio::signal::ctrl_c().await?;
-    drop(server);
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::local::{project_root, ACCOUNT, REGION};
+use crate::{project_root, ACCOUNT, REGION};
 
 /// What a function answered.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
 
-use crate::local::project_root;
+use crate::project_root;
 
 /// The moto release the project is tested against. Not 5.2.x: its new S3
 /// serializer wraps `ListParts` in `<ListPartsResponse>` instead of S3's
@@ -19,7 +19,7 @@ pub const MOTO_REQUIREMENT: &str = "moto[server]==5.1.22";
 /// The checkers CI runs, pinned like the emulator: the template's
 /// (`cfn-lint`, `sam validate`) and the contract fuzzer that runs
 /// `openapi.yaml` against the local API (`schemathesis`, from
-/// `tests/tests/fuzz.rs`; 4.32.5 needs Python 3.11 or newer). They live in a
+/// `tests/tests/suite/fuzz.rs`; 4.32.5 needs Python 3.11 or newer). They live in a
 /// virtualenv of their own (`.venv-tools/`), so their pins and moto's never
 /// have to agree.
 pub const TOOL_REQUIREMENTS: &[&str] = &["cfn-lint==1.58.0", "aws-sam-cli==1.170.0", "schemathesis==4.32.5"];
@@ -93,13 +93,13 @@ pub struct Moto {
 
 impl Moto {
     /// Starts moto on `127.0.0.1:port`, one request at a time (see
-    /// `xtask/moto_serial.py` for why), and waits until it answers.
+    /// `local/moto_serial.py` for why), and waits until it answers.
     pub async fn start(port: u16) -> Result<Self> {
         Self::start_with_call_log(port, None).await
     }
 
     /// As [`Moto::start`], logging every call to `call_log` (one JSON line
-    /// each; see `xtask/moto_serial.py` and [`crate::iam`]).
+    /// each; see `local/moto_serial.py` and `xtask::iam`).
     pub async fn start_with_call_log(port: u16, call_log: Option<&std::path::Path>) -> Result<Self> {
         Self::start_listening(std::net::Ipv4Addr::LOCALHOST.into(), port, call_log).await
     }
@@ -124,7 +124,7 @@ impl Moto {
         // CI run failed that way). The tests' objects are a few parts of
         // 5 MiB, so keep them in memory: the emulator then needs no disk.
         cmd.env("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", (64 * 1024 * 1024).to_string());
-        cmd.arg(project_root().join("xtask").join("moto_serial.py")).args([
+        cmd.arg(project_root().join("local").join("moto_serial.py")).args([
             "--host",
             &listen.to_string(),
             "--port",

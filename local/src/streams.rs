@@ -17,7 +17,7 @@
 //! moto keeps one shard per stream; the feeder reads that one. It asks for
 //! a fresh shard iterator every round: moto restores a table from a copy
 //! when a transaction is cancelled, and an iterator taken before would go
-//! on reading the copy's discarded shard (see `xtask/moto_serial.py`).
+//! on reading the copy's discarded shard (see `local/moto_serial.py`).
 
 use std::time::Duration;
 
@@ -26,11 +26,11 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::local::{ACCOUNT, REGION};
 use crate::pattern;
 use crate::runtime::{FunctionHost, Outcome};
 use crate::stack::Stack;
 use crate::template::{Function, StreamSource};
+use crate::{ACCOUNT, REGION};
 
 /// Where the next read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

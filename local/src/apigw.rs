@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Result};
 use serde_json::{json, Map, Value};
 
-use crate::local::ACCOUNT;
+use crate::ACCOUNT;
 
 pub const STAGE: &str = "v1";
 pub const API_ID: &str = "local";
