@@ -112,6 +112,11 @@ fn build_functions(template: &local::template::Template) -> Result<()> {
     if !status.success() {
         bail!("building the functions failed");
     }
+    check_binaries(template)
+}
+
+/// Every function of `template` has its binary built.
+fn check_binaries(template: &local::template::Template) -> Result<()> {
     for f in template.functions()? {
         let path = local::runtime::binary_path(&f.binary);
         if !path.exists() {
@@ -142,6 +147,12 @@ async fn dev() -> Result<ExitCode> {
     };
     let s3_port: u16 = env_or("UPLOADS_S3_PORT", "5056").parse().context("UPLOADS_S3_PORT")?;
     let container_host = env_or("UPLOADS_CONTAINER_HOST", local::samlocal::CONTAINER_HOST);
+
+    // The functions' build, the uploads page's bundle and the emulator's
+    // install go on at once: the first waits on the compiler, the others
+    // mostly on the network and on node.
+    let functions = std::thread::spawn(|| cargo().args(["build", "--workspace", "--bins"]).status());
+    let page = std::thread::spawn(|| build_client_js(false));
 
     let moto = Moto::start_listening(listen, moto_port, None)
         .await
@@ -177,10 +188,15 @@ async fn dev() -> Result<ExitCode> {
             );
         }
     }
-    build_functions(&stack.template)?;
+    let built = functions.join().map_err(|_| anyhow!("the build thread panicked"))?.context("running cargo build")?;
+    if !built.success() {
+        bail!("building the functions failed");
+    }
+    check_binaries(&stack.template)?;
     stack.store()?.put_api_key(&key, &owner).await?;
     // The uploads page's bundle (clients/js); the API runs without it.
-    let page_built = build_client_js(false);
+    // The API runs without the page.
+    let page_built = page.join().map_err(|_| anyhow!("the npm thread panicked"))?;
 
     let hosts = stack.start_functions(true).await?;
 
@@ -411,13 +427,28 @@ fn build_client_js(unit_tests: bool) -> Result<()> {
 }
 
 async fn test(extra: &[String]) -> Result<ExitCode> {
-    check_template()?;
-    build_client_js(true)?;
-    eprintln!("clients/js: built, unit tests pass");
-    moto::ensure_installed()?;
-    local::chromium::ensure_installed()?;
+    // The template's lint, the TypeScript package and the installs (moto,
+    // Chromium) go on beside the Rust builds: they wait mostly on the
+    // network and on node, the builds on the compiler.
+    let setup = std::thread::spawn(|| -> Result<()> {
+        check_template()?;
+        build_client_js(true)?;
+        eprintln!("clients/js: built, unit tests pass");
+        moto::ensure_installed()?;
+        local::chromium::ensure_installed()
+    });
     let template = local::template::Template::load(&project_root().join("template.yaml"))?;
-    build_functions(&template)?;
+    let built = build_functions(&template).and_then(|()| {
+        // The test binaries too, before the emulator starts.
+        let cargo_args = extra.iter().take_while(|a| *a != "--");
+        let status = cargo().args(["test", "--workspace", "--no-run"]).args(cargo_args).status()?;
+        if !status.success() {
+            bail!("building the tests failed");
+        }
+        Ok(())
+    });
+    setup.join().map_err(|_| anyhow!("the setup thread panicked"))??;
+    built?;
     let port = moto::free_port()?;
     let call_log = project_root().join("target").join("moto").join(format!("calls-{port}.jsonl"));
     let _ = std::fs::remove_file(&call_log);
