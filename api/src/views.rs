@@ -223,6 +223,21 @@ impl Transfer {
             parts_missing: None,
         }
     }
+
+    /// The presigned `PUT`s this answer carries (none when it carries no URLs).
+    pub fn puts(&self) -> &[PresignedPut] {
+        self.parts.as_deref().unwrap_or_default()
+    }
+
+    /// The parts S3 holds, as far as this answer says.
+    pub fn received(&self) -> &[u64] {
+        self.parts_received.as_deref().unwrap_or_default()
+    }
+
+    /// The parts still to be sent, as far as this answer says.
+    pub fn missing(&self) -> &[u64] {
+        self.parts_missing.as_deref().unwrap_or_default()
+    }
 }
 
 /// One presigned `PUT`: send exactly `size` bytes with exactly `headers`
