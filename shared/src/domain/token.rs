@@ -350,6 +350,26 @@ mod tests {
         }
     }
 
+    /// What the API's request type writes, the parser takes as written.
+    #[test]
+    fn the_api_mint_body_parses() {
+        let body = api::MintToken {
+            ttl_seconds: Some(60),
+            scope: Some(TokenScope::Owner),
+            max_size: Some(7),
+            content_type: Some("image/*".into()),
+            upload_id: Some("3F2A9C4E-8B1D-4F6A-9E0C-7B5D2A1F8E36".into()),
+        };
+        let g = TokenGrant::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(
+            (g.ttl_seconds, g.scope, g.max_size, g.content_type.as_deref()),
+            (60, TokenScope::Owner, Some(7), Some("image/*"))
+        );
+        assert_eq!(g.upload_id.map(|u| u.as_str().to_owned()).as_deref(), Some("upl_3f2a9c4e8b1d4f6a9e0c7b5d2a1f8e36"));
+        let defaults = TokenGrant::parse(&serde_json::to_vec(&api::MintToken::default()).unwrap()).unwrap();
+        assert_eq!((defaults.ttl_seconds, defaults.scope), (TOKEN_DEFAULT_TTL_SECONDS, TokenScope::Own));
+    }
+
     #[test]
     fn a_minted_token_expires_on_a_whole_second() {
         let g = TokenGrant::parse(br#"{"ttl_seconds":60}"#).unwrap();
