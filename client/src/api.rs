@@ -1,95 +1,21 @@
 //! A small client of the upload sessions API: one method per route, the
-//! views it answers, and retries of what is safe to retry.
+//! views it answers (the API's own types, crate `api`), and retries of
+//! what is safe to retry.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::Method;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{chain, Error};
 use crate::retry::Backoff;
 use crate::ui::Ui;
 
-/// A session as the API shows it (create, get, confirm, resume; a list
-/// shows the same fields without `upload`, `download` and `checksum`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Session {
-    pub upload_id: String,
-    pub status: String,
-    pub filename: String,
-    pub content_type: String,
-    pub size: u64,
-    pub created_at: String,
-    #[serde(default)]
-    pub expires_at: Option<String>,
-    #[serde(default)]
-    pub completed_at: Option<String>,
-    /// Present when the upload was declared with checksums.
-    #[serde(default)]
-    pub checksum: Option<ChecksumView>,
-    /// Create and resume: how to send the bytes; get of a pending upload:
-    /// which parts S3 holds.
-    #[serde(default)]
-    pub upload: Option<Transfer>,
-    /// Get of a completed upload: where to read its bytes.
-    #[serde(default)]
-    pub download: Option<Download>,
-}
-
-impl Session {
-    pub fn is_completed(&self) -> bool {
-        self.status == "completed"
-    }
-}
-
-/// The checksum S3 holds for a completed upload's object (declared at
-/// create): `FULL_OBJECT` (single `PUT`) or `COMPOSITE` (multipart, the
-/// digest of the part digests, `-<count>`; parts of `part_size`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChecksumView {
-    pub algorithm: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    pub part_size: u64,
-}
-
-/// How a session's bytes travel, and (create, resume) the presigned `PUT`s.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Transfer {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub part_size: u64,
-    pub part_count: u64,
-    #[serde(default)]
-    pub urls_expire_at: Option<String>,
-    #[serde(default)]
-    pub parts: Vec<PresignedPut>,
-    #[serde(default)]
-    pub more_parts: bool,
-    #[serde(default)]
-    pub parts_received: Vec<u64>,
-    #[serde(default)]
-    pub parts_missing: Vec<u64>,
-}
-
-/// One presigned `PUT`: send exactly `size` bytes with exactly `headers`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PresignedPut {
-    pub part_number: u64,
-    pub url: String,
-    pub headers: BTreeMap<String, String>,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Download {
-    pub url: String,
-    pub expires_at: String,
-}
+pub use ::api::{
+    Checksum as ChecksumView, ChecksumAlgorithm, ChecksumType, CreateUpload as NewUpload, Download, Page, PresignedPut,
+    Session, Status, Transfer, TransferType,
+};
 
 /// An answer: the typed view, and the JSON as the API sent it (what
 /// `--json` prints).
@@ -107,24 +33,6 @@ pub enum Confirmed {
     /// 202: S3 is still completing the multipart upload; confirm again
     /// after this long.
     InProgress(Duration),
-}
-
-/// One page of a list.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Page {
-    pub uploads: Vec<Value>,
-    pub next_cursor: Option<String>,
-}
-
-/// What the create request declares.
-#[derive(Debug, Clone)]
-pub struct NewUpload {
-    pub filename: String,
-    pub content_type: String,
-    pub size: u64,
-    pub part_size: u64,
-    /// The algorithm's API name and one base64 digest per `PUT`.
-    pub checksums: Option<(String, Vec<String>)>,
 }
 
 /// When a failed call may be sent again.
@@ -182,16 +90,7 @@ impl Api {
 
     /// `POST /uploads`.
     pub async fn create(&self, new: &NewUpload) -> Result<Answer<Session>, Error> {
-        let mut body = json!({
-            "filename": new.filename,
-            "content_type": new.content_type,
-            "size": new.size,
-            "part_size": new.part_size,
-        });
-        if let Some((algorithm, values)) = &new.checksums {
-            body["checksum_algorithm"] = json!(algorithm);
-            body["checksums"] = json!(values);
-        }
+        let body = serde_json::to_value(new).map_err(|e| Error::Local(format!("encoding the create request: {e}")))?;
         let reply = self.call(Method::POST, "/uploads", &[], Some(&body), Retry::Unchanged).await?;
         answer(reply.json)
     }
@@ -369,17 +268,9 @@ fn error_message(status: u16, body: &str) -> String {
 /// The canonical form of an upload id given on the command line: `upl_`
 /// and 32 lowercase hex digits, or the same 128 bits as a hyphenated UUID.
 pub fn parse_upload_id(s: &str) -> Result<String, Error> {
-    let is_hex = |t: &str| t.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some(hex) = s.strip_prefix("upl_") {
-        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Ok(s.to_owned());
-        }
-    }
-    let groups: Vec<&str> = s.split('-').collect();
-    if groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]) && groups.iter().all(|g| is_hex(g)) {
-        return Ok(format!("upl_{}", groups.concat().to_ascii_lowercase()));
-    }
-    Err(Error::Local(format!("'{s}' is not an upload id (upl_ followed by 32 lowercase hex digits, or a UUID)")))
+    ::api::canonical_upload_id(s).ok_or_else(|| {
+        Error::Local(format!("'{s}' is not an upload id (upl_ followed by 32 lowercase hex digits, or a UUID)"))
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::io::Read;
 
+use ::api::ChecksumAlgorithm;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -25,10 +26,14 @@ impl Algorithm {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "SHA256" => Some(Algorithm::Sha256),
-            "CRC32C" => Some(Algorithm::Crc32c),
-            _ => None,
+        ChecksumAlgorithm::parse(s).map(Self::from)
+    }
+
+    /// The API's name for it.
+    pub fn api(self) -> ChecksumAlgorithm {
+        match self {
+            Algorithm::Sha256 => ChecksumAlgorithm::Sha256,
+            Algorithm::Crc32c => ChecksumAlgorithm::Crc32c,
         }
     }
 
@@ -44,6 +49,15 @@ impl Algorithm {
         let mut h = self.hasher();
         h.update(bytes);
         h.finish()
+    }
+}
+
+impl From<ChecksumAlgorithm> for Algorithm {
+    fn from(a: ChecksumAlgorithm) -> Self {
+        match a {
+            ChecksumAlgorithm::Sha256 => Algorithm::Sha256,
+            ChecksumAlgorithm::Crc32c => Algorithm::Crc32c,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::api::{parse_upload_id, Answer, Api, Confirmed, NewUpload, Session};
+use crate::api::{parse_upload_id, Answer, Api, Confirmed, NewUpload, Session, TransferType};
 use crate::checksum::{self, Algorithm};
 use crate::cli::{Cli, Command, GetArgs, LsArgs, PutArgs, ResumeArgs};
 use crate::download::{self, interruptible, safe_filename, Checked, Output};
@@ -81,11 +81,18 @@ pub async fn put(ctx: &Context, args: PutArgs) -> Result<Answer<Session>, Error>
 
     let checksums = match algorithm {
         None => None,
-        Some(a) => Some((a.as_str().to_owned(), digests(ctx, &path, size, a, plan.part_size).await?)),
+        Some(a) => Some(digests(ctx, &path, size, a, plan.part_size).await?),
     };
     let started = Instant::now();
-    let created =
-        ctx.api.create(&NewUpload { filename, content_type, size, part_size: plan.part_size, checksums }).await?;
+    let new = NewUpload {
+        filename,
+        content_type,
+        size,
+        part_size: Some(plan.part_size),
+        checksum_algorithm: algorithm.map(Algorithm::api),
+        checksums,
+    };
+    let created = ctx.api.create(&new).await?;
     let session = created.view;
     let id = session.upload_id.clone();
     let upload = session
@@ -152,7 +159,7 @@ pub async fn resume(ctx: &Context, args: ResumeArgs) -> Result<Answer<Session>, 
     let upload = session
         .upload
         .ok_or_else(|| Error::Unavailable(format!("the API's resume answer for {id} has no upload instructions")))?;
-    let received: HashSet<u64> = upload.parts_received.iter().copied().collect();
+    let received: HashSet<u64> = upload.received().iter().copied().collect();
     let missing: Vec<u64> = (1..=upload.part_count).filter(|n| !received.contains(n)).collect();
     let bytes: u64 = missing.iter().map(|&n| part_len(size, upload.part_size, n)).sum();
     if missing.is_empty() {
@@ -313,16 +320,15 @@ pub async fn get(ctx: &Context, args: GetArgs) -> Result<(), Error> {
 pub async fn ls(ctx: &Context, args: LsArgs) -> Result<(), Error> {
     let uploads = list_all(&ctx.api, args.limit).await?;
     if ctx.json {
-        return print_json(&Value::Array(uploads));
+        let uploads = serde_json::to_value(&uploads).map_err(|e| Error::Local(format!("printing the list: {e}")))?;
+        return print_json(&uploads);
     }
     if uploads.is_empty() {
         ctx.ui.note("no uploads");
         return Ok(());
     }
     let mut table = format!("{:<36}  {:<9}  {:>10}  {:<19}  {}\n", "ID", "STATUS", "SIZE", "CREATED (UTC)", "FILENAME");
-    for u in &uploads {
-        let s: Session = serde_json::from_value(u.clone())
-            .map_err(|e| Error::Unavailable(format!("the API listed an upload this client cannot read: {e}")))?;
+    for s in &uploads {
         table.push_str(&format!(
             "{:<36}  {:<9}  {:>10}  {:<19}  {}\n",
             s.upload_id,
@@ -336,7 +342,7 @@ pub async fn ls(ctx: &Context, args: LsArgs) -> Result<(), Error> {
 }
 
 /// The caller's uploads, newest first, following cursors; at most `limit`.
-pub async fn list_all(api: &Api, limit: Option<u32>) -> Result<Vec<Value>, Error> {
+pub async fn list_all(api: &Api, limit: Option<u32>) -> Result<Vec<Session>, Error> {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -379,7 +385,7 @@ pub async fn show(ctx: &Context, id: &str) -> Result<(), Error> {
     let s = &answer.view;
     let mut lines = vec![
         ("upload_id", s.upload_id.clone()),
-        ("status", s.status.clone()),
+        ("status", s.status.to_string()),
         ("filename", s.filename.clone()),
         ("content_type", s.content_type.clone()),
         ("size", format!("{} ({})", s.size, human(s.size))),
@@ -395,14 +401,14 @@ pub async fn show(ctx: &Context, id: &str) -> Result<(), Error> {
         lines.push(("checksum", format!("{} {} {}", c.algorithm, c.kind, c.value)));
     }
     if let Some(u) = &s.upload {
-        let shape = if u.kind == "single" {
+        let shape = if u.kind == TransferType::Single {
             "single PUT".to_owned()
         } else {
             format!("multipart, {} parts of {}", u.part_count, human(u.part_size))
         };
         lines.push(("transfer", shape));
-        lines.push(("parts_received", or_none(ranges(&u.parts_received))));
-        lines.push(("parts_missing", or_none(ranges(&u.parts_missing))));
+        lines.push(("parts_received", or_none(ranges(u.received()))));
+        lines.push(("parts_missing", or_none(ranges(u.missing()))));
     }
     if let Some(d) = &s.download {
         lines.push(("download", format!("uploads get {} (URL valid until {})", s.upload_id, d.expires_at)));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use crate::api::{retry_after, Api, Session};
+use crate::api::{retry_after, Api, ChecksumType, Session};
 use crate::checksum::{Algorithm, Verifier};
 use crate::error::{chain, Error};
 use crate::retry::{random_hex, Backoff};
@@ -58,7 +58,7 @@ pub async fn download(
     retries: u32,
     bar: indicatif::ProgressBar,
 ) -> Result<Checked, Error> {
-    let expected = expected_checksum(api, session);
+    let expected = expected_checksum(session);
     match output {
         Output::Stdout => {
             let mut sink = Sink::Stdout(tokio::io::stdout());
@@ -145,26 +145,16 @@ impl Sink {
     }
 }
 
-/// The checksum `session` declares (algorithm, value), if it has one of a
-/// kind this client knows.
-fn expected_checksum(api: &Api, session: &Session) -> Option<(Algorithm, String)> {
+/// The checksum `session` declares (algorithm, value), if it has one.
+fn expected_checksum(session: &Session) -> Option<(Algorithm, String)> {
     let c = session.checksum.as_ref()?;
-    let Some(algorithm) = Algorithm::parse(&c.algorithm) else {
-        api.ui()
-            .note(format!("checksum algorithm {} is unknown to this client: only the size is checked", c.algorithm));
-        return None;
-    };
-    if !matches!(c.kind.as_str(), "FULL_OBJECT" | "COMPOSITE") {
-        api.ui().note(format!("checksum type {} is unknown to this client: only the size is checked", c.kind));
-        return None;
-    }
-    Some((algorithm, c.value.clone()))
+    Some((Algorithm::from(c.algorithm), c.value.clone()))
 }
 
 /// A verifier of `session`'s kind of checksum, fed from the first byte.
 fn new_verifier(algorithm: Algorithm, session: &Session) -> Verifier {
     match session.checksum.as_ref() {
-        Some(c) if c.kind == "COMPOSITE" => Verifier::composite(algorithm, c.part_size),
+        Some(c) if c.kind == ChecksumType::Composite => Verifier::composite(algorithm, c.part_size),
         _ => Verifier::full_object(algorithm),
     }
 }

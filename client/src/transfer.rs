@@ -356,11 +356,11 @@ impl UrlBook {
 
 impl Urls {
     fn take(&mut self, t: &Transfer) {
-        self.by_part = t.parts.iter().map(|p| (p.part_number, p.clone())).collect();
+        self.by_part = t.puts().iter().map(|p| (p.part_number, p.clone())).collect();
         let now = OffsetDateTime::now_utc();
         let expires_at = t.urls_expire_at.as_deref().and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok());
         self.renew_at = expires_at.map(|at| at - URL_MARGIN.min((at - now) / 4));
-        self.received = t.parts_received.iter().copied().collect();
+        self.received = t.received().iter().copied().collect();
     }
 }
 

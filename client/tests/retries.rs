@@ -261,7 +261,7 @@ async fn parts_are_retried_urls_renewed_and_pages_fetched() {
         content_type: None,
     };
     let done = commands::put(&ctx, args).await.unwrap();
-    assert_eq!(done.view.status, "completed");
+    assert_eq!(done.view.status, uploads::api::Status::Completed);
     {
         let f = fake.lock().unwrap();
         assert_eq!(f.object(), bytes, "every part stored, in order");
@@ -289,7 +289,7 @@ async fn parts_are_retried_urls_renewed_and_pages_fetched() {
     // A second resume has nothing left to send.
     let puts = fake.lock().unwrap().puts.clone();
     let again = commands::resume(&ctx, ResumeArgs { id: ID.into(), file: file.clone(), jobs: 1 }).await;
-    assert_eq!(again.unwrap().view.status, "completed");
+    assert_eq!(again.unwrap().view.status, uploads::api::Status::Completed);
     assert_eq!(fake.lock().unwrap().puts, puts, "nothing sent again");
 
     // Bytes that do not match the declared checksum: exit 4, no file left.

@@ -4,10 +4,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use api::ErrorBody;
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tracing::field::Empty;
 use tracing::{error, info, info_span, Instrument, Span};
 
@@ -36,18 +38,24 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(body: Value) -> Self {
-        Self { status: StatusCode::OK, body, retry_after: None }
+    pub fn ok(body: impl Serialize) -> Self {
+        Self { status: StatusCode::OK, body: to_body(body), retry_after: None }
     }
 
-    pub fn created(body: Value) -> Self {
-        Self { status: StatusCode::CREATED, body, retry_after: None }
+    pub fn created(body: impl Serialize) -> Self {
+        Self { status: StatusCode::CREATED, body: to_body(body), retry_after: None }
     }
 
     /// 202: accepted, still in progress; ask again after `retry_after` seconds.
-    pub fn accepted(body: Value, retry_after: u32) -> Self {
-        Self { status: StatusCode::ACCEPTED, body, retry_after: Some(retry_after) }
+    pub fn accepted(body: impl Serialize, retry_after: u32) -> Self {
+        Self { status: StatusCode::ACCEPTED, body: to_body(body), retry_after: Some(retry_after) }
     }
+}
+
+/// An answer's JSON. The API's views (crate `api`) are strings, integers,
+/// booleans and string-keyed maps, which always serialize.
+fn to_body(view: impl Serialize) -> Value {
+    serde_json::to_value(view).expect("the API's views serialize to JSON")
 }
 
 /// The request body's bytes (API Gateway may hand them over base64-encoded;
@@ -115,7 +123,8 @@ where
                 if let Error::Internal { .. } = err {
                     error!(error = %chain(&err), "internal failure");
                 }
-                (err.status(), json!({ "error": err.public_message(op.failure) }), err.retry_after())
+                let body = ErrorBody { error: err.public_message(op.failure), request_id: request_id.clone() };
+                (err.status(), to_body(body), err.retry_after())
             }
         };
         if let Value::Object(map) = &mut body {

@@ -12,7 +12,6 @@ use aws_sdk_s3::types::{
     CompletedPart, Delete, ObjectIdentifier,
 };
 use aws_sdk_s3::Client;
-use serde::Serialize;
 
 use crate::domain::{ChecksumAlgorithm, Checksums, ObjectKey, Timestamp};
 use crate::error::Error;
@@ -102,37 +101,35 @@ impl UrlWindow {
     }
 }
 
-/// A presigned `PUT` a client sends one part (or the whole object) to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PresignedPut {
-    pub part_number: u32,
-    pub method: &'static str,
-    pub url: String,
-    /// Headers the client must send as they are (they are signed).
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// Exactly how many bytes this `PUT` carries.
-    pub size: u64,
-}
+/// A presigned `PUT` a client sends one part (or the whole object) to: the
+/// API's view.
+pub use api::PresignedPut;
 
-impl PresignedPut {
-    fn from_request(part_number: u32, size: u64, req: PresignedRequest) -> Self {
-        // Only the signed headers are the client's to send (the SDK may add
-        // others, such as a trace id, that mean nothing to the client).
-        let signed: Vec<String> = req
-            .uri()
-            .split_once('?')
-            .map(|(_, q)| q)
-            .unwrap_or_default()
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders="))
-            .map(|v| v.replace("%3B", ";").replace("%3b", ";").split(';').map(str::to_ascii_lowercase).collect())
-            .unwrap_or_default();
-        let headers = req
-            .headers()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-            .filter(|(k, _)| k != "host" && signed.contains(k))
-            .collect();
-        Self { part_number, method: "PUT", url: req.uri().to_owned(), headers, size }
+/// The API's view of a presigned `PUT` of part `part_number` (1 for a
+/// single `PUT`) of `size` bytes.
+fn put_view(part_number: u32, size: u64, req: PresignedRequest) -> PresignedPut {
+    // Only the signed headers are the client's to send (the SDK may add
+    // others, such as a trace id, that mean nothing to the client).
+    let signed: Vec<String> = req
+        .uri()
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders="))
+        .map(|v| v.replace("%3B", ";").replace("%3b", ";").split(';').map(str::to_ascii_lowercase).collect())
+        .unwrap_or_default();
+    let headers = req
+        .headers()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .filter(|(k, _)| k != "host" && signed.contains(k))
+        .collect();
+    PresignedPut {
+        part_number: u64::from(part_number),
+        method: api::PutMethod::Put,
+        url: req.uri().to_owned(),
+        headers,
+        size,
     }
 }
 
@@ -383,7 +380,7 @@ impl Objects {
             .presigned(window.presigning()?)
             .await
             .map_err(Error::aws("presign put"))?;
-        Ok(PresignedPut::from_request(1, size, req))
+        Ok(put_view(1, size, req))
     }
 
     /// A presigned `GET` of the object at `key`, working for `window`,
@@ -470,7 +467,7 @@ impl Objects {
             .presigned(window.presigning()?)
             .await
             .map_err(Error::aws("presign part"))?;
-        Ok(PresignedPut::from_request(n, size, req))
+        Ok(put_view(n, size, req))
     }
 
     /// The parts S3 holds for a multipart upload, or `None` when the upload

@@ -1,7 +1,7 @@
-//! What clients see of sessions: the JSON shapes shared by create, get,
-//! list, confirm and resume.
+//! What clients see of sessions: the API's views (crate `api`) of a
+//! session, as create, get, list, confirm and resume answer them.
 
-use serde_json::{json, Value};
+pub use api::{Checksum, Download, Page, PresignedPut, Session as SessionView, Transfer};
 
 use crate::config::UploadPolicy;
 use crate::domain::{part_len, Listed, Session, Status, Timestamp};
@@ -15,41 +15,42 @@ pub const MAX_URLS_PER_RESPONSE: usize = 1000;
 /// A session as clients see it: what a list shows, and the checksum it was
 /// declared with, as S3 reports it for the whole object (`FULL_OBJECT` for
 /// a single `PUT`, `COMPOSITE` with its part size for multipart).
-pub fn session(s: &Session) -> Value {
+pub fn session(s: &Session) -> SessionView {
     let mut view = listed(&Listed::from(s));
-    if let Some(c) = &s.checksums {
+    view.checksum = s.checksums.as_ref().map(|c| {
         let kind = s.checksum_type();
-        view["checksum"] = json!({
-            "algorithm": c.algorithm().as_str(),
-            "type": kind.as_str(),
-            "value": c.object_value(kind),
-            "part_size": s.multipart.as_ref().map_or(s.size, |m| m.part_size),
-        });
-    }
+        Checksum {
+            algorithm: c.algorithm(),
+            kind,
+            value: c.object_value(kind),
+            part_size: s.multipart.as_ref().map_or(s.size, |m| m.part_size),
+        }
+    });
     view
 }
 
 /// A session as clients see it, from what a list reads.
-pub fn listed(s: &Listed) -> Value {
-    json!({
-        "upload_id": s.id.as_str(),
-        "status": s.status.as_str(),
-        "filename": s.filename,
-        "content_type": s.content_type,
-        "size": s.size,
-        "created_at": s.created_at.to_rfc3339(),
-        "expires_at": (s.status == Status::Pending).then(|| s.expires_at.to_rfc3339()),
-        "completed_at": s.completed_at.map(Timestamp::to_rfc3339),
-    })
+pub fn listed(s: &Listed) -> SessionView {
+    SessionView {
+        upload_id: s.id.as_str().to_owned(),
+        status: s.status,
+        filename: s.filename.clone(),
+        content_type: s.content_type.clone(),
+        size: s.size,
+        created_at: s.created_at.to_rfc3339(),
+        expires_at: (s.status == Status::Pending).then(|| s.expires_at.to_rfc3339()),
+        completed_at: s.completed_at.map(Timestamp::to_rfc3339),
+        checksum: None,
+        upload: None,
+        download: None,
+        completion: None,
+    }
 }
 
 /// How the session's bytes travel: `single` or `multipart`, part size and
 /// count.
-pub fn transfer(s: &Session) -> Value {
-    match &s.multipart {
-        None => json!({ "type": "single", "part_size": s.size, "part_count": 1 }),
-        Some(mp) => json!({ "type": "multipart", "part_size": mp.part_size, "part_count": mp.part_count }),
-    }
+pub fn transfer(s: &Session) -> Transfer {
+    Transfer::plan(s.size, s.multipart.as_ref().map(|mp| (mp.part_size, u64::from(mp.part_count))))
 }
 
 /// The part numbers of `s`, with each part's size.
@@ -58,15 +59,20 @@ pub fn parts(s: &Session) -> impl Iterator<Item = (u32, u64)> + '_ {
     (1..=count).map(move |n| (n, part_len(s.size, part_size, n)))
 }
 
+/// Part numbers as the API writes them (`parts_received`, `parts_missing`).
+pub fn part_numbers(numbers: Vec<u32>) -> Vec<u64> {
+    numbers.into_iter().map(u64::from).collect()
+}
+
 /// Where the bytes of completed session `s` can be read back: a presigned
 /// `GET` that lives as long as the upload URLs (`PRESIGNED_URL_TTL_SECONDS`)
 /// and answers with the upload's content type and
 /// `Content-Disposition: attachment` naming its filename. Signed locally:
 /// no call to S3.
-pub async fn download(objects: &Objects, bucket: &str, s: &Session, policy: &UploadPolicy) -> Result<Value, Error> {
+pub async fn download(objects: &Objects, bucket: &str, s: &Session, policy: &UploadPolicy) -> Result<Download, Error> {
     let window = objects.url_window(policy.url_ttl_seconds).await?;
     let get = objects.presign_get(bucket, &s.object_key, &s.filename, &s.content_type, &window).await?;
-    Ok(json!({ "url": get.url, "method": "GET", "expires_at": get.expires_at.to_rfc3339() }))
+    Ok(Download { url: get.url, method: api::GetMethod::Get, expires_at: get.expires_at.to_rfc3339() })
 }
 
 /// Upload instructions for the `missing` parts of pending session `s`:
@@ -78,7 +84,7 @@ pub async fn instructions(
     s: &Session,
     missing: &[u32],
     policy: &UploadPolicy,
-) -> Result<Value, Error> {
+) -> Result<Transfer, Error> {
     // One window for all the URLs: they share their expiry, which is the
     // one reported.
     let window = objects.url_window(policy.url_ttl_seconds).await?;
@@ -96,10 +102,10 @@ pub async fn instructions(
         };
         puts.push(put);
     }
-    let mut out = transfer(s);
-    let map = out.as_object_mut().expect("transfer is an object");
-    map.insert("urls_expire_at".into(), json!(urls_expire_at.to_rfc3339()));
-    map.insert("parts".into(), serde_json::to_value(&puts).map_err(Error::internal("encode parts"))?);
-    map.insert("more_parts".into(), json!(missing.len() > MAX_URLS_PER_RESPONSE));
-    Ok(out)
+    Ok(Transfer {
+        urls_expire_at: Some(urls_expire_at.to_rfc3339()),
+        parts: Some(puts),
+        more_parts: Some(missing.len() > MAX_URLS_PER_RESPONSE),
+        ..transfer(s)
+    })
 }

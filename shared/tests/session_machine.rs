@@ -118,7 +118,7 @@ impl World {
             sum.used += h.used;
             sum.reserved += h.reserved;
             sum.pending += h.pending;
-            let view = views::session(s);
+            let view = serde_json::to_value(views::session(s)).unwrap();
             prop_assert_eq!(view["status"].as_str(), Some(s.status.as_str()));
             prop_assert_eq!(view["size"].as_u64(), Some(s.size));
             match s.status {

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use shared::completion::{self, Confirmed};
 use shared::http::{self, Operation, Reply};
 use shared::uploads::Uploads;
@@ -34,7 +33,7 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
             Confirmed::Completed(session) => Reply::ok(views::session(&session)),
             Confirmed::InProgress(session) => {
                 let mut body = views::session(&session);
-                body["completion"] = json!("in_progress");
+                body.completion = Some(api::Completion::InProgress);
                 Reply::accepted(body, RETRY_AFTER_SECONDS)
             }
         })

@@ -103,7 +103,7 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
 
         let all: Vec<u32> = views::parts(&session).map(|(n, _)| n).collect();
         let mut body = views::session(&session);
-        body["upload"] = views::instructions(&deps.objects, &deps.bucket, &session, &all, &deps.policy).await?;
+        body.upload = Some(views::instructions(&deps.objects, &deps.bucket, &session, &all, &deps.policy).await?);
         Ok(Reply::created(body))
     })
     .await

@@ -8,7 +8,6 @@
 //! follows the commit: three AWS calls.
 
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use shared::config::ConfigError;
 use shared::deletion::Deleter;
 use shared::http::{self, Operation, Reply};
@@ -41,7 +40,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         let session = session.ok_or(Error::NotFound)?;
         caller.may_reach(&session)?;
         deps.deleter.delete_read(session, DeleteScope::Any).await?.ok_or(Error::NotFound)?;
-        Ok(Reply::ok(json!({ "message": format!("Upload {id} deleted successfully") })))
+        Ok(Reply::ok(api::Deleted { message: format!("Upload {id} deleted successfully") }))
     })
     .await
 }

@@ -4,7 +4,6 @@
 //! its bytes (signed locally, no call to S3).
 
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use shared::domain::Status;
 use shared::http::{self, Operation, Reply};
 use shared::uploads::Uploads;
@@ -20,12 +19,12 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
             Status::Pending => {
                 let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
                 let mut upload = views::transfer(&session);
-                upload["parts_received"] = json!(held.received(&session));
-                upload["parts_missing"] = json!(held.missing(&session));
-                body["upload"] = upload;
+                upload.parts_received = Some(views::part_numbers(held.received(&session)));
+                upload.parts_missing = Some(views::part_numbers(held.missing(&session)));
+                body.upload = Some(upload);
             }
             Status::Completed => {
-                body["download"] = views::download(&deps.objects, &deps.bucket, &session, &deps.policy).await?;
+                body.download = Some(views::download(&deps.objects, &deps.bucket, &session, &deps.policy).await?);
             }
         }
         Ok(Reply::ok(body))

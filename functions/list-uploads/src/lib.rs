@@ -5,7 +5,6 @@
 //! [`shared::cursor`]), so a forged cursor or another owner's is a 400.
 
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use shared::config::ConfigError;
 use shared::http::{self, Operation, Reply};
 use shared::store::{Secret, Store};
@@ -57,8 +56,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
             Some(last) => Some(cursor::encode(deps.store.secret(Secret::Cursor).await?, &owner, &last)),
             None => None,
         };
-        let uploads: Vec<_> = page.sessions.iter().map(views::listed).collect();
-        Ok(Reply::ok(json!({ "uploads": uploads, "next_cursor": next })))
+        let uploads = page.sessions.iter().map(views::listed).collect();
+        Ok(Reply::ok(api::Page { uploads, next_cursor: next }))
     })
     .await
 }

@@ -11,7 +11,6 @@
 //! for `upload_id`); the token secret is read once per instance.
 
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use shared::auth::{self, Credential};
 use shared::config::ConfigError;
 use shared::domain::{Timestamp, TokenGrant};
@@ -55,22 +54,15 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         let secret = deps.store.secret(Secret::Token).await?;
         let token = grant.mint(key.digest(), Timestamp::now());
         Span::current().record("token_id", token.id.as_str());
-        let mut body = json!({
-            "token": token.encode(secret),
-            "token_id": token.id.as_str(),
-            "expires_at": token.expires_at.to_rfc3339(),
-            "scope": token.scope.as_str(),
-        });
-        if let Some(max) = token.max_size {
-            body["max_size"] = json!(max);
-        }
-        if let Some(t) = &token.content_type {
-            body["content_type"] = json!(t);
-        }
-        if let Some(id) = &token.upload_id {
-            body["upload_id"] = json!(id.as_str());
-        }
-        Ok(Reply::created(body))
+        Ok(Reply::created(api::Token {
+            token: token.encode(secret),
+            token_id: token.id.as_str().to_owned(),
+            expires_at: token.expires_at.to_rfc3339(),
+            scope: token.scope,
+            max_size: token.max_size,
+            content_type: token.content_type.clone(),
+            upload_id: token.upload_id.as_ref().map(|id| id.as_str().to_owned()),
+        }))
     })
     .await
 }

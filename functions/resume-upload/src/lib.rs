@@ -3,7 +3,6 @@
 //! before the session does).
 
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use shared::http::{self, Operation, Reply};
 use shared::uploads::Uploads;
 use shared::{progress, views};
@@ -17,9 +16,9 @@ pub async fn handle(deps: &Uploads, req: Request) -> Response<Body> {
         let held = progress::inspect(&deps.objects, &deps.bucket, &session).await?;
         let missing = held.missing(&session);
         let mut upload = views::instructions(&deps.objects, &deps.bucket, &session, &missing, &deps.policy).await?;
-        upload["parts_received"] = json!(held.received(&session));
+        upload.parts_received = Some(views::part_numbers(held.received(&session)));
         let mut body = views::session(&session);
-        body["upload"] = upload;
+        body.upload = Some(upload);
         Ok(Reply::ok(body))
     })
     .await

@@ -14,65 +14,22 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-/// The checksum algorithms a client may declare: the strongest S3 offers
-/// (SHA-256) and the fastest (CRC32C), both of which S3 accepts for single
-/// and composite multipart checksums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumAlgorithm {
-    Sha256,
-    Crc32c,
+pub use api::{ChecksumAlgorithm, ChecksumType};
+
+/// The digests behind a [`ChecksumAlgorithm`] (the API's enum names the
+/// algorithm; computing it needs more than serde).
+pub trait Digests {
+    /// The raw digest of `bytes` (CRC32C big-endian, as S3 encodes it).
+    fn digest(self, bytes: &[u8]) -> Vec<u8>;
 }
 
-impl ChecksumAlgorithm {
-    /// The API's (and S3's) name: `SHA256` or `CRC32C`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "SHA256" => Some(Self::Sha256),
-            "CRC32C" => Some(Self::Crc32c),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sha256 => "SHA256",
-            Self::Crc32c => "CRC32C",
-        }
-    }
-
-    /// Bytes in one raw digest.
-    pub fn digest_len(self) -> usize {
-        match self {
-            Self::Sha256 => 32,
-            Self::Crc32c => 4,
-        }
-    }
-
-    /// The raw digest of `bytes` (CRC32C big-endian, as S3 encodes it).
-    pub fn digest(self, bytes: &[u8]) -> Vec<u8> {
+impl Digests for ChecksumAlgorithm {
+    fn digest(self, bytes: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha256 => Sha256::digest(bytes).to_vec(),
             Self::Crc32c => {
                 (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32).to_be_bytes().to_vec()
             }
-        }
-    }
-}
-
-/// What an upload's checksums look like once S3 holds its object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumType {
-    /// The digest of the whole object (a single `PUT`).
-    FullObject,
-    /// The digest of the part digests, suffixed `-<part count>` (multipart).
-    Composite,
-}
-
-impl ChecksumType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FullObject => "FULL_OBJECT",
-            Self::Composite => "COMPOSITE",
         }
     }
 }

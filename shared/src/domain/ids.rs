@@ -11,27 +11,15 @@ use super::{hex, random_bytes};
 pub struct UploadId(String);
 
 impl UploadId {
-    const PREFIX: &'static str = "upl_";
-
     /// A fresh id from the operating system's random number generator.
     pub fn generate() -> Self {
-        Self(format!("{}{}", Self::PREFIX, hex(&random_bytes::<16>())))
+        Self(format!("{}{}", api::UPLOAD_ID_PREFIX, hex(&random_bytes::<16>())))
     }
 
+    /// The id `input` names, in either of the API's forms
+    /// ([`api::canonical_upload_id`]).
     pub fn parse(input: &str) -> Option<Self> {
-        if let Some(digits) = input.strip_prefix(Self::PREFIX) {
-            let ok = digits.len() == 32 && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            return ok.then(|| Self(input.to_owned()));
-        }
-        // Hyphenated UUID: 8-4-4-4-12.
-        let groups: Vec<&str> = input.split('-').collect();
-        let lens = [8, 4, 4, 4, 12];
-        if groups.len() != lens.len()
-            || groups.iter().zip(lens).any(|(g, n)| g.len() != n || !g.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return None;
-        }
-        Some(Self(format!("{}{}", Self::PREFIX, groups.concat().to_ascii_lowercase())))
+        api::canonical_upload_id(input).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -59,10 +47,7 @@ pub struct OwnerId(String);
 
 impl OwnerId {
     pub fn parse(input: &str) -> Option<Self> {
-        let ok = (1..=64).contains(&input.len())
-            && input.as_bytes()[0].is_ascii_alphanumeric()
-            && input.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        ok.then(|| Self(input.to_owned()))
+        api::is_owner_id(input).then(|| Self(input.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -10,7 +10,7 @@ mod token;
 mod upload;
 
 pub use api_key::{ApiKey, KeyDigest};
-pub use checksum::{ChecksumAlgorithm, ChecksumType, Checksums};
+pub use checksum::{ChecksumAlgorithm, ChecksumType, Checksums, Digests};
 pub use ids::{ObjectKey, OwnerId, UploadId};
 pub use session::{Holding, Listed, Multipart, Session, COMPLETION_ABANDONED_AFTER_SECONDS};
 pub use time::Timestamp;
@@ -20,32 +20,8 @@ pub use token::{
 };
 pub use upload::{part_len, valid_content_type, valid_filename, NewUpload, Plan, MAX_CHECKSUMS};
 
-/// The lifecycle state of an upload session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Opened; bytes may be on their way to S3. Counts nothing against the quota.
-    Pending,
-    /// Confirmed; its size is counted in the owner's `bytes_used`.
-    Completed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Completed => "completed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(Status::Pending),
-            "completed" => Some(Status::Completed),
-            _ => None,
-        }
-    }
-}
+/// The lifecycle state of an upload session: the API's enum.
+pub use api::Status;
 
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -33,7 +33,7 @@ pub const TOKEN_DEFAULT_TTL_SECONDS: i64 = 900;
 pub const TOKEN_MAX_TTL_SECONDS: i64 = 3600;
 /// Longer is not a token this service minted: refused before any decoding.
 pub const MAX_TOKEN_LEN: usize = 1024;
-const PREFIX: &str = "ubt_";
+const PREFIX: &str = api::TOKEN_PREFIX;
 /// Domain separation from the other MACs a secret could key.
 const MAC_CONTEXT: &[u8] = b"ubt1\n";
 
@@ -43,16 +43,12 @@ const MAC_CONTEXT: &[u8] = b"ubt1\n";
 pub struct TokenId(String);
 
 impl TokenId {
-    const PREFIX: &'static str = "tok_";
-
     pub fn generate() -> Self {
-        Self(format!("{}{}", Self::PREFIX, hex(&random_bytes::<16>())))
+        Self(format!("{}{}", api::TOKEN_ID_PREFIX, hex(&random_bytes::<16>())))
     }
 
     pub fn parse(input: &str) -> Option<Self> {
-        let digits = input.strip_prefix(Self::PREFIX)?;
-        let ok = digits.len() == 32 && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        ok.then(|| Self(input.to_owned()))
+        api::is_token_id(input).then(|| Self(input.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -66,31 +62,8 @@ impl fmt::Debug for TokenId {
     }
 }
 
-/// Which of the owner's uploads a token reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenScope {
-    /// Only the uploads created with this token (the default).
-    Own,
-    /// All of the owner's uploads, and their list.
-    Owner,
-}
-
-impl TokenScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenScope::Own => "own",
-            TokenScope::Owner => "owner",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "own" => Some(TokenScope::Own),
-            "owner" => Some(TokenScope::Owner),
-            _ => None,
-        }
-    }
-}
+/// Which of the owner's uploads a token reaches: the API's enum.
+pub use api::TokenScope;
 
 /// Why a presented token is refused; both are 401s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +348,26 @@ mod tests {
         ] {
             assert_eq!(TokenGrant::parse(body.as_bytes()).unwrap_err().to_string(), message, "{body}");
         }
+    }
+
+    /// What the API's request type writes, the parser takes as written.
+    #[test]
+    fn the_api_mint_body_parses() {
+        let body = api::MintToken {
+            ttl_seconds: Some(60),
+            scope: Some(TokenScope::Owner),
+            max_size: Some(7),
+            content_type: Some("image/*".into()),
+            upload_id: Some("3F2A9C4E-8B1D-4F6A-9E0C-7B5D2A1F8E36".into()),
+        };
+        let g = TokenGrant::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(
+            (g.ttl_seconds, g.scope, g.max_size, g.content_type.as_deref()),
+            (60, TokenScope::Owner, Some(7), Some("image/*"))
+        );
+        assert_eq!(g.upload_id.map(|u| u.as_str().to_owned()).as_deref(), Some("upl_3f2a9c4e8b1d4f6a9e0c7b5d2a1f8e36"));
+        let defaults = TokenGrant::parse(&serde_json::to_vec(&api::MintToken::default()).unwrap()).unwrap();
+        assert_eq!((defaults.ttl_seconds, defaults.scope), (TOKEN_DEFAULT_TTL_SECONDS, TokenScope::Own));
     }
 
     #[test]

@@ -193,6 +193,29 @@ mod tests {
         }
     }
 
+    /// What the API's request type writes, the parser takes as written.
+    #[test]
+    fn the_api_create_body_parses() {
+        let sha = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        let body = api::CreateUpload {
+            filename: "a.txt".into(),
+            content_type: "text/plain".into(),
+            size: 12 * MIB,
+            part_size: Some(8 * MIB),
+            checksum_algorithm: Some(ChecksumAlgorithm::Sha256),
+            checksums: Some(vec![sha.clone(), sha]),
+        };
+        let parsed = NewUpload::parse(&serde_json::to_vec(&body).unwrap(), &policy()).unwrap();
+        assert_eq!(
+            (parsed.filename.as_str(), parsed.content_type.as_str(), parsed.size),
+            ("a.txt", "text/plain", 12 * MIB)
+        );
+        assert_eq!(parsed.plan, Plan::Multipart { part_size: 8 * MIB, part_count: 2 });
+        assert_eq!(parsed.checksums.map(|c| (c.algorithm(), c.count())), Some((ChecksumAlgorithm::Sha256, 2)));
+        let plain = api::CreateUpload { part_size: None, checksum_algorithm: None, checksums: None, size: 5, ..body };
+        assert_eq!(NewUpload::parse(&serde_json::to_vec(&plain).unwrap(), &policy()).unwrap().plan, Plan::Single);
+    }
+
     #[test]
     fn parsing_requests() {
         let p = policy();

@@ -426,13 +426,14 @@ async fn forged(c: &Client, s3: S3) {
             filename: "forged.bin".into(),
             content_type: "application/octet-stream".into(),
             size: data.len() as u64,
-            part_size: PART as u64,
-            checksums: Some(("SHA256".into(), vec![claimed.clone()])),
+            part_size: Some(PART as u64),
+            checksum_algorithm: Some(uploads::api::ChecksumAlgorithm::Sha256),
+            checksums: Some(vec![claimed.clone()]),
         })
         .await
         .unwrap();
     let id = created.view.upload_id.clone();
-    let put = &created.view.upload.as_ref().unwrap().parts[0];
+    let put = &created.view.upload.as_ref().unwrap().puts()[0];
     assert_eq!(put.headers.get("x-amz-checksum-sha256"), Some(&claimed), "the checksum is signed into the URL");
     let mut req = reqwest::Client::new().put(&put.url).body(data.clone());
     for (k, v) in &put.headers {
@@ -442,7 +443,7 @@ async fn forged(c: &Client, s3: S3) {
     if s3 == S3::Moto {
         assert_eq!(stored.status(), 200);
         match api.confirm(&id).await.unwrap() {
-            uploads::api::Confirmed::Done(done) => assert_eq!(done.view.status, "completed"),
+            uploads::api::Confirmed::Done(done) => assert_eq!(done.view.status, uploads::api::Status::Completed),
             other => panic!("{other:?}"),
         }
         let run = c.run(&["get", &id, "forged.bin"]).await;

@@ -19,7 +19,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shared::domain::{ApiKey, ChecksumAlgorithm, OwnerId, UploadId};
+use shared::domain::{ApiKey, ChecksumAlgorithm, Digests, OwnerId, UploadId};
 use tests::{bytes, put_parts, LocalApi, TestStack, MIB, S3};
 
 struct Api {
