@@ -20,12 +20,9 @@ is logged as one line per item action (PutItem, UpdateItem, DeleteItem,
 ConditionCheckItem), as IAM authorizes it; a PutEvents as one line per
 entry, its resource the event bus's name.
 
-A table's stream (moto's StreamShard) is copied cheaply: moto deep-copies
-every table a TransactWriteItems touches, to restore it if the transaction
-is cancelled, and a deep copy of the stream's records (every write the table
-ever had) made each transaction slower than the last. The records never
-change once written, so the copy shares them and copies only their list: a
-cancelled transaction still leaves no record behind.
+A cancelled TransactWriteItems is undone item by item (below), not by
+moto's copies of every table it touches, which made each transaction slower
+than the last as tables and their streams grew.
 """
 
 import argparse
@@ -40,20 +37,8 @@ from urllib.parse import parse_qs, unquote
 from werkzeug.serving import run_simple
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
-from moto.dynamodb.models.table import StreamShard, Table
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-def _copy_stream_shard(self, memo):
-    shard = copy.copy(self)
-    memo[id(self)] = shard
-    # The table being copied (deepcopy records it in memo before its state).
-    shard.table = memo.get(id(self.table), self.table)
-    shard.items = list(self.items)
-    return shard
-
-
-StreamShard.__deepcopy__ = _copy_stream_shard
-
 
 # A TransactWriteItems is undone item by item, not by whole-table copies.
 # moto deep-copies a touched table once per item that names it, before the
@@ -81,8 +66,8 @@ def _journal(backend, transact_items):
             attrs = op["Item"] if op_type == "Put" else op["Key"]
             h = DynamoType(attrs[table.hash_key_attr])
             r = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
-        except (KeyError, TypeError, AttributeError, StopIteration):
-            # moto refuses it before writing it.
+        except Exception:
+            # A malformed entry: moto refuses it before writing it.
             continue
         current = table.items.get(h, {}).get(r) if r is not None else table.items.get(h)
         journal.append((table, h, r, copy.deepcopy(current)))
@@ -93,6 +78,7 @@ def _journal(backend, transact_items):
 
 def _transact_by_items(self, transact_items):
     journal, streams = _journal(self, transact_items)
+    own = Table.__dict__.get("__deepcopy__")
     Table.__deepcopy__ = _same_table
     try:
         return _transact_write_items(self, transact_items)
@@ -111,7 +97,10 @@ def _transact_by_items(self, transact_items):
             del shard.items[length:]
         raise
     finally:
-        del Table.__deepcopy__
+        if own is None:
+            del Table.__deepcopy__
+        else:
+            Table.__deepcopy__ = own
 
 
 DynamoDBBackend.transact_write_items = _transact_by_items

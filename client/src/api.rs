@@ -25,6 +25,13 @@ pub struct Answer<T> {
     pub json: Value,
 }
 
+/// One page of `GET /uploads`.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub uploads: Vec<Answer<Session>>,
+    pub next_cursor: Option<String>,
+}
+
 /// What a confirm answered.
 #[derive(Debug, Clone)]
 pub enum Confirmed {
@@ -100,14 +107,27 @@ impl Api {
         answer(self.call(Method::GET, &format!("/uploads/{id}"), &[], None, Retry::Always).await?.json)
     }
 
-    /// `GET /uploads?limit=&cursor=`: one page.
-    pub async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page, Error> {
+    /// `GET /uploads?limit=&cursor=`: one page, each upload as its answer
+    /// (typed, and the JSON as sent), and the next page's cursor.
+    pub async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Listed, Error> {
         let mut query = vec![("limit", limit.to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));
         }
         let reply = self.call(Method::GET, "/uploads", &query, None, Retry::Always).await?;
-        serde_json::from_value(reply.json).map_err(unexpected)
+        let Value::Object(mut page) = reply.json else {
+            return Err(Error::Unavailable("the API answered with an unexpected body: not an object".into()));
+        };
+        let uploads = match page.remove("uploads") {
+            Some(Value::Array(items)) => items.into_iter().map(answer).collect::<Result<_, _>>()?,
+            _ => return Err(Error::Unavailable("the API answered with an unexpected body: no uploads".into())),
+        };
+        let next_cursor = match page.remove("next_cursor") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(c)) => Some(c),
+            Some(_) => return Err(Error::Unavailable("the API answered with an unexpected body: next_cursor".into())),
+        };
+        Ok(Listed { uploads, next_cursor })
     }
 
     /// `POST /uploads/{id}/confirm`.
@@ -229,9 +249,32 @@ pub fn http_client() -> Result<reqwest::Client, Error> {
         .map_err(|e| Error::Local(format!("cannot set up HTTP: {}", chain(&e))))
 }
 
+/// A session answer. A checksum of an algorithm or type this client does
+/// not know (one a newer API or another client declared) is left out of
+/// the typed view, so that reading and downloading the upload go on with
+/// its size checked ([`unknown_checksum`] says which); the JSON keeps it.
 fn answer(json: Value) -> Result<Answer<Session>, Error> {
-    let view = serde_json::from_value(json.clone()).map_err(unexpected)?;
+    let view = match unknown_checksum(&json) {
+        None => serde_json::from_value(json.clone()),
+        Some(_) => {
+            let mut known = json.clone();
+            if let Some(o) = known.as_object_mut() {
+                o.remove("checksum");
+            }
+            serde_json::from_value(known)
+        }
+    }
+    .map_err(unexpected)?;
     Ok(Answer { view, json })
+}
+
+/// The `algorithm/type` of `json`'s checksum, when this client does not
+/// know one of them.
+pub fn unknown_checksum(json: &Value) -> Option<String> {
+    let c = json.get("checksum").filter(|c| c.is_object())?;
+    let (algorithm, kind) = (c["algorithm"].as_str().unwrap_or("?"), c["type"].as_str().unwrap_or("?"));
+    let known = ChecksumAlgorithm::parse(algorithm).is_some() && ChecksumType::parse(kind).is_some();
+    (!known).then(|| format!("{algorithm}/{kind}"))
 }
 
 fn unexpected(e: serde_json::Error) -> Error {
@@ -286,6 +329,32 @@ mod tests {
         {
             assert!(parse_upload_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_checksum_this_client_does_not_know_leaves_the_view_not_the_json() {
+        let session = |algorithm: &str, kind: &str| {
+            serde_json::json!({
+                "upload_id": "upl_3f2a9c4e8b1d4f6a9e0c7b5d2a1f8e36", "status": "completed", "filename": "a.bin",
+                "content_type": "application/octet-stream", "size": 3, "created_at": "2026-12-06T00:00:00Z",
+                "expires_at": null, "completed_at": "2026-12-06T00:00:01Z",
+                "checksum": {"algorithm": algorithm, "type": kind, "value": "AAAA", "part_size": 0}
+            })
+        };
+        let known = answer(session("SHA256", "FULL_OBJECT")).unwrap();
+        assert_eq!(known.view.checksum.unwrap().algorithm, ChecksumAlgorithm::Sha256);
+        assert_eq!(unknown_checksum(&known.json), None);
+        for (algorithm, kind) in [("SHA512", "FULL_OBJECT"), ("SHA256", "TREE")] {
+            let newer = answer(session(algorithm, kind)).unwrap();
+            assert_eq!(newer.view.checksum, None, "{algorithm}/{kind}");
+            assert_eq!(newer.view.status, Status::Completed);
+            assert_eq!(newer.json["checksum"]["algorithm"], algorithm);
+            assert_eq!(unknown_checksum(&newer.json), Some(format!("{algorithm}/{kind}")));
+        }
+        // An unknown status is not guessed at: the client decides on it.
+        let mut odd = session("SHA256", "FULL_OBJECT");
+        odd["status"] = "archived".into();
+        assert!(matches!(answer(odd), Err(Error::Unavailable(_))));
     }
 
     #[test]

@@ -296,6 +296,9 @@ pub async fn get(ctx: &Context, args: GetArgs) -> Result<(), Error> {
             return Err(Error::Local(format!("{} exists: use --force to replace it", path.display())));
         }
     }
+    if let Some(checksum) = crate::api::unknown_checksum(&answer.json) {
+        ctx.ui.note(format!("checksum {checksum} is unknown to this client: only the size is checked"));
+    }
     let bar = ctx.ui.bar(session.size, "download");
     let checked = download::download(&ctx.api, session, &output, ctx.retries, bar).await?;
     let verdict = match &checked {
@@ -320,9 +323,10 @@ pub async fn get(ctx: &Context, args: GetArgs) -> Result<(), Error> {
 pub async fn ls(ctx: &Context, args: LsArgs) -> Result<(), Error> {
     let uploads = list_all(&ctx.api, args.limit).await?;
     if ctx.json {
-        let uploads = serde_json::to_value(&uploads).map_err(|e| Error::Local(format!("printing the list: {e}")))?;
-        return print_json(&uploads);
+        // The API's JSON as it came, members this client does not know included.
+        return print_json(&Value::Array(uploads.into_iter().map(|a| a.json).collect()));
     }
+    let uploads: Vec<Session> = uploads.into_iter().map(|a| a.view).collect();
     if uploads.is_empty() {
         ctx.ui.note("no uploads");
         return Ok(());
@@ -342,7 +346,7 @@ pub async fn ls(ctx: &Context, args: LsArgs) -> Result<(), Error> {
 }
 
 /// The caller's uploads, newest first, following cursors; at most `limit`.
-pub async fn list_all(api: &Api, limit: Option<u32>) -> Result<Vec<Session>, Error> {
+pub async fn list_all(api: &Api, limit: Option<u32>) -> Result<Vec<Answer<Session>>, Error> {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -427,6 +427,7 @@ fn build_client_js(unit_tests: bool) -> Result<()> {
 }
 
 async fn test(extra: &[String]) -> Result<ExitCode> {
+    let template = local::template::Template::load(&project_root().join("template.yaml"))?;
     // The template's lint, the TypeScript package and the installs (moto,
     // Chromium) go on beside the Rust builds: they wait mostly on the
     // network and on node, the builds on the compiler.
@@ -437,18 +438,22 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
         moto::ensure_installed()?;
         local::chromium::ensure_installed()
     });
-    let template = local::template::Template::load(&project_root().join("template.yaml"))?;
     let built = build_functions(&template).and_then(|()| {
         // The test binaries too, before the emulator starts.
         let cargo_args = extra.iter().take_while(|a| *a != "--");
-        let status = cargo().args(["test", "--workspace", "--no-run"]).args(cargo_args).status()?;
+        let status =
+            cargo().args(["test", "--workspace", "--no-run"]).args(cargo_args).status().context("running cargo test")?;
         if !status.success() {
             bail!("building the tests failed");
         }
         Ok(())
     });
-    setup.join().map_err(|_| anyhow!("the setup thread panicked"))??;
-    built?;
+    let set_up = setup.join().map_err(|_| anyhow!("the setup thread panicked")).and_then(|r| r);
+    match (set_up, built) {
+        (Ok(()), Ok(())) => {}
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => return Err(e),
+        (Err(setup), Err(build)) => bail!("{setup:#}\n{build:#}"),
+    }
     let port = moto::free_port()?;
     let call_log = project_root().join("target").join("moto").join(format!("calls-{port}.jsonl"));
     let _ = std::fs::remove_file(&call_log);

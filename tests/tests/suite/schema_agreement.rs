@@ -479,18 +479,48 @@ mod contract_types {
     }
 
     /// Each optional member set: the type's every key.
+    /// Every member set. The pattern names every field, so a member added
+    /// to the type fails to compile here until the sample sets it too.
     fn full_session() -> Session {
-        Session {
+        let full = Session {
             checksum: Some(checksum()),
             upload: Some(full_transfer()),
             download: Some(download()),
             completion: Some(Completion::InProgress),
             ..session(Status::Pending)
-        }
+        };
+        let Session {
+            upload_id: _,
+            status: _,
+            filename: _,
+            content_type: _,
+            size: _,
+            created_at: _,
+            // Always written, null when unset.
+            expires_at: _,
+            completed_at: _,
+            checksum,
+            upload,
+            download,
+            completion,
+        } = &full;
+        assert!(checksum.is_some() && upload.is_some() && download.is_some() && completion.is_some());
+        full
     }
 
+    /// As [`full_session`], for the transfer.
     fn full_transfer() -> Transfer {
-        Transfer { parts_received: Some(vec![1]), parts_missing: Some(vec![2]), ..instructions() }
+        let full = Transfer { parts_received: Some(vec![1]), parts_missing: Some(vec![2]), ..instructions() };
+        let Transfer { kind: _, part_size: _, part_count: _, urls_expire_at, parts, more_parts, parts_received, parts_missing } =
+            &full;
+        assert!(
+            urls_expire_at.is_some()
+                && parts.is_some()
+                && more_parts.is_some()
+                && parts_received.is_some()
+                && parts_missing.is_some()
+        );
+        full
     }
 
     fn full_token() -> Token {
