@@ -199,15 +199,21 @@ impl App {
                 // Preflights are let through (when Chromium shows them at all).
                 let answer =
                     if paused["request"]["method"] == "OPTIONS" { Answer::Continue } else { on_paused(&paused) };
-                match answer {
+                let sent = match answer {
                     Answer::Continue => self.browser.call("Fetch.continueRequest", json!({ "requestId": id })).await,
                     Answer::Body(body) => {
                         let post = base64::engine::general_purpose::STANDARD.encode(body);
                         self.browser.call("Fetch.continueRequest", json!({ "requestId": id, "postData": post })).await
                     }
                     Answer::Hold => continue,
+                };
+                match sent {
+                    Ok(_) => {}
+                    // Paused just before a reload, the request went away with
+                    // its page: Chromium no longer knows it.
+                    Err(e) if e.to_string().contains("Invalid InterceptionId") => {}
+                    Err(e) => panic!("answering a paused request: {e:#}"),
                 }
-                .unwrap();
             }
             if done {
                 return;
