@@ -1,7 +1,7 @@
 # `sam build` runs `make build-<LogicalId>` once per function (`BuildMethod:
 # makefile` in template.yaml), in this directory when building in source
 # (`build_in_source = true` in samconfig.toml). Every target runs the same
-# cargo-lambda build of all eight function packages: the first one compiles
+# cargo-lambda build of every function package: the first one compiles
 # the workspace, the others find it up to date and only copy their
 # `bootstrap` into `$(ARTIFACTS_DIR)`.
 #
