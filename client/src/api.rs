@@ -115,19 +115,15 @@ impl Api {
             query.push(("cursor", c.to_owned()));
         }
         let reply = self.call(Method::GET, "/uploads", &query, None, Retry::Always).await?;
-        let Value::Object(mut page) = reply.json else {
-            return Err(Error::Unavailable("the API answered with an unexpected body: not an object".into()));
-        };
-        let uploads = match page.remove("uploads") {
-            Some(Value::Array(items)) => items.into_iter().map(answer).collect::<Result<_, _>>()?,
-            _ => return Err(Error::Unavailable("the API answered with an unexpected body: no uploads".into())),
-        };
-        let next_cursor = match page.remove("next_cursor") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(c)) => Some(c),
-            Some(_) => return Err(Error::Unavailable("the API answered with an unexpected body: next_cursor".into())),
-        };
-        Ok(Listed { uploads, next_cursor })
+        // The page's shape, each upload as sent: `answer` reads each one.
+        #[derive(serde::Deserialize)]
+        struct Sent {
+            uploads: Vec<Value>,
+            next_cursor: Option<String>,
+        }
+        let page: Sent = serde_json::from_value(reply.json).map_err(unexpected)?;
+        let uploads = page.uploads.into_iter().map(answer).collect::<Result<_, _>>()?;
+        Ok(Listed { uploads, next_cursor: page.next_cursor })
     }
 
     /// `POST /uploads/{id}/confirm`.

@@ -112,11 +112,6 @@ fn build_functions(template: &local::template::Template) -> Result<()> {
     if !status.success() {
         bail!("building the functions failed");
     }
-    check_binaries(template)
-}
-
-/// Every function of `template` has its binary built.
-fn check_binaries(template: &local::template::Template) -> Result<()> {
     for f in template.functions()? {
         let path = local::runtime::binary_path(&f.binary);
         if !path.exists() {
@@ -151,7 +146,8 @@ async fn dev() -> Result<ExitCode> {
     // The functions' build, the uploads page's bundle and the emulator's
     // install go on at once: the first waits on the compiler, the others
     // mostly on the network and on node.
-    let functions = std::thread::spawn(|| cargo().args(["build", "--workspace", "--bins"]).status());
+    let template = local::template::Template::load(&project_root().join("template.yaml"))?;
+    let functions = std::thread::spawn(move || build_functions(&template));
     let page = std::thread::spawn(|| build_client_js(false));
 
     let moto = Moto::start_listening(listen, moto_port, None)
@@ -188,14 +184,9 @@ async fn dev() -> Result<ExitCode> {
             );
         }
     }
-    let built = functions.join().map_err(|_| anyhow!("the build thread panicked"))?.context("running cargo build")?;
-    if !built.success() {
-        bail!("building the functions failed");
-    }
-    check_binaries(&stack.template)?;
+    functions.join().map_err(|_| anyhow!("the build thread panicked"))??;
     stack.store()?.put_api_key(&key, &owner).await?;
     // The uploads page's bundle (clients/js); the API runs without it.
-    // The API runs without the page.
     let page_built = page.join().map_err(|_| anyhow!("the npm thread panicked"))?;
 
     let hosts = stack.start_functions(true).await?;

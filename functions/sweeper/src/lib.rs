@@ -82,9 +82,11 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let env = aws::Env::load().await?;
+        // One DynamoDB client for both, as one store.
+        let uploads = env.uploads();
         Ok(Self {
-            deleter: env.deleter(),
-            uploads: env.uploads(),
+            deleter: Deleter::new(uploads.store.clone(), env.cleanup_queue(), &env.config),
+            uploads,
             redrive_after_seconds: number("CLEANUP_REDRIVE_AFTER_SECONDS", 300, 0, 86_400)? as i64,
             max_attempts: number("CLEANUP_MAX_ATTEMPTS", 8, 1, 1000)? as u32,
             metrics_namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "UploadSessions".to_owned()),
